@@ -1,0 +1,1 @@
+"""gridplace's test environment: local control plane, vLLM-compatible simulator, load generator."""
