@@ -1,0 +1,1 @@
+"""Load generation: replay LLM request traces from user zones against OpenAI endpoints."""
