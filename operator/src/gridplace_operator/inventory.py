@@ -1,0 +1,128 @@
+"""GPU capacity per (region, GPU type) from Nodes and the Pods gridplace does not own.
+
+Pure functions over plain Kubernetes objects (dicts as the API returns them), so they are tested
+without a cluster and reused by the planner and the CLI.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gridplace_operator import labels
+
+Obj = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class GpuPool:
+    region: str
+    gpu_type: str
+    allocatable: int  # GPUs on schedulable, ready nodes
+    used_by_others: int  # requested by pods gridplace does not own
+
+    @property
+    def available(self) -> int:
+        """GPUs gridplace may plan with (its own pods' GPUs count as available)."""
+        return max(0, self.allocatable - self.used_by_others)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    pools: dict[tuple[str, str], GpuPool] = field(default_factory=dict)
+    nodes_by_region: dict[str, int] = field(default_factory=dict)
+
+    def available(self, region: str, gpu_type: str) -> int:
+        pool = self.pools.get((region, gpu_type))
+        return pool.available if pool else 0
+
+    def gpu_types(self, region: str) -> dict[str, int]:
+        return {g: p.available for (r, g), p in sorted(self.pools.items()) if r == region}
+
+
+def parse_quantity(value: str | int | float | None) -> int:
+    """Whole units of an extended resource such as nvidia.com/gpu ("8", 8, "8000m")."""
+    if value is None:
+        return 0
+    text = str(value).strip()
+    if text.endswith("m"):
+        return int(text[:-1]) // 1000
+    return int(float(text))
+
+
+def node_is_schedulable(node: Obj) -> bool:
+    if node.get("spec", {}).get("unschedulable"):
+        return False
+    conditions = node.get("status", {}).get("conditions") or []
+    ready = [c for c in conditions if c.get("type") == "Ready"]
+    # A node that reports no Ready condition yet is not trusted with replicas.
+    return bool(ready) and ready[0].get("status") == "True"
+
+
+def matches(selector: Mapping[str, str], node_labels: Mapping[str, str]) -> bool:
+    return all(node_labels.get(k) == v for k, v in selector.items())
+
+
+def region_of(node: Obj, region_selectors: Mapping[str, Mapping[str, str]]) -> str | None:
+    """The region whose node selector matches the node (first by name, for determinism)."""
+    node_labels = node.get("metadata", {}).get("labels") or {}
+    for region in sorted(region_selectors):
+        if matches(region_selectors[region], node_labels):
+            return region
+    return None
+
+
+def pod_gpu_request(pod: Obj) -> int:
+    total = 0
+    for container in pod.get("spec", {}).get("containers") or []:
+        resources = container.get("resources") or {}
+        requested = (resources.get("requests") or {}).get(labels.GPU_RESOURCE)
+        limited = (resources.get("limits") or {}).get(labels.GPU_RESOURCE)
+        total += parse_quantity(requested if requested is not None else limited)
+    return total
+
+
+def is_owned_by_gridplace(pod: Obj) -> bool:
+    pod_labels = pod.get("metadata", {}).get("labels") or {}
+    return pod_labels.get(labels.MANAGED_BY) == labels.MANAGED_BY_VALUE
+
+
+def build_inventory(
+    nodes: Iterable[Obj],
+    pods: Iterable[Obj],
+    region_selectors: Mapping[str, Mapping[str, str]],
+) -> Inventory:
+    """GPU pools of every region that has a selector; pods of other owners are subtracted."""
+    allocatable: dict[tuple[str, str], int] = defaultdict(int)
+    pool_of_node: dict[str, tuple[str, str]] = {}
+    nodes_by_region: dict[str, int] = defaultdict(int)
+    for node in nodes:
+        region = region_of(node, region_selectors)
+        if region is None or not node_is_schedulable(node):
+            continue
+        meta = node.get("metadata", {})
+        gpu_type = (meta.get("labels") or {}).get(labels.NODE_GPU_PRODUCT)
+        gpus = parse_quantity(
+            (node.get("status", {}).get("allocatable") or {}).get(labels.GPU_RESOURCE)
+        )
+        if not gpu_type or gpus <= 0:
+            continue
+        key = (region, gpu_type)
+        allocatable[key] += gpus
+        pool_of_node[meta.get("name", "")] = key
+        nodes_by_region[region] += 1
+    used: dict[tuple[str, str], int] = defaultdict(int)
+    for pod in pods:
+        phase = pod.get("status", {}).get("phase")
+        node_name = pod.get("spec", {}).get("nodeName")
+        if phase in {"Succeeded", "Failed"} or node_name not in pool_of_node:
+            continue
+        if not is_owned_by_gridplace(pod):
+            used[pool_of_node[node_name]] += pod_gpu_request(pod)
+    pools = {
+        key: GpuPool(key[0], key[1], allocatable[key], used.get(key, 0))
+        for key in sorted(allocatable)
+    }
+    return Inventory(pools=pools, nodes_by_region=dict(nodes_by_region))
