@@ -1,0 +1,174 @@
+"""The only module that writes to the API server: server-side apply, deletes, status, Events.
+
+Calls are synchronous (kubernetes client) and run in a worker thread; every write is counted so a
+steady state can be shown to write nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from gridplace_operator import labels
+from gridplace_operator.api.common import GROUP, VERSION
+from gridplace_operator.metrics import OperatorMetrics
+
+log = logging.getLogger(__name__)
+APPLY = "application/apply-patch+yaml"
+
+
+def load_client_config(kubeconfig: str | None = None) -> client.ApiClient:
+    """In-cluster credentials when running as a Pod, else the kubeconfig."""
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            return client.ApiClient()
+        except config.ConfigException:
+            pass
+    configuration = client.Configuration()
+    config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=kubeconfig, client_configuration=configuration
+    )
+    return client.ApiClient(configuration)
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient, metrics: OperatorMetrics) -> None:
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self.metrics = metrics
+
+    def _count(self, kind: str, verb: str) -> None:
+        self.metrics.writes.labels(kind=kind, verb=verb).inc()
+
+    # Reads -----------------------------------------------------------------------------------
+    async def list_gpu_pods(self) -> list[dict[str, Any]]:
+        """Pods that hold or may hold GPUs (finished pods hold none)."""
+
+        def call() -> list[dict[str, Any]]:
+            # Raw JSON: the typed models cost more to build than the planner needs.
+            response: Any = self.core.list_pod_for_all_namespaces(
+                field_selector="status.phase!=Succeeded,status.phase!=Failed",
+                _preload_content=False,
+            )
+            items: list[dict[str, Any]] = json.loads(response.data)["items"]
+            return items
+
+        return await asyncio.to_thread(call)
+
+    # Writes ----------------------------------------------------------------------------------
+    async def apply(self, obj: Mapping[str, Any]) -> None:
+        """Server-side apply of a Deployment or Service under gridplace's field manager."""
+        kind = obj["kind"]
+        meta = obj["metadata"]
+        method: Callable[..., Any]
+        if kind == "Deployment":
+            method = self.apps.patch_namespaced_deployment
+        elif kind == "Service":
+            method = self.core.patch_namespaced_service
+        else:
+            raise ValueError(f"gridplace does not apply objects of kind {kind}")
+        self._count(kind, "apply")
+        await asyncio.to_thread(
+            method,
+            meta["name"],
+            meta["namespace"],
+            dict(obj),
+            field_manager=labels.FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+        )
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        method = {
+            "Deployment": self.apps.delete_namespaced_deployment,
+            "Service": self.core.delete_namespaced_service,
+        }[kind]
+        self._count(kind, "delete")
+        try:
+            await asyncio.to_thread(method, name, namespace, propagation_policy="Background")
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+    async def apply_status(
+        self, plural: str, namespace: str | None, name: str, status: Mapping[str, Any], kind: str
+    ) -> None:
+        """Server-side apply of a custom object's status subresource."""
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name}}
+        body["status"] = dict(status)
+        self._count(kind, "apply-status")
+        try:
+            if namespace is None:
+                await asyncio.to_thread(
+                    self.custom.patch_cluster_custom_object_status,
+                    GROUP,
+                    VERSION,
+                    plural,
+                    name,
+                    body,
+                    field_manager=labels.FIELD_MANAGER,
+                    force=True,
+                    _content_type=APPLY,
+                )
+            else:
+                await asyncio.to_thread(
+                    self.custom.patch_namespaced_custom_object_status,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    plural,
+                    name,
+                    body,
+                    field_manager=labels.FIELD_MANAGER,
+                    force=True,
+                    _content_type=APPLY,
+                )
+        except ApiException as err:
+            if err.status != 404:  # deleted meanwhile: nothing left to report on
+                raise
+
+    async def event(
+        self,
+        regarding: Mapping[str, Any],
+        *,
+        reason: str,
+        message: str,
+        warning: bool = False,
+    ) -> None:
+        """A core/v1 Event about `regarding` (an object as the API returns it)."""
+        meta = regarding["metadata"]
+        namespace = meta.get("namespace") or "default"
+        now = datetime.now(UTC)
+        body = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.", namespace=namespace),
+            involved_object=client.V1ObjectReference(
+                api_version=regarding.get("apiVersion"),
+                kind=regarding.get("kind"),
+                name=meta["name"],
+                namespace=meta.get("namespace"),
+                uid=meta.get("uid"),
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Warning" if warning else "Normal",
+            source=client.V1EventSource(component=labels.CONTROLLER_NAME),
+            reporting_component=labels.CONTROLLER_NAME,
+            reporting_instance=labels.FIELD_MANAGER,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
+        self._count("Event", "create")
+        try:
+            await asyncio.to_thread(self.core.create_namespaced_event, namespace, body)
+        except ApiException as err:  # an Event is best effort; never fail a cycle for it
+            log.warning("could not record Event %s on %s: %s", reason, meta["name"], err.reason)
