@@ -6,7 +6,6 @@ event-driven scheduler in `engine.py` only combines these formulas with real tim
 
 from __future__ import annotations
 
-import bisect
 import random
 import re
 from collections.abc import Sequence
@@ -134,12 +133,6 @@ def context_error(prompt_tokens: int, max_tokens: int | None, max_model_len: int
 def detokenize_piece(token: str, first: bool) -> str:
     """Text of one output token; tokens are space-separated so the answer re-tokenizes exactly."""
     return token if first else " " + token
-
-
-def bucket_upper_bound(value: float, bounds: Sequence[float]) -> float:
-    """The `le` label of the histogram bucket a value is counted in first (+Inf past the last)."""
-    index = bisect.bisect_left(bounds, value)
-    return bounds[index] if index < len(bounds) else float("inf")
 
 
 def build_1_2_5_buckets(max_value: int) -> list[int]:
