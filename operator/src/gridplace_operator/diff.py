@@ -1,0 +1,97 @@
+"""From desired and observed children to the writes that get there, make-before-break.
+
+Pure: the planner calls `writes_for(...)` per InferenceDeployment and hands the result to kube.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gridplace_operator import labels
+
+
+@dataclass(frozen=True)
+class ObservedChild:
+    """What the watch saw of a child gridplace created."""
+
+    kind: str
+    namespace: str
+    name: str
+    owner_uid: str | None
+    spec_hash: str | None
+    replicas: int = 0
+    ready_replicas: int = 0
+
+    @classmethod
+    def from_api(cls, obj: Mapping[str, Any]) -> ObservedChild:
+        meta = obj.get("metadata", {})
+        controller = [o for o in meta.get("ownerReferences") or [] if o.get("controller")]
+        return cls(
+            kind=obj.get("kind", ""),
+            namespace=meta.get("namespace", ""),
+            name=meta.get("name", ""),
+            owner_uid=controller[0].get("uid") if controller else None,
+            spec_hash=(meta.get("annotations") or {}).get(labels.SPEC_HASH),
+            replicas=int(obj.get("spec", {}).get("replicas") or 0),
+            ready_replicas=int(obj.get("status", {}).get("readyReplicas") or 0),
+        )
+
+
+@dataclass(frozen=True)
+class Apply:
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Delete:
+    kind: str
+    namespace: str
+    name: str
+
+
+Write = Apply | Delete
+
+
+@dataclass(frozen=True)
+class Writes:
+    make: list[Apply]  # new children and scale-ups: safe at once
+    brk: list[Write]  # scale-downs and removals: only once the new capacity is ready
+    held: bool  # True when `brk` must wait for the scale-ups to become ready
+
+
+def _key(kind: str, name: str) -> tuple[str, str]:
+    return (kind, name)
+
+
+def writes_for(
+    desired: Sequence[dict[str, Any]],
+    observed: Sequence[ObservedChild],
+    owner_uid: str,
+) -> Writes:
+    """The writes that turn `observed` into `desired`; unchanged children cost nothing."""
+    have = {_key(o.kind, o.name): o for o in observed if o.owner_uid == owner_uid}
+    want = {_key(d["kind"], d["metadata"]["name"]): d for d in desired}
+    make: list[Apply] = []
+    brk: list[Write] = []
+    for key, manifest in want.items():
+        current = have.get(key)
+        wanted_hash = manifest["metadata"]["annotations"][labels.SPEC_HASH]
+        if current is not None and current.spec_hash == wanted_hash:
+            continue
+        replicas = manifest.get("spec", {}).get("replicas")
+        if current is not None and replicas is not None and replicas < current.replicas:
+            brk.append(Apply(manifest))
+        else:
+            make.append(Apply(manifest))
+    for key, current in have.items():
+        if key not in want:
+            brk.append(Delete(current.kind, current.namespace, current.name))
+    # Capacity is still coming while any Deployment that stays has fewer ready pods than wanted.
+    coming = any(
+        d["spec"]["replicas"] > have[k].ready_replicas if k in have else d["spec"]["replicas"] > 0
+        for k, d in want.items()
+        if d["kind"] == "Deployment"
+    )
+    return Writes(make=make, brk=brk, held=bool(brk) and coming)

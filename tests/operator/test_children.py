@@ -1,0 +1,149 @@
+"""Desired children of an InferenceDeployment and the make-before-break write plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gridplace_operator.api.inference_deployment import InferenceDeploymentSpec
+from gridplace_operator.children import (
+    Owner,
+    child_name,
+    deployment_name,
+    desired_children,
+    gpu_slug,
+)
+from gridplace_operator.diff import Apply, Delete, ObservedChild, writes_for
+
+H100 = "NVIDIA-H100-80GB-HBM3"
+A100 = "NVIDIA-A100-SXM4-80GB"
+SELECTORS = {
+    "eu-central-1": {"topology.kubernetes.io/region": "eu-central-1"},
+    "us-east-1": {"topology.kubernetes.io/region": "us-east-1"},
+}
+
+
+def owner(gpu_types: list[str] | None = None, **model: Any) -> Owner:
+    spec = InferenceDeploymentSpec.model_validate(
+        {
+            "model": {"name": "meta-llama/Llama-3.1-8B-Instruct", "gpuTypes": gpu_types or [H100]}
+            | model,
+            "slo": {"p95TimeToFirstTokenSeconds": 0.5},
+            "demand": {"static": [{"zone": "us-east", "requestsPerSecond": 10}]},
+        }
+    )
+    return Owner(namespace="serving", name="chat", uid="uid-1", spec=spec)
+
+
+def test_one_deployment_per_region_and_services_per_region_and_model() -> None:
+    children = desired_children(owner(), {("us-east-1", H100): 2}, SELECTORS)
+    assert sorted((c["kind"], c["metadata"]["name"]) for c in children) == [
+        ("Deployment", "chat-us-east-1"),
+        ("Service", "chat"),
+        ("Service", "chat-us-east-1"),
+    ]
+    deployments = [c for c in children if c["kind"] == "Deployment"]
+    dep = deployments[0]
+    assert dep["spec"]["replicas"] == 2
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {
+        "topology.kubernetes.io/region": "us-east-1",
+        "nvidia.com/gpu.product": H100,
+    }
+    container = pod["containers"][0]
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert "--model=meta-llama/Llama-3.1-8B-Instruct" in container["args"]
+    assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(container)
+    assert dep["metadata"]["ownerReferences"][0] == {
+        "apiVersion": "gridplace.dev/v1alpha1",
+        "kind": "InferenceDeployment",
+        "name": "chat",
+        "uid": "uid-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    template_labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert dep["spec"]["selector"]["matchLabels"].items() <= template_labels.items()
+
+
+def test_tensor_parallel_replicas_request_their_gpus_and_user_args_follow() -> None:
+    o = owner(tensorParallelSize=2, args=["--max-model-len=8192"], quantization="fp8")
+    dep = next(
+        c
+        for c in desired_children(o, {("eu-central-1", H100): 1}, SELECTORS)
+        if c["kind"] == "Deployment"
+    )
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+    assert container["args"][-1] == "--max-model-len=8192"
+    assert "--tensor-parallel-size=2" in container["args"]
+    assert "--quantization=fp8" in container["args"]
+
+
+def test_gpu_type_suffix_only_when_several_types_are_acceptable() -> None:
+    assert deployment_name(owner(), "us-east-1", H100) == "chat-us-east-1"
+    both = owner([H100, A100])
+    assert deployment_name(both, "us-east-1", A100) == "chat-us-east-1-a100-sxm4-80gb"
+    assert gpu_slug("NVIDIA-L40S") == "l40s"
+
+
+def test_long_names_are_shortened_stably_within_a_dns_label() -> None:
+    long = child_name("a" * 50, "ap-southeast-2")
+    assert len(long) <= 63
+    assert long == child_name("a" * 50, "ap-southeast-2")
+    assert long != child_name("a" * 50, "ap-southeast-1")
+
+
+def test_children_render_identically_so_hashes_are_stable() -> None:
+    plan = {("us-east-1", H100): 2, ("eu-central-1", H100): 1}
+    assert desired_children(owner(), plan, SELECTORS) == desired_children(owner(), plan, SELECTORS)
+
+
+def observed(
+    children: list[dict[str, Any]], ready: dict[str, int] | None = None
+) -> list[ObservedChild]:
+    out = []
+    for c in children:
+        obj = {**c, "status": {"readyReplicas": (ready or {}).get(c["metadata"]["name"], 0)}}
+        out.append(ObservedChild.from_api(obj))
+    return out
+
+
+def test_steady_state_writes_nothing() -> None:
+    children = desired_children(owner(), {("us-east-1", H100): 2}, SELECTORS)
+    writes = writes_for(children, observed(children, {"chat-us-east-1": 2}), "uid-1")
+    assert (writes.make, writes.brk, writes.held) == ([], [], False)
+
+
+def test_a_move_scales_up_first_and_holds_the_scale_down_until_ready() -> None:
+    o = owner()
+    before = desired_children(o, {("us-east-1", H100): 2}, SELECTORS)
+    after = desired_children(o, {("us-east-1", H100): 1, ("eu-central-1", H100): 1}, SELECTORS)
+    writes = writes_for(after, observed(before, {"chat-us-east-1": 2}), "uid-1")
+    made = {w.manifest["metadata"]["name"] for w in writes.make}
+    assert made == {"chat-eu-central-1"}  # Service and Deployment of the new region
+    assert [w.manifest["metadata"]["name"] for w in writes.brk if isinstance(w, Apply)] == [
+        "chat-us-east-1"
+    ]
+    assert writes.held
+    # Once the new region's pod is ready, the scale-down may go ahead.
+    now = observed(before, {"chat-us-east-1": 2}) + observed(
+        [c for c in after if c["metadata"]["name"] == "chat-eu-central-1"],
+        {"chat-eu-central-1": 1},
+    )
+    later = writes_for(after, now, "uid-1")
+    assert not later.held and len(later.brk) == 1
+
+
+def test_regions_that_lose_all_replicas_are_removed_and_foreign_objects_left_alone() -> None:
+    o = owner()
+    before = desired_children(o, {("us-east-1", H100): 1, ("eu-central-1", H100): 1}, SELECTORS)
+    after = desired_children(o, {("us-east-1", H100): 1}, SELECTORS)
+    foreign = ObservedChild("Deployment", "serving", "someone-else", "uid-2", None, 3, 3)
+    current = [*observed(before, {"chat-us-east-1": 1, "chat-eu-central-1": 1}), foreign]
+    writes = writes_for(after, current, "uid-1")
+    assert writes.make == []
+    assert sorted((w.kind, w.name) for w in writes.brk if isinstance(w, Delete)) == [
+        ("Deployment", "chat-eu-central-1"),
+        ("Service", "chat-eu-central-1"),
+    ]
+    assert not writes.held
