@@ -1,0 +1,1 @@
+"""The local Kubernetes control plane: building its binaries, topologies, up/down/status."""
