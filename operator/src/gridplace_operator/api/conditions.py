@@ -1,0 +1,190 @@
+"""Condition types and reasons of the gridplace API, with what each means.
+
+Conditions are set on the first reconcile (as Unknown when nothing is known yet); `reason` is one
+CamelCase word; `lastTransitionTime` changes only when `status` flips. `Ready` rolls the others up.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+    PLACED = "Placed"
+    SCALED = "Scaled"
+    SIGNALS_HEALTHY = "SignalsHealthy"
+
+
+class Reason(StrEnum):
+    # Any condition
+    PENDING = "Pending"
+    INVALID_SPEC = "InvalidSpec"
+    # Ready
+    AVAILABLE = "Available"
+    ADVISED = "Advised"
+    NOT_PLACED = "NotPlaced"
+    REPLICAS_NOT_READY = "ReplicasNotReady"
+    # Placed
+    PLANNED = "Planned"
+    INSUFFICIENT_CAPACITY = "InsufficientCapacity"
+    SLO_UNREACHABLE = "SLOUnreachable"
+    NO_ELIGIBLE_REGION = "NoEligibleRegion"
+    SOLVER_FAILED = "SolverFailed"
+    # Scaled
+    ON_TARGET = "OnTarget"
+    PINNED = "Pinned"
+    SCALING_UP = "ScalingUp"
+    SCALING_DOWN = "ScalingDown"
+    AT_MAX_REPLICAS = "AtMaxReplicas"
+    METRICS_UNAVAILABLE = "MetricsUnavailable"
+    # SignalsHealthy
+    FRESH = "Fresh"
+    STALE = "Stale"
+    USING_FALLBACK = "UsingFallback"
+    MISSING_REGION = "MissingRegion"
+    # Region Ready
+    GPUS_FOUND = "GPUsFound"
+    NO_GPUS = "NoGPUs"
+
+
+# (condition, status, reason, meaning): the documented vocabulary, rendered into docs/api.md.
+INFERENCE_DEPLOYMENT_CONDITIONS: tuple[tuple[ConditionType, str, Reason, str], ...] = (
+    (ConditionType.READY, "True", Reason.AVAILABLE, "Placed, and every planned replica is ready."),
+    (ConditionType.READY, "True", Reason.ADVISED, "Advise mode: the plan is in status."),
+    (
+        ConditionType.READY,
+        "False",
+        Reason.INVALID_SPEC,
+        "The spec breaks a rule; the message names it. Not retried until the spec changes.",
+    ),
+    (ConditionType.READY, "False", Reason.NOT_PLACED, "No plan could be made; see Placed."),
+    (
+        ConditionType.READY,
+        "False",
+        Reason.REPLICAS_NOT_READY,
+        "Some planned replicas are not ready yet.",
+    ),
+    (ConditionType.READY, "Unknown", Reason.PENDING, "Not reconciled yet."),
+    (ConditionType.PLACED, "True", Reason.PLANNED, "The plan serves all demand within the SLO."),
+    (
+        ConditionType.PLACED,
+        "False",
+        Reason.INSUFFICIENT_CAPACITY,
+        "Not enough GPUs: the previous placement stays; see unmetRequestsPerSecond.",
+    ),
+    (
+        ConditionType.PLACED,
+        "False",
+        Reason.SLO_UNREACHABLE,
+        "Some zone has no region within the SLO (RTT plus server time).",
+    ),
+    (
+        ConditionType.PLACED,
+        "False",
+        Reason.NO_ELIGIBLE_REGION,
+        "No Region is allowed, known and has an acceptable GPU type.",
+    ),
+    (
+        ConditionType.PLACED,
+        "False",
+        Reason.SOLVER_FAILED,
+        "The solver failed; the previous placement stays.",
+    ),
+    (ConditionType.PLACED, "Unknown", Reason.PENDING, "Waiting for the first plan."),
+    (
+        ConditionType.SCALED,
+        "True",
+        Reason.ON_TARGET,
+        "Observed p95 is within the tolerance of the target.",
+    ),
+    (
+        ConditionType.SCALED,
+        "True",
+        Reason.PINNED,
+        "spec.scaling.replicas pins the total; the autoscaler is off.",
+    ),
+    (ConditionType.SCALED, "False", Reason.SCALING_UP, "p95 above target: adding replicas."),
+    (
+        ConditionType.SCALED,
+        "False",
+        Reason.SCALING_DOWN,
+        "p95 well below target: removing replicas after the stabilization window.",
+    ),
+    (
+        ConditionType.SCALED,
+        "False",
+        Reason.AT_MAX_REPLICAS,
+        "p95 above target but maxReplicas reached.",
+    ),
+    (
+        ConditionType.SCALED,
+        "Unknown",
+        Reason.METRICS_UNAVAILABLE,
+        "No latency metrics from Prometheus; sized from demand only.",
+    ),
+    (
+        ConditionType.SIGNALS_HEALTHY,
+        "True",
+        Reason.FRESH,
+        "Every signal used is within its maxAgeSeconds.",
+    ),
+    (
+        ConditionType.SIGNALS_HEALTHY,
+        "False",
+        Reason.STALE,
+        "A signal is older than maxAgeSeconds and has no fallback; its last value is used.",
+    ),
+    (
+        ConditionType.SIGNALS_HEALTHY,
+        "False",
+        Reason.USING_FALLBACK,
+        "A signal is stale or failing; its declared fallback is used.",
+    ),
+    (
+        ConditionType.SIGNALS_HEALTHY,
+        "False",
+        Reason.MISSING_REGION,
+        "A region named in the spec has no Region object; it is ignored.",
+    ),
+)
+
+REGION_CONDITIONS: tuple[tuple[ConditionType, str, Reason, str], ...] = (
+    (
+        ConditionType.READY,
+        "True",
+        Reason.GPUS_FOUND,
+        "Nodes with GPUs match nodeSelector and the signals have values.",
+    ),
+    (
+        ConditionType.READY,
+        "False",
+        Reason.NO_GPUS,
+        "No node with nvidia.com/gpu matches nodeSelector.",
+    ),
+    (
+        ConditionType.READY,
+        "False",
+        Reason.INVALID_SPEC,
+        "The spec breaks a rule; the message names it.",
+    ),
+    (ConditionType.READY, "Unknown", Reason.PENDING, "Not reconciled yet."),
+    (
+        ConditionType.SIGNALS_HEALTHY,
+        "True",
+        Reason.FRESH,
+        "Carbon intensity and price are within maxAgeSeconds.",
+    ),
+    (
+        ConditionType.SIGNALS_HEALTHY,
+        "False",
+        Reason.STALE,
+        "A signal is older than maxAgeSeconds and has no fallback; its last value is used.",
+    ),
+    (
+        ConditionType.SIGNALS_HEALTHY,
+        "False",
+        Reason.USING_FALLBACK,
+        "A signal is stale or failing; its declared fallback is used.",
+    ),
+)
