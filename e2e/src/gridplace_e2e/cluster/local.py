@@ -283,7 +283,7 @@ class LocalCluster:
                 start_new_session=True,  # outlives this command, like kwokctl's processes
             )  # fmt: skip
         self._save_state(prometheus_pid=process.pid, prometheus_port=port)
-        if not _poll(self.prometheus_ready, wait):
+        if not poll(self.prometheus_ready, wait):
             raise ClusterError(
                 f"Prometheus did not become ready on 127.0.0.1:{port} within {wait:.0f}s;"
                 f" see {self.prometheus_dir / 'prometheus.log'}"
@@ -330,7 +330,7 @@ class LocalCluster:
         self._stop_prometheus()
         for pid in self.processes():
             _terminate(pid)
-        if not _poll(lambda: not self.processes(), wait):
+        if not poll(lambda: not self.processes(), wait):
             raise ClusterError(f"processes of cluster {self.name} still run: {self.processes()}")
         for path in (self.kwok_cluster_dir, self.workdir):
             subprocess.run(["rm", "-rf", str(path)], check=True)
@@ -401,7 +401,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _poll(condition: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
+def poll(condition: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
+    """Calls condition until it holds or the deadline passes; returns whether it held."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -429,5 +430,5 @@ def _terminate(pid: int, grace: float = 15) -> None:
             os.kill(pid, sig)
         except ProcessLookupError:
             return
-        if _poll(gone, grace, interval=0.2):
+        if poll(gone, grace, interval=0.2):
             return

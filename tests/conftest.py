@@ -1,0 +1,74 @@
+"""Fixtures shared by the whole suite.
+
+`cluster` starts the local control plane (kwokctl + Prometheus, see docs/development.md) once per
+test session and stops it at the end. With GRIDPLACE_KUBECONFIG set, it uses that cluster instead
+(e.g. kind with kwok installed) and leaves it running; the GPU nodes of the default topology are
+applied to it either way. A cluster that cannot start fails the tests with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gridplace_e2e.cluster.build import BuildError
+from gridplace_e2e.cluster.handle import ClusterHandle
+from gridplace_e2e.cluster.local import ClusterError, LocalCluster
+from gridplace_e2e.cluster.topology import DEFAULT_TOPOLOGY, load_topology
+
+TEST_CLUSTER_NAME = "gridplace-test"
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[ClusterHandle]:
+    external = os.environ.get("GRIDPLACE_KUBECONFIG")
+    topology = load_topology(DEFAULT_TOPOLOGY)
+    if external:
+        # Only Prometheus runs locally; the cluster itself is someone else's to stop.
+        local = LocalCluster(f"{TEST_CLUSTER_NAME}-prometheus", kubeconfig=Path(external))
+    else:
+        local = LocalCluster(TEST_CLUSTER_NAME)
+    try:
+        local.down()  # whatever a crashed earlier session left behind
+        if external:
+            local.apply_topology(topology)
+            local.start_prometheus()
+        else:
+            local.up(topology)
+    except (BuildError, ClusterError, subprocess.TimeoutExpired) as error:
+        with contextlib.suppress(ClusterError, subprocess.TimeoutExpired):
+            local.down()
+        pytest.fail(f"the test cluster could not start: {error}", pytrace=False)
+    assert local.prometheus_url is not None
+    yield ClusterHandle(
+        kubeconfig=local.kubeconfig,
+        prometheus_url=local.prometheus_url,
+        bin_dir=local.binaries.bin_dir,
+        workdir=local.workdir,
+        file_sd_dir=local.file_sd_dir,
+        topology=topology,
+        local=None if external else local,
+    )
+    local.down()
+
+
+@pytest.fixture
+def namespace(cluster: ClusterHandle) -> Iterator[str]:
+    """A fresh namespace, ready for pods (its default ServiceAccount exists); deleted afterwards
+    and waited for, so the next test finds the GPUs free again."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    cluster.kubectl("create", "namespace", name)
+    deadline = time.monotonic() + 60
+    while cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode:
+        if time.monotonic() > deadline:
+            pytest.fail(f"namespace {name}: the default ServiceAccount never appeared")
+        time.sleep(0.3)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=true", "--timeout=120s")
