@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 
 GROUP = "gridplace.dev"
 VERSION = "v1alpha1"
@@ -42,13 +42,18 @@ class CelRule:
     """A cross-field rule: CEL for the API server, a Python predicate for the operator.
 
     `check` receives the validated model and returns True when the rule holds; `field_path` is
-    relative to the object the rule sits on and names the field the error is reported against.
+    relative to the object the rule sits on and names the field the error is reported against;
+    `values` shows the offending values in the operator's message (CEL messages stay static).
     """
 
     rule: str
     message: str
     check: Callable[[Any], bool]
     field_path: str | None = None
+    values: Callable[[Any], str] | None = None
+
+    def explain(self, model: Any) -> str:
+        return f"{self.message} ({self.values(model)})" if self.values else self.message
 
     def to_schema(self) -> dict[str, str]:
         entry = {"rule": self.rule, "message": self.message}
@@ -92,10 +97,34 @@ class ApiModel(BaseModel):
 
     @model_validator(mode="after")
     def _cel_rules_hold(self) -> Self:
-        broken = self.broken_rules()
-        if broken:
-            raise ValueError("; ".join(r.message for r in broken))
+        problems = [*self._duplicate_list_keys(), *(r.explain(self) for r in self.broken_rules())]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    def _duplicate_list_keys(self) -> list[str]:
+        """What the API server rejects as `Duplicate value` in map- and set-typed lists."""
+        problems = []
+        for name, field in type(self).model_fields.items():
+            extra = field.json_schema_extra
+            items = getattr(self, name)
+            if not isinstance(extra, dict) or not isinstance(items, list):
+                continue
+            list_type = extra.get("x-kubernetes-list-type")
+            if list_type == "map":
+                keys = [str(k) for k in extra["x-kubernetes-list-map-keys"]]  # type: ignore[union-attr]
+                what = "/".join(keys)
+                seen = [tuple(getattr(i, to_snake(k)) for k in keys) for i in items]
+            elif list_type == "set":
+                what = "entry"
+                seen = [(i,) for i in items]
+            else:
+                continue
+            dupes = sorted({key for key in seen if seen.count(key) > 1})
+            if dupes:
+                shown = ", ".join("/".join(map(str, key)) for key in dupes)
+                problems.append(f"{field.alias or name}: duplicate {what} {shown}")
+        return problems
 
     def broken_rules(self) -> list[CelRule]:
         """The rules declared on this model (not on nested ones) that this instance breaks."""
@@ -183,13 +212,26 @@ class Condition(ApiModel):
     )
 
 
+def _field_path(parts: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part:
+            path += f".{part}" if path else part
+    return path
+
+
 def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
-    """One line per problem, `path.to.field: message`, for conditions and Events."""
+    """One `path.to.field: message` per problem, `; `-separated, for conditions and Events."""
     lines = []
     for item in error.errors():
-        path = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] not in {"value_error", "missing"} and "input" in item:
-            message = f"{message} (got {item['input']!r})"
+        path = _field_path((prefix, *item["loc"]))
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            if item["type"] not in {"value_error", "missing"}:
+                message = f"{message} (got {item['input']!r})"
         lines.append(f"{path}: {message}" if path else message)
     return "; ".join(lines)

@@ -84,6 +84,9 @@ class GpuPerformance(ApiModel):
         CelRule(
             rule="self.idlePowerWatts <= self.activePowerWatts",
             message="idlePowerWatts must not exceed activePowerWatts",
+            values=lambda p: (
+                f"idlePowerWatts={p.idle_power_watts}, activePowerWatts={p.active_power_watts}"
+            ),
             check=lambda p: p.idle_power_watts <= p.active_power_watts,
             field_path=".idlePowerWatts",
         ),
@@ -144,6 +147,9 @@ class ModelSpec(ApiModel):
         CelRule(
             rule="!has(self.gpusPerReplica) || self.gpusPerReplica % self.tensorParallelSize == 0",
             message="gpusPerReplica must be a multiple of tensorParallelSize",
+            values=lambda m: (
+                f"gpusPerReplica={m.gpus_per_replica}, tensorParallelSize={m.tensor_parallel_size}"
+            ),
             check=lambda m: (
                 m.gpus_per_replica is None or m.gpus_per_replica % m.tensor_parallel_size == 0
             ),
@@ -162,6 +168,14 @@ class ModelSpec(ApiModel):
                 not any(a == f or a.startswith(f + "=") for a in m.args for f in MANAGED_VLLM_FLAGS)
             ),
             field_path=".args",
+            values=lambda m: (
+                "got "
+                + ", ".join(
+                    a
+                    for a in m.args
+                    if any(a == f or a.startswith(f + "=") for f in MANAGED_VLLM_FLAGS)
+                )
+            ),
         ),
         CelRule(
             rule=(
@@ -169,6 +183,10 @@ class ModelSpec(ApiModel):
                 " || self.gpuTypes.all(t, self.performance.gpus.exists(p, p.gpuType == t))"
             ),
             message="performance.gpus must list every GPU type in gpuTypes",
+            values=lambda m: (
+                "missing: "
+                + ", ".join(sorted(set(m.gpu_types) - {p.gpu_type for p in m.performance.gpus}))
+            ),
             check=lambda m: (
                 m.performance is None
                 or m.performance.gpus is None
@@ -260,6 +278,7 @@ class ScalingSpec(ApiModel):
         CelRule(
             rule="self.minReplicas <= self.maxReplicas",
             message="minReplicas must not exceed maxReplicas",
+            values=lambda s: f"minReplicas={s.min_replicas}, maxReplicas={s.max_replicas}",
             check=lambda s: s.min_replicas <= s.max_replicas,
             field_path=".minReplicas",
         ),
@@ -269,6 +288,9 @@ class ScalingSpec(ApiModel):
                 " || (self.minReplicas <= self.replicas && self.replicas <= self.maxReplicas)"
             ),
             message="replicas must lie within minReplicas and maxReplicas",
+            values=lambda s: (
+                f"replicas={s.replicas}, minReplicas={s.min_replicas}, maxReplicas={s.max_replicas}"
+            ),
             check=lambda s: s.replicas is None or s.min_replicas <= s.replicas <= s.max_replicas,
             field_path=".replicas",
         ),
@@ -368,12 +390,19 @@ class PlacementSpec(ApiModel):
                 " || self.allowedRegions.all(r, !(r in self.forbiddenRegions))"
             ),
             message="a region cannot be both allowed and forbidden",
+            values=lambda p: (
+                "both: "
+                + ", ".join(sorted(set(p.allowed_regions or ()) & set(p.forbidden_regions)))
+            ),
             check=lambda p: not set(p.allowed_regions or ()) & set(p.forbidden_regions),
             field_path=".forbiddenRegions",
         ),
         CelRule(
             rule=_REGIONS_FOR_AVAILABILITY,
             message="availability needs more regions than allowedRegions lists",
+            values=lambda p: (
+                f"needs {p.availability.regions_needed()}, allowedRegions={p.allowed_regions}"
+            ),
             check=lambda p: (
                 p.allowed_regions is None
                 or p.availability.regions_needed() <= len(p.allowed_regions)
@@ -489,6 +518,11 @@ class InferenceDeploymentSpec(ApiModel):
                 <= s.scaling.max_replicas
             ),
             field_path=".placement.availability",
+            values=lambda s: (
+                f"minRegions={s.placement.availability.min_regions},"
+                f" minReplicasPerRegion={s.placement.availability.min_replicas_per_region},"
+                f" maxReplicas={s.scaling.max_replicas}"
+            ),
         ),
     )
 
@@ -628,6 +662,7 @@ class InferenceDeployment(ApiModel):
                 f"metadata.name must be a DNS-1035 label of at most {MAX_DEPLOYMENT_NAME}"
                 " characters (it becomes part of child object names)"
             ),
+            values=lambda d: f"got {d.metadata.name!r}",
             check=lambda d: is_dns_label(d.metadata.name, MAX_DEPLOYMENT_NAME),
         ),
     )
