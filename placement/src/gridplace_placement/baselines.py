@@ -1,0 +1,241 @@
+"""Baseline policies beside the optimiser, over the same compiled index sets and the same Plan.
+
+Greedy policies route each (model, zone) demand to SLO-eligible pools in the order of their score,
+adding replicas while the region has GPUs of the type (GPU capacity, maxReplicas and SLO
+eligibility always hold), then top up minReplicas and the region floor:
+- latency-nearest: lowest RTT first;
+- cheapest-power: lowest electricity price first (RTT breaks ties);
+- lowest-carbon: lowest gCO2 per request at full replicas first;
+- even-spread: an equal share of each zone's demand to every eligible pool, rest by RTT.
+`naive` is the formulation this engine started from: one pywraplp SCIP model built object by
+object over every (model, zone, region, GPU type) route, without pruning or aggregation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+from ortools.linear_solver import pywraplp  # type: ignore[attr-defined]
+
+from gridplace_placement.builder import Compiled, FloatArray, Pools
+from gridplace_placement.extract import Assignment
+
+if TYPE_CHECKING:
+    from gridplace_placement.solver import SolveOptions
+
+
+def run_baseline(c: Compiled, policy: str, options: SolveOptions) -> tuple[Assignment, bool, bool]:
+    """Run a baseline policy; returns the assignment, whether it solved, whether optimal."""
+    if policy == "naive":
+        return naive(c, options)
+    p, k = c.pools, c.routes
+    price = np.array([max(r.power_price_usd_per_mwh, 0.0) for r in c.problem.regions])
+    scores = {
+        "latency-nearest": k.rtt_s,
+        "cheapest-power": price[p.region[k.pool]] + 1e-6 * k.rtt_s,
+        "lowest-carbon": (p.carbon_per_replica / p.rate + p.carbon_per_request)[k.pool]
+        + 1e-6 * k.rtt_s,
+        "even-spread": k.rtt_s,
+    }
+    if policy not in scores:
+        raise ValueError(f"policy={policy!r} is not one of {sorted([*scores, 'naive'])}")
+    return _greedy(c, scores[policy], even=policy == "even-spread"), True, False
+
+
+def _greedy(c: Compiled, score: FloatArray, *, even: bool) -> Assignment:
+    p, k, d, prob = c.pools, c.routes, c.demands, c.problem
+    gpus_left = {}
+    for r, reg in enumerate(prob.regions):
+        for g, count in reg.gpus.items():
+            gpus_left[(r, c.gpu_types.index(g))] = float(count)
+    reps_left = np.array(
+        [m.max_replicas if m.max_replicas is not None else math.inf for m in prob.models]
+    )
+    n = np.zeros(p.size)
+    load = np.zeros(p.size)
+    routed = np.zeros(k.size)
+
+    def headroom(q: int) -> float:
+        gpr = float(p.gpus_per_replica[q])
+        key = (int(p.region[q]), int(p.gpu[q]))
+        addable = min(gpus_left[key] // gpr, p.upper[q] - n[q], reps_left[p.model[q]])
+        return float((n[q] + max(addable, 0.0)) * p.rate[q] - load[q])
+
+    def place(route: int, rate: float) -> float:
+        q = int(k.pool[route])
+        take = min(rate, headroom(q))
+        if take <= 1e-12:
+            return 0.0
+        load[q] += take
+        routed[route] += take
+        need = math.ceil(load[q] / p.rate[q] - 1e-9)
+        add_replicas(q, need - n[q])
+        return take
+
+    def add_replicas(q: int, count: float) -> None:
+        if count > 0:
+            n[q] += count
+            gpus_left[(int(p.region[q]), int(p.gpu[q]))] -= count * p.gpus_per_replica[q]
+            reps_left[p.model[q]] -= count
+
+    width = int(max(k.zone.max(initial=0), d.zone.max(initial=0))) + 1
+    route_key = k.model * width + k.zone
+    order = np.lexsort((score, route_key))
+    bounds = np.searchsorted(route_key[order], d.model * width + d.zone, side="left")
+    ends = np.searchsorted(route_key[order], d.model * width + d.zone, side="right")
+    for j in range(d.rate.size):
+        mine = order[bounds[j] : ends[j]]
+        remaining = float(d.rate[j])
+        if even and mine.size:
+            share = remaining / mine.size
+            for route in mine.tolist():
+                remaining -= place(route, share)
+        for route in mine.tolist():
+            if remaining <= 1e-12:
+                break
+            remaining -= place(route, remaining)
+
+    # Floors: cheapest-scoring pools first, in regions the model does not use yet.
+    pool_score = np.full(p.size, np.inf)
+    np.minimum.at(pool_score, k.pool, score)
+    for i, model in enumerate(prob.models):
+        mine = np.flatnonzero(p.model == i)
+        mine = mine[np.argsort(pool_score[mine], kind="stable")]
+        floor = model.availability
+        per_region = {
+            int(r): n[(p.model == i) & (p.region == r)].sum() for r in set(p.region[mine])
+        }
+        have = sum(1 for v in per_region.values() if v >= floor.per_region_min)
+        for q in mine.tolist():
+            if have >= floor.min_regions:
+                break
+            r = int(p.region[q])
+            missing = floor.per_region_min - per_region.get(r, 0.0)
+            if missing > 0 and _fits(gpus_left, p, q, missing, reps_left):
+                add_replicas(q, missing)
+                per_region[r] = per_region.get(r, 0.0) + missing
+                have += 1
+        short = model.min_replicas - n[mine].sum()
+        for q in mine.tolist():
+            if short <= 0:
+                break
+            take = min(short, p.upper[q] - n[q])
+            while take > 0 and not _fits(gpus_left, p, q, take, reps_left):
+                take -= 1
+            if take > 0:
+                add_replicas(q, take)
+                short -= take
+    return Assignment(n, routed)
+
+
+def _fits(
+    gpus_left: dict[tuple[int, int], float], p: Pools, q: int, count: float, reps_left: FloatArray
+) -> bool:
+    key = (int(p.region[q]), int(p.gpu[q]))
+    return bool(gpus_left[key] >= count * p.gpus_per_replica[q] and reps_left[p.model[q]] >= count)
+
+
+def naive(c: Compiled, options: SolveOptions) -> tuple[Assignment, bool, bool]:
+    """The object-by-object MILP over every route, no pruning (same objective and constraints)."""
+    prob, p, k, d = c.problem, c.pools, c.routes, c.demands
+    models, regions = prob.models, prob.regions
+    solver = pywraplp.Solver.CreateSolver("SCIP")
+    solver.SetTimeLimit(int(options.time_limit_seconds * 1000))
+    solver.SetNumThreads(1)
+    solver.SetSolverSpecificParametersAsString(f"limits/gap = {options.relative_gap}\n")
+    pool_of = {(int(p.model[q]), int(p.region[q]), int(p.gpu[q])): q for q in range(p.size)}
+    route_of = {(int(k.model[i]), int(k.zone[i]), int(k.pool[i])): i for i in range(k.size)}
+    n: dict[tuple[int, int, int], pywraplp.Variable] = {}
+    inflow: dict[tuple[int, int, int], list[pywraplp.Variable]] = {}
+    objective = solver.Objective()
+    for m, model in enumerate(models):
+        for r in range(len(regions)):
+            for gname in model.gpu_types:
+                g = c.gpu_types.index(gname)
+                q = pool_of.get((m, r, g))
+                var = solver.IntVar(0, float(p.upper[q]) if q is not None else 0.0, "")
+                n[(m, r, g)] = var
+                if q is not None:
+                    objective.SetCoefficient(var, float(p.cost_per_replica[q]))
+    x: dict[tuple[int, int, int, int], pywraplp.Variable] = {}
+    route_index: dict[tuple[int, int, int, int], int] = {}
+    for j in range(d.rate.size):
+        m, u = int(d.model[j]), int(d.zone[j])
+        served = []
+        for r in range(len(regions)):
+            for gname in models[m].gpu_types:
+                g = c.gpu_types.index(gname)
+                q = pool_of.get((m, r, g))
+                i = route_of.get((m, u, q)) if q is not None else None
+                var = solver.NumVar(0, solver.infinity() if i is not None else 0.0, "")
+                x[(m, u, r, g)] = var
+                inflow.setdefault((m, r, g), []).append(var)
+                served.append(var)
+                if i is not None:
+                    objective.SetCoefficient(var, float(k.cost[i]))
+                    route_index[(m, u, r, g)] = i
+        s = solver.NumVar(0, float(d.rate[j]), "")
+        objective.SetCoefficient(s, float(d.penalty[j]))
+        solver.Add(sum(served) + s == float(d.rate[j]))
+    rate = {key: float(p.rate[q]) for key, q in pool_of.items()}
+    by_pool_type: dict[tuple[int, int], list[pywraplp.LinearExpr]] = {}
+    by_model_region: dict[tuple[int, int], list[pywraplp.Variable]] = {}
+    for (m, r, g), var in n.items():
+        solver.Add(sum(inflow.get((m, r, g), [])) <= rate.get((m, r, g), 0.0) * var)
+        gpr = models[m].profiles[c.gpu_types[g]].gpus_per_replica
+        by_pool_type.setdefault((r, g), []).append(var * gpr)
+        by_model_region.setdefault((m, r), []).append(var)
+    for r, reg in enumerate(regions):
+        for gname, count in reg.gpus.items():
+            terms = by_pool_type.get((r, c.gpu_types.index(gname)), [])
+            if terms:
+                solver.Add(sum(terms) <= count)
+    stopped_total = []
+    for m, model in enumerate(models):
+        mine = [var for r in range(len(regions)) for var in by_model_region.get((m, r), [])]
+        if model.max_replicas is not None:
+            solver.Add(sum(mine) <= model.max_replicas)
+        if model.min_replicas:
+            short = solver.NumVar(0, solver.infinity(), "")
+            objective.SetCoefficient(short, c.floor_penalty)
+            solver.Add(sum(mine) + short >= model.min_replicas)
+        floor = model.availability
+        if floor.min_regions:
+            used = []
+            for r in range(len(regions)):
+                z = solver.BoolVar("")
+                solver.Add(sum(by_model_region.get((m, r), [])) >= floor.per_region_min * z)
+                used.append(z)
+            short = solver.NumVar(0, solver.infinity(), "")
+            objective.SetCoefficient(short, c.floor_penalty)
+            solver.Add(sum(used) + short >= floor.min_regions)
+        if floor.survive_region_loss:
+            served_m = sum(v for key, vs in inflow.items() if key[0] == m for v in vs)
+            mine_keys = [key for key in n if key[0] == m]
+            for r in range(len(regions)):
+                solver.Add(
+                    sum(rate.get(key, 0.0) * n[key] for key in mine_keys if key[1] != r) >= served_m
+                )
+    for q in np.flatnonzero(p.current > 0).tolist():
+        key = (int(p.model[q]), int(p.region[q]), int(p.gpu[q]))
+        stop = solver.NumVar(0, float(p.current[q]), "")
+        objective.SetCoefficient(stop, prob.churn_penalty)
+        solver.Add(stop >= float(p.current[q]) - n[key])
+        stopped_total.append(stop)
+    if prob.churn_budget is not None and stopped_total:
+        over = solver.NumVar(0, solver.infinity(), "")
+        objective.SetCoefficient(over, c.floor_penalty)
+        solver.Add(sum(stopped_total) - over <= prob.churn_budget)
+    objective.SetMinimization()
+    status = solver.Solve()
+    if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
+        return Assignment(np.zeros(p.size), np.zeros(k.size)), False, False
+    replicas = np.zeros(p.size)
+    for pool_key, q in pool_of.items():
+        replicas[q] = round(n[pool_key].solution_value())
+    routed = np.zeros(k.size)
+    for route_key, i in route_index.items():
+        routed[i] = max(x[route_key].solution_value(), 0.0)
+    return Assignment(replicas, routed), True, status == pywraplp.Solver.OPTIMAL

@@ -1,0 +1,512 @@
+"""Compile a Problem into pruned index arrays and one sparse MILP, built in bulk with numpy.
+
+Index sets (after pruning, so the solver never sees what cannot matter):
+- pools p = (model, region, GPU type): the model accepts the type, the region is allowed and has
+  such GPUs (or runs the model there now), and some user zone reaches it within the SLO
+  (or the model's floors need more regions than its users reach);
+- routes k = (model, zone, pool) with demand in the zone and RTT within the route budget.
+
+Variables: replicas n[p] (integer), routed rate x[k] >= 0, unserved s[m,u] >= 0, stopped
+replicas c[p] >= 0 (pools running now), region-used z[m,r] (binary, models with a region floor),
+served S[m] and linear capacity C[m] (models that must survive a region loss), and slacks for the
+floors and the churn budget. All slacks are penalised far above any service cost, so a shortage
+shows up in the plan instead of an infeasible solve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.sparse import coo_matrix, csr_matrix
+
+from gridplace_placement.capacity import max_arrival_array
+from gridplace_placement.problem import Problem
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+J_PER_KWH = 3.6e6
+SLACK_FACTOR = 10.0  # unserved demand costs this many times its most expensive service
+
+
+@dataclass(frozen=True)
+class Pools:
+    model: IntArray
+    region: IntArray
+    gpu: IntArray  # index into Compiled.gpu_types
+    gpus_per_replica: IntArray
+    rate: FloatArray  # req/s one replica carries at the p95 budget (linearised capacity)
+    upper: FloatArray  # most replicas: GPUs free / GPUs per replica, and maxReplicas
+    current: FloatArray
+    carbon_per_replica: FloatArray  # gCO2/h of one replica's idle draw
+    carbon_per_request: FloatArray  # gCO2/h per req/s of dynamic energy
+    usd_per_replica: FloatArray  # $/h: idle energy + GPU-hours
+    usd_per_request: FloatArray  # $/h per req/s of dynamic energy
+    cost_per_replica: FloatArray  # normalised objective per replica
+    cost_per_request: FloatArray  # normalised objective per req/s (energy part)
+    slots: FloatArray  # queueing view of one replica, for the exact check
+    service_rate: FloatArray
+    scv: FloatArray
+    wait_budget: FloatArray
+    prefill: FloatArray
+
+    @property
+    def size(self) -> int:
+        return int(self.model.size)
+
+
+@dataclass(frozen=True)
+class Routes:
+    model: IntArray
+    zone: IntArray
+    pool: IntArray
+    rtt_s: FloatArray
+    cost: FloatArray  # normalised objective per req/s: latency + energy
+
+    @property
+    def size(self) -> int:
+        return int(self.model.size)
+
+
+@dataclass(frozen=True)
+class Demands:
+    model: IntArray
+    zone: IntArray
+    rate: FloatArray
+    penalty: FloatArray  # objective per req/s unserved
+
+
+@dataclass
+class Milp:
+    """A MILP in array form: min c.x  s.t.  row_lo <= A x <= row_hi, lo <= x <= hi."""
+
+    lower: list[FloatArray] = field(default_factory=list)
+    upper: list[FloatArray] = field(default_factory=list)
+    cost: list[FloatArray] = field(default_factory=list)
+    integer: list[NDArray[np.bool_]] = field(default_factory=list)
+    rows: list[IntArray] = field(default_factory=list)
+    cols: list[IntArray] = field(default_factory=list)
+    vals: list[FloatArray] = field(default_factory=list)
+    row_lower: list[FloatArray] = field(default_factory=list)
+    row_upper: list[FloatArray] = field(default_factory=list)
+    num_vars: int = 0
+    num_rows: int = 0
+
+    def variables(
+        self,
+        count: int,
+        lower: float | FloatArray,
+        upper: float | FloatArray,
+        cost: float | FloatArray,
+        *,
+        integer: bool = False,
+    ) -> IntArray:
+        """Add `count` variables; return their column indices."""
+        self.lower.append(np.broadcast_to(np.asarray(lower, dtype=np.float64), (count,)).copy())
+        self.upper.append(np.broadcast_to(np.asarray(upper, dtype=np.float64), (count,)).copy())
+        self.cost.append(np.broadcast_to(np.asarray(cost, dtype=np.float64), (count,)).copy())
+        self.integer.append(np.full(count, integer))
+        cols = np.arange(self.num_vars, self.num_vars + count, dtype=np.int64)
+        self.num_vars += count
+        return cols
+
+    def constraints(
+        self, count: int, lower: float | FloatArray, upper: float | FloatArray
+    ) -> IntArray:
+        """Add `count` empty rows; fill them with `terms`."""
+        self.row_lower.append(np.broadcast_to(np.asarray(lower, dtype=np.float64), (count,)).copy())
+        self.row_upper.append(np.broadcast_to(np.asarray(upper, dtype=np.float64), (count,)).copy())
+        rows = np.arange(self.num_rows, self.num_rows + count, dtype=np.int64)
+        self.num_rows += count
+        return rows
+
+    def terms(self, rows: IntArray, cols: IntArray, vals: float | FloatArray) -> None:
+        self.rows.append(np.asarray(rows, dtype=np.int64))
+        self.cols.append(np.asarray(cols, dtype=np.int64))
+        self.vals.append(np.broadcast_to(np.asarray(vals, dtype=np.float64), rows.shape).copy())
+
+    def arrays(
+        self,
+    ) -> tuple[
+        FloatArray, FloatArray, FloatArray, NDArray[np.bool_], csr_matrix, FloatArray, FloatArray
+    ]:
+        matrix = coo_matrix(
+            (np.concatenate(self.vals), (np.concatenate(self.rows), np.concatenate(self.cols))),
+            shape=(self.num_rows, self.num_vars),
+        ).tocsr()
+        return (
+            np.concatenate(self.lower),
+            np.concatenate(self.upper),
+            np.concatenate(self.cost),
+            np.concatenate(self.integer),
+            matrix,
+            np.concatenate(self.row_lower),
+            np.concatenate(self.row_upper),
+        )
+
+
+@dataclass(frozen=True)
+class Columns:
+    replicas: IntArray
+    routed: IntArray
+    unserved: IntArray
+    stopped: IntArray  # per pool with current replicas (index into pools: stopped_pool)
+    stopped_pool: IntArray
+    region_used: IntArray
+    region_used_key: IntArray  # (model, region) pairs, shape (k, 2)
+    churn_over: IntArray
+    floor_short: IntArray
+    capacity_rows: IntArray  # one per (region, gpu) pair in capacity_key
+    capacity_key: IntArray  # shape (k, 2)
+    churn_row: IntArray
+
+
+@dataclass(frozen=True)
+class Compiled:
+    problem: Problem
+    gpu_types: tuple[str, ...]
+    pools: Pools
+    routes: Routes
+    demands: Demands
+    slo_excluded: dict[int, list[tuple[str, str]]]  # model -> (zone, nearest region excluded)
+    milp: Milp
+    columns: Columns
+    floor_penalty: float
+
+
+def compile_problem(problem: Problem) -> Compiled:
+    """Prune, compute per-pool coefficients and build the MILP arrays."""
+    models, regions = problem.models, problem.regions
+    gpu_types = tuple(
+        sorted({g for r in regions for g in r.gpus} | {g for m in models for g in m.gpu_types})
+    )
+    gpu_index = {g: i for i, g in enumerate(gpu_types)}
+    region_index = {r.name: i for i, r in enumerate(regions)}
+    zones = problem.zones
+    n_m, n_r, n_g, n_u = len(models), len(regions), len(gpu_types), len(zones)
+
+    rtt = np.full((n_u, n_r), np.inf)
+    for u, zone in enumerate(zones):
+        for name, ms in problem.rtt_ms[zone].items():
+            rtt[u, region_index[name]] = ms / 1000.0
+    cap = np.zeros((n_r, n_g))
+    for r, reg in enumerate(regions):
+        for g, count in reg.gpus.items():
+            cap[r, gpu_index[g]] = count
+    pue = np.array([r.pue for r in regions])
+    intensity = np.array([r.carbon_intensity for r in regions])
+    price = np.maximum(np.array([r.power_price_usd_per_mwh for r in regions]), 0.0)
+    gpu_hour = np.zeros((n_r, n_g))
+    for r, reg in enumerate(regions):
+        for g, usd in reg.gpu_hour_price_usd.items():
+            if g in gpu_index:
+                gpu_hour[r, gpu_index[g]] = usd
+    current = np.zeros((n_m, n_r, n_g))
+    model_index = {m.name: i for i, m in enumerate(models)}
+    for a in problem.current:
+        if a.gpu_type in gpu_index:
+            current[model_index[a.model], region_index[a.region], gpu_index[a.gpu_type]] += (
+                a.replicas
+            )
+
+    # Per (model, GPU type) replica parameters; the linearised rate is one replica's capacity.
+    mg_model, mg_gpu, slots, service, budget, scv, prefill, gpr, active_w, idle_w = (
+        [] for _ in range(10)
+    )
+    for m, model in enumerate(models):
+        for gname in model.gpu_types:
+            rm = model.replica_model(gname)
+            prof = model.profiles[gname]
+            mg_model.append(m)
+            mg_gpu.append(gpu_index[gname])
+            slots.append(rm.slots)
+            service.append(rm.service_time_s)
+            budget.append(rm.wait_budget_s)
+            scv.append(rm.scv)
+            prefill.append(rm.prefill_s)
+            gpr.append(prof.gpus_per_replica)
+            active_w.append(prof.active_power_watts)
+            idle_w.append(prof.idle_power_watts)
+    mg_m = np.array(mg_model, dtype=np.int64)
+    mg_g = np.array(mg_gpu, dtype=np.int64)
+    slots_a = np.array(slots, dtype=np.float64)
+    service_a = np.array(service)
+    rate_mg = max_arrival_array(slots_a, 1.0 / service_a, np.array(budget), np.array(scv))
+    # Route budget: what the SLO leaves after prefill and the queue's share.
+    slo = np.array([m.slo_p95_ttft_seconds for m in models])
+    route_budget_mg = slo[mg_m] - np.array(prefill) - np.array(budget)
+    dyn_j_mg = (np.array(active_w) - np.array(idle_w)) * service_a / np.maximum(slots_a, 1.0)
+    usable_mg = rate_mg > 0
+
+    # Candidate pools: every usable (model, gpu) x allowed region with GPUs or current replicas.
+    allowed = np.array([[m.region_allowed(r.name) for r in regions] for m in models])
+    pm = np.repeat(mg_m, n_r)
+    pg = np.repeat(mg_g, n_r)
+    pr = np.tile(np.arange(n_r), mg_m.size)
+    pmg = np.repeat(np.arange(mg_m.size), n_r)
+    has_gpus = cap[pr, pg] >= np.array(gpr)[pmg]
+    keep = usable_mg[pmg] & allowed[pm, pr] & (has_gpus | (current[pm, pr, pg] > 0))
+
+    # Demand pairs and their SLO-eligible pools.
+    d_model, d_zone, d_rate = [], [], []
+    zone_index = {z: i for i, z in enumerate(zones)}
+    for m, model in enumerate(models):
+        for zone, rate in model.demand.items():
+            if rate > 0:
+                d_model.append(m)
+                d_zone.append(zone_index[zone])
+                d_rate.append(rate)
+    dm = np.array(d_model, dtype=np.int64)
+    du = np.array(d_zone, dtype=np.int64)
+    drate = np.array(d_rate, dtype=np.float64)
+
+    cand = np.flatnonzero(keep)
+    # Route candidates: each demand pair x the model's candidate pools.
+    order = np.argsort(pm[cand], kind="stable")
+    cand = cand[order]
+    starts = np.searchsorted(pm[cand], np.arange(n_m + 1))
+    per_model = starts[1:] - starts[:-1]
+    reps = per_model[dm]
+    k_demand = np.repeat(np.arange(dm.size), reps)
+    offsets = np.arange(k_demand.size) - np.repeat(np.cumsum(reps) - reps, reps)
+    k_cand = cand[starts[dm[k_demand]] + offsets] if k_demand.size else np.zeros(0, dtype=np.int64)
+    k_rtt = rtt[du[k_demand], pr[k_cand]]
+    eligible = k_rtt <= route_budget_mg[pmg[k_cand]] + 1e-12
+    k_demand, k_cand, k_rtt = k_demand[eligible], k_cand[eligible], k_rtt[eligible]
+
+    # Keep routed pools, pools running now, and for floors all candidates of that model.
+    routed = np.zeros(pm.size, dtype=bool)
+    routed[k_cand] = True
+    needs_regions = np.array(
+        [m.availability.min_regions > 0 or m.min_replicas > 0 for m in models], dtype=bool
+    )
+    pool_mask = keep & (routed | (current[pm, pr, pg] > 0) | needs_regions[pm])
+    pool_ids = np.flatnonzero(pool_mask)
+    remap = np.full(pm.size, -1, dtype=np.int64)
+    remap[pool_ids] = np.arange(pool_ids.size)
+
+    p_m, p_r, p_g, p_mg = pm[pool_ids], pr[pool_ids], pg[pool_ids], pmg[pool_ids]
+    p_gpr = np.array(gpr, dtype=np.int64)[p_mg]
+    max_rep = np.array([m.max_replicas if m.max_replicas is not None else 10**9 for m in models])
+    p_cur = current[p_m, p_r, p_g]
+    p_upper = np.maximum(np.minimum(cap[p_r, p_g] // p_gpr, max_rep[p_m]), 0).astype(np.float64)
+    p_rate = rate_mg[p_mg]
+    idle_kwh = np.array(idle_w)[p_mg] / 1000.0  # per replica-hour
+    dyn_kwh = dyn_j_mg[p_mg] * 3600.0 / J_PER_KWH  # per hour at 1 req/s
+    carbon_rep = idle_kwh * pue[p_r] * intensity[p_r]
+    carbon_req = dyn_kwh * pue[p_r] * intensity[p_r]
+    usd_rep = idle_kwh * pue[p_r] * price[p_r] / 1000.0 + p_gpr * gpu_hour[p_r, p_g]
+    usd_req = dyn_kwh * pue[p_r] * price[p_r] / 1000.0
+
+    # Normalisation per model: each term divided by its value when the model's demand is
+    # served at the average of its pools, so weights trade relative changes.
+    demand_m = np.bincount(dm, weights=drate, minlength=n_m)
+    mean_rate = _mean_by(p_m, p_rate, n_m, default=1.0)
+    scale_load = np.maximum(demand_m, mean_rate)
+    ref_carbon = scale_load * _mean_by(p_m, carbon_rep / p_rate + carbon_req, n_m, default=0.0)
+    ref_usd = scale_load * _mean_by(p_m, usd_rep / p_rate + usd_req, n_m, default=0.0)
+    ref_latency = scale_load * slo
+    w = np.array([[m.weights.latency, m.weights.carbon, m.weights.cost] for m in models]).reshape(
+        -1, 3
+    )
+    w_c = _safe_div(w[:, 1], ref_carbon)
+    w_u = _safe_div(w[:, 2], ref_usd)
+    w_l = w[:, 0] / ref_latency
+    cost_rep = w_c[p_m] * carbon_rep + w_u[p_m] * usd_rep
+    cost_req = w_c[p_m] * carbon_req + w_u[p_m] * usd_req
+
+    pools = Pools(
+        model=p_m,
+        region=p_r,
+        gpu=p_g,
+        gpus_per_replica=p_gpr,
+        rate=p_rate,
+        upper=p_upper,
+        current=p_cur,
+        carbon_per_replica=carbon_rep,
+        carbon_per_request=carbon_req,
+        usd_per_replica=usd_rep,
+        usd_per_request=usd_req,
+        cost_per_replica=cost_rep,
+        cost_per_request=cost_req,
+        slots=slots_a[p_mg],
+        service_rate=1.0 / service_a[p_mg],
+        scv=np.array(scv)[p_mg],
+        wait_budget=np.array(budget)[p_mg],
+        prefill=np.array(prefill)[p_mg],
+    )
+    k_pool = remap[k_cand]
+    k_m, k_u = dm[k_demand], du[k_demand]
+    routes = Routes(
+        model=k_m,
+        zone=k_u,
+        pool=k_pool,
+        rtt_s=k_rtt,
+        cost=w_l[k_m] * k_rtt + cost_req[k_pool],
+    )
+    # Unserved demand costs more than serving it anywhere, even with a replica of its own.
+    unit = cost_rep / np.minimum(p_rate, np.maximum(demand_m[p_m], 1e-9)) + cost_req
+    worst = np.zeros(n_m)
+    np.maximum.at(worst, p_m, unit)
+    penalty_m = SLACK_FACTOR * (worst + w_l * slo) + 1.0 / scale_load
+    demands = Demands(model=dm, zone=du, rate=drate, penalty=penalty_m[dm])
+
+    slo_excluded: dict[int, list[tuple[str, str]]] = {}
+    route_budget_m = np.full(n_m, -np.inf)
+    np.maximum.at(route_budget_m, mg_m[usable_mg], route_budget_mg[usable_mg])
+    for i in range(dm.size):
+        m, u = int(dm[i]), int(du[i])
+        out = np.flatnonzero(allowed[m] & (rtt[u] > route_budget_m[m]) & np.isfinite(rtt[u]))
+        if out.size:
+            nearest = out[np.argmin(rtt[u, out])]
+            slo_excluded.setdefault(m, []).append((zones[u], regions[int(nearest)].name))
+
+    floor_penalty = SLACK_FACTOR * float(np.sum(penalty_m * scale_load)) + 1.0
+    milp, columns = _build(
+        problem, pools=pools, routes=routes, demands=demands, cap=cap, floor_penalty=floor_penalty
+    )
+    return Compiled(
+        problem, gpu_types, pools, routes, demands, slo_excluded, milp, columns, floor_penalty
+    )
+
+
+def _build(
+    problem: Problem,
+    *,
+    pools: Pools,
+    routes: Routes,
+    demands: Demands,
+    cap: FloatArray,
+    floor_penalty: float,
+) -> tuple[Milp, Columns]:
+    models = problem.models
+    n_m = len(models)
+    lp = Milp()
+    n = lp.variables(pools.size, 0.0, pools.upper, pools.cost_per_replica, integer=True)
+    x = lp.variables(routes.size, 0.0, np.inf, routes.cost)
+    s = lp.variables(demands.rate.size, 0.0, demands.rate, demands.penalty)
+
+    # Demand: routed + unserved = demand, per (model, zone).
+    pair = _pair_index(routes.model, routes.zone, demands.model, demands.zone)
+    rows = lp.constraints(demands.rate.size, demands.rate, demands.rate)
+    lp.terms(rows[pair], x, 1.0)
+    lp.terms(rows, s, 1.0)
+
+    # Pool capacity (linearised queueing model): sum routed <= rate * replicas.
+    rows = lp.constraints(pools.size, -np.inf, 0.0)
+    lp.terms(rows[routes.pool], x, 1.0)
+    lp.terms(rows, n, -pools.rate)
+
+    # GPU capacity per (region, GPU type): sum GPUs of the pools <= GPUs there.
+    key = pools.region * (int(pools.gpu.max(initial=0)) + 1) + pools.gpu
+    uniq, inverse = np.unique(key, return_inverse=True)
+    first = np.zeros(uniq.size, dtype=np.int64)
+    first[inverse] = np.arange(key.size)
+    cap_key = np.stack([pools.region[first], pools.gpu[first]], axis=1)
+    cap_rows = lp.constraints(uniq.size, -np.inf, cap[cap_key[:, 0], cap_key[:, 1]])
+    lp.terms(cap_rows[inverse], n, pools.gpus_per_replica.astype(np.float64))
+
+    # Replica bounds per model and the availability floors (soft, heavily penalised).
+    max_rep = np.array([m.max_replicas if m.max_replicas is not None else np.inf for m in models])
+    min_rep = np.array([float(m.min_replicas) for m in models])
+    rows = lp.constraints(n_m, -np.inf, max_rep)
+    lp.terms(rows[pools.model], n, 1.0)
+    needs_min = np.flatnonzero(min_rep > 0)
+    short_min = lp.variables(needs_min.size, 0.0, np.inf, floor_penalty)
+    rows = lp.constraints(needs_min.size, min_rep[needs_min], np.inf)
+    row_of = np.full(n_m, -1)
+    row_of[needs_min] = rows
+    sel = row_of[pools.model] >= 0
+    lp.terms(row_of[pools.model][sel], n[sel], 1.0)
+    lp.terms(rows, short_min, 1.0)
+
+    floors = np.array([m.availability.min_regions for m in models])
+    per_region_min = np.array([float(m.availability.per_region_min) for m in models])
+    floor_models = np.flatnonzero(floors > 0)
+    mr_sel = np.isin(pools.model, floor_models)
+    mr_key = pools.model[mr_sel] * len(problem.regions) + pools.region[mr_sel]
+    mr_uniq, mr_inv = np.unique(mr_key, return_inverse=True)
+    mr_pairs = np.stack([mr_uniq // len(problem.regions), mr_uniq % len(problem.regions)], axis=1)
+    z = lp.variables(mr_uniq.size, 0.0, 1.0, 0.0, integer=True)
+    rows = lp.constraints(mr_uniq.size, 0.0, np.inf)  # sum_g n[m,r,g] >= perRegionMin * z
+    lp.terms(rows[mr_inv], n[mr_sel], 1.0)
+    lp.terms(rows, z, -per_region_min[mr_pairs[:, 0]])
+    short_regions = lp.variables(floor_models.size, 0.0, np.inf, floor_penalty)
+    rows = lp.constraints(floor_models.size, floors[floor_models].astype(np.float64), np.inf)
+    row_of = np.full(n_m, -1)
+    row_of[floor_models] = rows
+    lp.terms(row_of[mr_pairs[:, 0]], z, 1.0)
+    lp.terms(rows, short_regions, 1.0)
+
+    # Survive the loss of any one region: C[m] - C[m,r] >= served[m] for every region r.
+    survive = np.flatnonzero([m.availability.survive_region_loss for m in models])
+    if survive.size:
+        cap_m = lp.variables(survive.size, 0.0, np.inf, 0.0)
+        served = lp.variables(survive.size, 0.0, np.inf, 0.0)
+        idx = np.full(n_m, -1)
+        idx[survive] = np.arange(survive.size)
+        rows = lp.constraints(survive.size, 0.0, 0.0)  # C[m] = sum rate * n
+        sp = idx[pools.model] >= 0
+        lp.terms(rows[idx[pools.model][sp]], n[sp], pools.rate[sp])
+        lp.terms(rows, cap_m, -1.0)
+        rows = lp.constraints(survive.size, 0.0, 0.0)  # S[m] = sum routed
+        sr = idx[routes.model] >= 0
+        lp.terms(rows[idx[routes.model][sr]], x[sr], 1.0)
+        lp.terms(rows, served, -1.0)
+        sk = pools.model[sp] * len(problem.regions) + pools.region[sp]
+        s_uniq, s_inv = np.unique(sk, return_inverse=True)
+        s_model = idx[s_uniq // len(problem.regions)]
+        rows = lp.constraints(s_uniq.size, 0.0, np.inf)
+        lp.terms(rows, cap_m[s_model], 1.0)
+        lp.terms(rows, served[s_model], -1.0)
+        lp.terms(rows[s_inv], n[sp], -pools.rate[sp])
+
+    # Churn: stopped >= current - replicas; total stopped within the budget (soft).
+    running = np.flatnonzero(pools.current > 0)
+    stopped = lp.variables(running.size, 0.0, pools.current[running], problem.churn_penalty)
+    rows = lp.constraints(running.size, pools.current[running], np.inf)
+    lp.terms(rows, stopped, 1.0)
+    lp.terms(rows, n[running], 1.0)
+    churn_over = lp.variables(
+        1 if problem.churn_budget is not None else 0, 0.0, np.inf, floor_penalty
+    )
+    churn_row = lp.constraints(churn_over.size, -np.inf, float(problem.churn_budget or 0))
+    if churn_over.size:
+        lp.terms(np.repeat(churn_row, running.size), stopped, 1.0)
+        lp.terms(churn_row, churn_over, -1.0)
+
+    return lp, Columns(
+        replicas=n,
+        routed=x,
+        unserved=s,
+        stopped=stopped,
+        stopped_pool=running,
+        region_used=z,
+        region_used_key=mr_pairs,
+        churn_over=churn_over,
+        floor_short=np.concatenate([short_min, short_regions]),
+        capacity_rows=cap_rows,
+        capacity_key=cap_key,
+        churn_row=churn_row,
+    )
+
+
+def _pair_index(a_m: IntArray, a_u: IntArray, b_m: IntArray, b_u: IntArray) -> IntArray:
+    """Position in (b_m, b_u) of each (a_m, a_u) pair (all pairs of a exist in b)."""
+    width = int(max(a_u.max(initial=0), b_u.max(initial=0))) + 1
+    b_key = b_m * width + b_u
+    order = np.argsort(b_key)
+    pos = np.searchsorted(b_key[order], a_m * width + a_u)
+    return order[pos] if pos.size else pos
+
+
+def _mean_by(group: IntArray, values: FloatArray, size: int, default: float) -> FloatArray:
+    total = np.bincount(group, weights=values, minlength=size)
+    count = np.bincount(group, minlength=size)
+    return np.where(count > 0, total / np.maximum(count, 1), default)
+
+
+def _safe_div(num: FloatArray, den: FloatArray) -> FloatArray:
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)

@@ -1,0 +1,88 @@
+"""Short human reasons for a model's placement: which constraint or cost term decided it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from gridplace_placement.builder import Compiled, FloatArray
+
+MAX_ITEMS = 3
+
+
+def reasons_by_model(
+    c: Compiled, replicas: FloatArray, load: FloatArray, unserved: FloatArray
+) -> dict[int, list[str]]:
+    p, k, d, prob = c.pools, c.routes, c.demands, c.problem
+    regions, zones = prob.regions, prob.zones
+    gpus_used = np.zeros((len(regions), len(c.gpu_types)))
+    np.add.at(gpus_used, (p.region, p.gpu), replicas * p.gpus_per_replica)
+    capacity = np.zeros_like(gpus_used)
+    for r, reg in enumerate(regions):
+        for g, count in reg.gpus.items():
+            capacity[r, c.gpu_types.index(g)] = count
+    full = gpus_used[p.region, p.gpu] + p.gpus_per_replica > capacity[p.region, p.gpu]
+    unit = p.cost_per_replica / np.maximum(p.rate, 1e-12) + p.cost_per_request
+    routed_pool = np.zeros(p.size, dtype=bool)
+    routed_pool[k.pool] = True
+    churn_binding = prob.churn_budget is not None and (
+        float(np.maximum(p.current - replicas, 0.0).sum()) >= prob.churn_budget - 1e-9
+    )
+
+    by_model = np.argsort(p.model, kind="stable")
+    starts = np.searchsorted(p.model[by_model], np.arange(len(prob.models) + 1))
+    out: dict[int, list[str]] = {}
+    for i, model in enumerate(prob.models):
+        mine = by_model[starts[i] : starts[i + 1]]
+        reasons: list[str] = []
+        for j in np.flatnonzero((d.model == i) & (unserved > 1e-6))[:MAX_ITEMS]:
+            reasons.append(
+                f"{unserved[j]:.3g} req/s from zone {zones[int(d.zone[j])]} unserved: "
+                "no GPU capacity left in a region within the SLO"
+            )
+        used = mine[replicas[mine] > 0]
+        worst_used = float(unit[used].max()) if used.size else np.inf
+        blocked = mine[full[mine] & routed_pool[mine] & (unit[mine] < worst_used)]
+        for q in blocked[np.argsort(unit[blocked])][:MAX_ITEMS]:
+            reasons.append(
+                f"GPU capacity full in {regions[int(p.region[q])].name} "
+                f"({c.gpu_types[int(p.gpu[q])]}), which would cost less"
+            )
+        for zone, region in c.slo_excluded.get(i, [])[:MAX_ITEMS]:
+            ms = prob.rtt_ms[zone][region]
+            reasons.append(f"{region} is outside the SLO from zone {zone} ({ms:g} ms RTT)")
+        spare = mine[routed_pool[mine] & ~full[mine] & (replicas[mine] == 0)]
+        if used.size:
+            main = used[np.argmax(load[used])]
+            other = spare[~np.isin(p.region[spare], p.region[used])]
+            if other.size:
+                alt = other[np.argmin(unit[other])]
+                reasons.append(
+                    f"{_region_terms(c, int(p.region[main]))} preferred over "
+                    f"{_region_terms(c, int(p.region[alt]))} on latency, carbon and cost"
+                )
+        open_pools = mine[routed_pool[mine] & ~full[mine]]
+        if churn_binding and open_pools.size:
+            cheapest_open = float(unit[open_pools].min())
+            held = mine[(p.current[mine] > 0) & (replicas[mine] > 0) & (unit[mine] > cheapest_open)]
+            for q in held[:MAX_ITEMS]:
+                reasons.append(
+                    f"churn budget ({prob.churn_budget}) held replicas in "
+                    f"{regions[int(p.region[q])].name} ({c.gpu_types[int(p.gpu[q])]})"
+                )
+        n_regions = len({int(r) for r in p.region[used]})
+        if model.availability.min_regions and n_regions <= model.availability.min_regions:
+            reasons.append(f"availability floor: at least {model.availability.min_regions} regions")
+        if model.min_replicas and replicas[mine].sum() <= model.min_replicas:
+            reasons.append(f"minReplicas={model.min_replicas} sets the replica count")
+        if model.max_replicas is not None and replicas[mine].sum() >= model.max_replicas:
+            reasons.append(f"maxReplicas={model.max_replicas} caps the replica count")
+        out[i] = reasons
+    return out
+
+
+def _region_terms(c: Compiled, r: int) -> str:
+    reg = c.problem.regions[r]
+    return f"{reg.name} ({reg.carbon_intensity:g} gCO2/kWh, ${reg.power_price_usd_per_mwh:g}/MWh)"

@@ -1,0 +1,257 @@
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gridplace_placement.builder import compile_problem
+from gridplace_placement.plan import Plan, PlanStatus
+from gridplace_placement.problem import Problem, load_problem
+from gridplace_placement.solver import (
+    POLICIES,
+    Backend,
+    Policy,
+    ScalingError,
+    SolveOptions,
+    integer_objective,
+    solve,
+)
+
+H100 = "NVIDIA-H100-80GB-HBM3"
+A100 = "NVIDIA-A100-SXM4-40GB"
+
+
+def make_problem(
+    *,
+    regions: dict[str, dict[str, Any]],
+    rtt: dict[str, dict[str, float]],
+    demand: dict[str, float],
+    **model: Any,
+) -> dict[str, Any]:
+    """One 8B chat model on H100s; regions map name -> overrides (gpus, carbon, price)."""
+    return {
+        "models": [
+            {
+                "name": "chat",
+                "profile": "meta-llama/Meta-Llama-3.1-8B-Instruct",
+                "gpuTypes": [H100],
+                "sloP95TtftSeconds": 1.0,
+                "demand": demand,
+                **model,
+            }
+        ],
+        "regions": [
+            {
+                "name": name,
+                "gpus": {H100: 16},
+                "carbonIntensity": 300,
+                "powerPriceUsdPerMwh": 60,
+                **spec,
+            }
+            for name, spec in regions.items()
+        ],
+        "rttMs": rtt,
+    }
+
+
+@pytest.fixture
+def two_regions() -> dict[str, Any]:
+    """A clean region and a dirty one, both near the users."""
+    return make_problem(
+        regions={"clean": {"carbonIntensity": 50}, "dirty": {"carbonIntensity": 700}},
+        rtt={"users": {"clean": 10, "dirty": 10}},
+        demand={"users": 40.0},
+    )
+
+
+def plan_for(data: dict[str, Any], **options: Any) -> Plan:
+    return solve(Problem.model_validate(data), SolveOptions(**options))
+
+
+def replicas_in(plan: Plan, region: str) -> int:
+    return sum(p.replicas for p in plan.pools if p.region == region)
+
+
+def test_prefers_the_clean_region_and_meets_the_slo(two_regions: dict[str, Any]) -> None:
+    plan = plan_for(two_regions)
+    assert plan.status == PlanStatus.OPTIMAL
+    assert replicas_in(plan, "clean") > 0
+    assert replicas_in(plan, "dirty") == 0
+    assert all(z.slo_met for z in plan.zones)
+    assert plan.unserved_rps == 0
+
+
+def test_gpu_capacity_holds(two_regions: dict[str, Any]) -> None:
+    two_regions["regions"][0]["gpus"] = {H100: 2}
+    plan = plan_for(two_regions)
+    assert replicas_in(plan, "clean") == 2  # full: dropping the limit would put all here
+    assert replicas_in(plan, "dirty") > 0
+    assert plan.unserved_rps == 0
+    assert any("GPU capacity full in clean" in r for r in plan.models[0].reasons)
+
+
+def test_queueing_capacity_holds_exactly(two_regions: dict[str, Any]) -> None:
+    plan = plan_for(two_regions)
+    for pool in plan.pools:
+        assert pool.load_rps <= pool.capacity_rps + 1e-6
+    model = Problem.model_validate(two_regions).models[0]
+    replica = model.replica_model(H100)
+    for pool in plan.pools:
+        assert pool.p95_wait_seconds <= replica.wait_budget_s + 1e-9
+    per_replica = replica.capacity(1)
+    total = sum(p.replicas for p in plan.pools)
+    assert total >= 40.0 / per_replica  # dropping the pool capacity would need 1 replica
+
+
+def test_slo_eligibility_excludes_far_regions() -> None:
+    data = make_problem(
+        regions={"near": {"carbonIntensity": 700}, "far": {"carbonIntensity": 10}},
+        rtt={"users": {"near": 10, "far": 400}},
+        demand={"users": 20.0},
+    )
+    plan = plan_for(data)
+    assert {r.region for r in plan.routes} == {"near"}  # far is cleaner but too slow
+    assert plan.zones[0].predicted_p95_ttft_seconds is not None
+    assert plan.zones[0].predicted_p95_ttft_seconds <= 1.0
+    assert any("far is outside the SLO from zone users" in r for r in plan.models[0].reasons)
+
+
+def test_availability_floor_spreads_regions(two_regions: dict[str, Any]) -> None:
+    two_regions["models"][0]["availability"] = {"minRegions": 2, "perRegionMin": 2}
+    plan = plan_for(two_regions)
+    assert replicas_in(plan, "clean") >= 2
+    assert replicas_in(plan, "dirty") >= 2
+
+
+def test_survive_region_loss_keeps_capacity_elsewhere(two_regions: dict[str, Any]) -> None:
+    two_regions["models"][0]["availability"] = {"surviveRegionLoss": True}
+    plan = plan_for(two_regions)
+    for lost in ("clean", "dirty"):
+        remaining = sum(p.capacity_rps for p in plan.pools if p.region != lost)
+        assert remaining >= 40.0 - 1e-6
+
+
+def test_min_and_max_replicas(two_regions: dict[str, Any]) -> None:
+    two_regions["models"][0]["maxReplicas"] = 2
+    capped = plan_for(two_regions)
+    assert sum(p.replicas for p in capped.pools) == 2
+    assert capped.unserved_rps > 0  # shortage reported, not raised
+    assert capped.status == PlanStatus.INFEASIBLE_WITH_SLACK
+
+    two_regions["models"][0]["maxReplicas"] = None
+    two_regions["models"][0]["minReplicas"] = 12
+    held = plan_for(two_regions)
+    assert sum(p.replicas for p in held.pools) == 12  # demand alone needs far fewer
+
+
+def test_churn_budget_limits_stopped_replicas(two_regions: dict[str, Any]) -> None:
+    two_regions["current"] = [{"model": "chat", "region": "dirty", "gpuType": H100, "replicas": 6}]
+    free = plan_for(two_regions)
+    assert free.stopped_replicas == 6  # without a budget everything moves to the clean region
+    two_regions["churnBudget"] = 2
+    limited = plan_for(two_regions)
+    assert limited.stopped_replicas == 2
+    assert replicas_in(limited, "dirty") == 4
+    assert limited.status == PlanStatus.OPTIMAL
+    assert any("churn budget (2) held replicas in dirty" in r for r in limited.models[0].reasons)
+
+
+def test_shortage_is_reported_not_raised(two_regions: dict[str, Any]) -> None:
+    for region in two_regions["regions"]:
+        region["gpus"] = {H100: 0}
+    plan = plan_for(two_regions)
+    assert plan.status == PlanStatus.INFEASIBLE_WITH_SLACK
+    assert plan.unserved_rps == pytest.approx(40.0)
+    assert plan.zones[0].predicted_p95_ttft_seconds is None
+    assert not plan.zones[0].slo_met
+    assert "unserved" in plan.models[0].reasons[0]
+
+
+def test_unmeetable_floor_is_reported(two_regions: dict[str, Any]) -> None:
+    two_regions["models"][0]["availability"] = {"minRegions": 3}
+    plan = plan_for(two_regions)
+    assert plan.status == PlanStatus.INFEASIBLE_WITH_SLACK
+    assert replicas_in(plan, "clean") >= 1 and replicas_in(plan, "dirty") >= 1
+
+
+def test_degenerate_inputs() -> None:
+    idle = make_problem(regions={"only": {}}, rtt={"users": {"only": 5}}, demand={})
+    plan = plan_for(idle)
+    assert plan.status == PlanStatus.OPTIMAL
+    assert plan.pools == [] and plan.objective == 0.0
+    one = make_problem(regions={"only": {}}, rtt={"users": {"only": 5}}, demand={"users": 5.0})
+    plan = plan_for(one)
+    assert plan.status == PlanStatus.OPTIMAL and replicas_in(plan, "only") >= 1
+
+
+def test_same_input_gives_identical_plan() -> None:
+    problem = load_problem("examples/plan-small.yaml")
+    first, second = solve(problem), solve(problem)
+    strip = {"timing"}
+    assert first.model_dump(exclude=strip) == second.model_dump(exclude=strip)
+
+
+@pytest.mark.parametrize("backend", ["highs", "scip", "cp_sat"])
+def test_gap_is_certified_by_the_lp_bound(backend: Backend) -> None:
+    problem = load_problem("examples/plan-small.yaml")
+    plan = solve(problem, SolveOptions(backend=backend))
+    assert plan.objective >= plan.lower_bound - 1e-9
+    expected = (plan.objective - plan.lower_bound) / plan.objective
+    assert plan.gap == pytest.approx(max(expected, 0.0), abs=1e-12)
+    assert plan.gap <= 0.01
+    for policy in POLICIES[1:]:
+        other = solve(problem, policy=policy)
+        assert other.objective >= plan.lower_bound - 1e-9
+
+
+def test_plan_is_json_serialisable() -> None:
+    plan = solve(load_problem("examples/plan-small.yaml"))
+    text = plan.model_dump_json(by_alias=True)
+    assert "predictedP95TtftSeconds" in text
+    assert Plan.model_validate(json.loads(text)) == plan
+
+
+def test_integer_scaling_keeps_small_terms() -> None:
+    costs = np.array([1e-7, 0.5, 3.0, 0.0])
+    scaled = integer_objective(costs)
+    assert np.all(scaled[:3] > 0) and scaled[3] == 0
+    assert scaled[1] / scaled[0] == pytest.approx(0.5 / 1e-7, rel=1e-3)
+
+
+def test_integer_scaling_refuses_to_drop_terms() -> None:
+    with pytest.raises(ScalingError, match="use backend 'highs'"):
+        integer_objective(np.array([1e-12, 1e6]))
+
+
+@pytest.mark.parametrize("policy", POLICIES[1:])
+def test_baselines_respect_gpu_capacity_and_slo(policy: Policy) -> None:
+    data = make_problem(
+        regions={
+            "a": {"gpus": {H100: 3}, "carbonIntensity": 100, "powerPriceUsdPerMwh": 30},
+            "b": {"gpus": {H100: 3}, "carbonIntensity": 200},
+            "c": {"gpus": {H100: 8}, "carbonIntensity": 600},
+            "far": {"gpus": {H100: 32}, "carbonIntensity": 1},
+        },
+        rtt={"u1": {"a": 5, "b": 40, "c": 80, "far": 500}, "u2": {"b": 5, "c": 20, "far": 500}},
+        demand={"u1": 40.0, "u2": 30.0},
+    )
+    plan = solve(Problem.model_validate(data), policy=policy)
+    limits = {"a": 3, "b": 3, "c": 8, "far": 32}
+    for region, limit in limits.items():
+        assert replicas_in(plan, region) <= limit
+    assert all(r.region != "far" for r in plan.routes)
+    for pool in plan.pools:
+        assert pool.load_rps <= pool.capacity_rps + 1e-6
+
+
+def test_pruning_drops_unreachable_pools() -> None:
+    data = make_problem(
+        regions={"near": {}, "far": {}},
+        rtt={"users": {"near": 10, "far": 900}},
+        demand={"users": 10.0},
+        gpuTypes=[H100, A100],
+    )
+    data["regions"][0]["gpus"] = {H100: 4, A100: 4}
+    compiled = compile_problem(Problem.model_validate(data))
+    regions = {int(r) for r in compiled.pools.region}
+    assert regions == {0}  # no pool in the far region: nobody reaches it within the SLO
