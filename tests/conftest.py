@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 
 from gridplace_e2e.cluster.build import BuildError
 from gridplace_e2e.cluster.handle import ClusterHandle
-from gridplace_e2e.cluster.local import ClusterError, LocalCluster
+from gridplace_e2e.cluster.local import ClusterError, LocalCluster, poll
 from gridplace_e2e.cluster.topology import DEFAULT_TOPOLOGY, load_topology
 
 TEST_CLUSTER_NAME = "gridplace-test"
@@ -61,14 +60,21 @@ def cluster() -> Iterator[ClusterHandle]:
 
 @pytest.fixture
 def namespace(cluster: ClusterHandle) -> Iterator[str]:
-    """A fresh namespace, ready for pods (its default ServiceAccount exists); deleted afterwards
-    and waited for, so the next test finds the GPUs free again."""
+    """A fresh namespace, ready for pods (its default ServiceAccount exists). Deleted afterwards;
+    the fixture waits until its pods are gone, so the next test finds the GPUs free again."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     cluster.kubectl("create", "namespace", name)
-    deadline = time.monotonic() + 60
-    while cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode:
-        if time.monotonic() > deadline:
-            pytest.fail(f"namespace {name}: the default ServiceAccount never appeared")
-        time.sleep(0.3)
+
+    def has_default_service_account() -> bool:
+        found = cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False)
+        return found.returncode == 0
+
+    if not poll(has_default_service_account, 60):
+        pytest.fail(f"namespace {name}: the default ServiceAccount never appeared")
     yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=true", "--timeout=120s")
+    # The namespace controller finishes the deletion in the background; only the pods must be gone.
+    cluster.kubectl("delete", "namespace", name, "--wait=false")
+    pods_gone = poll(
+        lambda: not cluster.kubectl("get", "pods", "-n", name, "-o", "name").stdout, 120
+    )
+    assert pods_gone, f"pods of namespace {name} were not deleted"

@@ -1,0 +1,100 @@
+"""`gridplace-cluster up/down` on a cluster of its own, beside the session's test cluster."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from gridplace_e2e.cluster.build import cache_dir
+from gridplace_e2e.cluster.cli import main as cluster_cli
+from gridplace_e2e.cluster.handle import ClusterHandle
+from gridplace_e2e.cluster.local import CLUSTER_PROGRAMS, LocalCluster
+from gridplace_e2e.cluster.topology import parse_topology
+
+pytestmark = pytest.mark.cluster
+
+SMALL = parse_topology(
+    {"regions": {"us-west-1": [{"product": "NVIDIA-A100-SXM4-80GB", "nodes": 1}]}}
+)
+
+
+def listening_addresses(pids: set[int]) -> set[str]:
+    """host:port (hex, as the kernel writes it) of every TCP socket these processes listen on."""
+    inodes: set[str] = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = fd.readlink().as_posix()
+            except OSError:
+                continue
+            if match := re.fullmatch(r"socket:\[(\d+)\]", target):
+                inodes.add(match.group(1))
+    found: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                found.add(fields[1])
+    return found
+
+
+def is_loopback(address: str) -> bool:
+    host = address.split(":", maxsplit=1)[0]
+    return host in {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1
+
+
+def test_up_is_idempotent_and_down_leaves_nothing(cluster: ClusterHandle) -> None:
+    other = LocalCluster("gridplace-test-lifecycle")
+    other.down()
+    try:
+        other.up(SMALL)
+        first = other.status()
+        assert first.api_server_ready and first.prometheus_ready and first.nodes == 1
+        assert set(first.processes.values()) == CLUSTER_PROGRAMS
+
+        other.up(SMALL)  # again: nothing restarts, nothing moves
+        second = other.status()
+        assert second.processes == first.processes
+        assert second.prometheus_url == first.prometheus_url
+        assert second.kubeconfig == first.kubeconfig and second.nodes == 1
+
+        # Its own ports, next to the session's cluster, and none reachable from outside.
+        addresses = listening_addresses(set(first.processes))
+        assert addresses and all(is_loopback(a) for a in addresses), addresses
+        if cluster.local is not None:
+            session_ports = listening_addresses(set(cluster.local.processes()))
+            assert not addresses & session_ports
+    finally:
+        other.down()
+
+    assert other.processes() == {}
+    assert not other.workdir.exists() and not other.kwok_cluster_dir.exists()
+    assert not other.status().api_server_ready
+    if cluster.local is not None:
+        assert cluster.local.api_server_ready(), "stopping one cluster must not touch another"
+
+
+def test_kwokctl_is_told_to_download_nothing(tmp_path: Path) -> None:
+    probe = LocalCluster("dry-run", root=tmp_path)
+    result = probe.kwokctl("--dry-run", *probe.kwokctl_create_args())
+    assert result.returncode == 0, result.stderr
+    plan = result.stdout
+    # kwokctl "downloads" each binary by linking the path it is given: all are in our cache.
+    sources = re.findall(r"^# Download (\S+) to ", plan, flags=re.MULTILINE)
+    assert len(sources) == 5, plan
+    assert all(Path(source).is_relative_to(cache_dir()) for source in sources), sources
+    # The only other URL names the service-account issuer, an identifier that is never fetched.
+    hosts = set(re.findall(r"https?://([^/\s:]+)", plan)) - {"kubernetes.default.svc.cluster.local"}
+    assert hosts == {"127.0.0.1"}
+    assert "--bind-address=0.0.0.0" not in plan
+
+
+def test_cli_status_and_down_of_an_unknown_cluster(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = ["--workdir", str(tmp_path), "--name", "never-started"]
+    assert cluster_cli([*root, "status"]) == 3
+    assert "not running" in capsys.readouterr().out
+    assert cluster_cli([*root, "down"]) == 0

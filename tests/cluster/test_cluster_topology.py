@@ -1,0 +1,127 @@
+"""Topology files and build settings (no cluster needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gridplace_e2e.cluster.build import helm_ldflags, kubernetes_ldflags
+from gridplace_e2e.cluster.topology import (
+    DEFAULT_TOPOLOGY,
+    GPU_RESOURCE,
+    PRODUCT_LABEL,
+    REGION_LABEL,
+    TopologyError,
+    load_topology,
+    parse_topology,
+)
+
+SCENARIO_REGIONS = [
+    "us-east-1",
+    "us-west-1",
+    "eu-central-1",
+    "ap-northeast-1",
+    "ap-southeast-1",
+    "ap-southeast-2",
+]
+
+
+def test_default_topology_covers_the_scenario_regions_with_a_gpu_mix() -> None:
+    topology = load_topology(DEFAULT_TOPOLOGY)
+    assert topology.regions == SCENARIO_REGIONS
+    products = {pool.product for pool in topology.pools}
+    assert products == {"NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB", "NVIDIA-L40S"}
+    for region in SCENARIO_REGIONS:
+        nodes = sum(pool.nodes for pool in topology.pools if pool.region == region)
+        assert 2 <= nodes <= 4, region
+    names = [node["metadata"]["name"] for node in topology.node_manifests()]
+    assert len(names) == len(set(names))
+
+
+def test_node_manifest_labels_and_resources() -> None:
+    topology = parse_topology(
+        {"regions": {"eu-central-1": [{"product": "NVIDIA-L40S", "nodes": 2, "gpusPerNode": 4}]}}
+    )
+    first, second = topology.node_manifests()
+    assert first["metadata"]["name"] == "eu-central-1-l40s-0"
+    assert second["metadata"]["name"] == "eu-central-1-l40s-1"
+    labels = first["metadata"]["labels"]
+    assert labels[REGION_LABEL] == "eu-central-1"
+    assert labels[PRODUCT_LABEL] == "NVIDIA-L40S"
+    assert labels["nvidia.com/gpu.count"] == "4"
+    assert labels["type"] == "kwok"
+    assert first["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"
+    assert first["status"]["allocatable"] == {
+        "cpu": "96",
+        "memory": "1024Gi",
+        "pods": "110",
+        GPU_RESOURCE: "4",
+    }
+    assert first["status"]["capacity"] == first["status"]["allocatable"]
+    assert "taints" not in first["spec"]
+    assert topology.gpus("eu-central-1") == 8
+    assert topology.gpus("eu-central-1", "NVIDIA-H100-80GB-HBM3") == 0
+
+
+def pool(**fields: object) -> dict[str, object]:
+    return {"regions": {"us-east-1": [{"product": "NVIDIA-L40S", "nodes": 1, **fields}]}}
+
+
+@pytest.mark.parametrize(
+    ("document", "field", "value"),
+    [
+        ([], "top level", "[]"),
+        ({"regions": {}, "extra": 1}, "top level", "'extra'"),
+        ({"regions": {}}, "regions", "{}"),
+        ({"regions": {"US_East": [{"product": "x", "nodes": 1}]}}, "regions", "'US_East'"),
+        ({"regions": {"us-east-1": []}}, "regions.us-east-1", "[]"),
+        ({"regions": {"us-east-1": ["gpu"]}}, "regions.us-east-1[0]", "'gpu'"),
+        ({"regions": {"us-east-1": [{"nodes": 1}]}}, "regions.us-east-1[0].product", "'nodes'"),
+        (pool(nodes=0), "regions.us-east-1[0].nodes", "0"),
+        (pool(nodes="two"), "regions.us-east-1[0].nodes", "'two'"),
+        (pool(nodes=True), "regions.us-east-1[0].nodes", "True"),
+        (pool(gpusPerNode=-8), "regions.us-east-1[0].gpusPerNode", "-8"),
+        (pool(memory="lots"), "regions.us-east-1[0].memory", "'lots'"),
+        (pool(cpu="1.5.2"), "regions.us-east-1[0].cpu", "'1.5.2'"),
+        (pool(product="NVIDIA L40S"), "regions.us-east-1[0].product", "'NVIDIA L40S'"),
+        (pool(gpus=8), "regions.us-east-1[0].gpus", "'gpus'"),
+        (
+            {
+                "regions": {
+                    "us-east-1": [{"product": "A", "nodes": 1}, {"product": "A", "nodes": 2}]
+                }
+            },
+            "regions.us-east-1[1].product",
+            "'A'",
+        ),
+    ],
+)
+def test_bad_topology_names_the_field_and_the_value(
+    document: object, field: str, value: str
+) -> None:
+    with pytest.raises(TopologyError) as raised:
+        parse_topology(document, source="bad.yaml")
+    message = str(raised.value)
+    assert message.startswith(f"bad.yaml: {field}: ")
+    assert value in message
+
+
+def test_unreadable_or_invalid_yaml_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(TopologyError, match=r"missing\.yaml: cannot read"):
+        load_topology(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("regions: [unclosed\n")
+    with pytest.raises(TopologyError, match=r"broken\.yaml: not valid YAML"):
+        load_topology(broken)
+
+
+def test_version_stamps() -> None:
+    kube = kubernetes_ldflags("v1.34.4")
+    for package in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        assert f"-X {package}.gitVersion=v1.34.4" in kube
+        assert f"-X {package}.gitMajor=1" in kube
+        assert f"-X {package}.gitMinor=34" in kube
+    helm = helm_ldflags("v3.21.4", "v1.34.4")
+    assert "-X helm.sh/helm/v3/internal/version.version=v3.21.4" in helm
+    assert "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=34" in helm
