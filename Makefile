@@ -1,12 +1,14 @@
 # gridplace — the two commands that matter: `make demo` and `make test`.
-# Both do all the setup they need on a fresh machine (Python env via uv, local cluster binaries).
+# Both do all the setup they need on a fresh machine: the Python environment (uv, from PyPI) and
+# the local cluster's binaries (built once from Go modules and Debian packages, then cached).
 
 SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen
+CLUSTER := $(RUN) gridplace-cluster
 
-.PHONY: help setup lint test test-unit demo
+.PHONY: help setup lint test test-unit demo cluster-build cluster-up cluster-down cluster-status
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -24,8 +26,24 @@ lint: setup ## ruff, mypy and the import contract
 test-unit: setup ## tests that need no cluster
 	$(RUN) pytest -m "not cluster"
 
-test: lint ## everything: lint, unit tests and the tests against the local cluster
+cluster-build: setup ## build the local cluster's binaries that are not cached yet (minutes, once)
+	$(CLUSTER) build
+
+test: lint cluster-build ## everything: lint, unit tests and the tests against the local cluster
 	$(RUN) pytest
 
-demo: setup ## the local demo on the embedded default cluster
-	@echo "demo: nothing to show yet"
+demo: cluster-up ## the local demo on the embedded default cluster
+	@echo
+	@echo "GPU inventory, as the API server reports it:"
+	@$(CLUSTER) inventory
+	@echo
+	@echo "stop it with: make cluster-down"
+
+cluster-up: setup ## start the local cluster (default topology); idempotent
+	$(CLUSTER) up
+
+cluster-down: setup ## stop the local cluster; no process stays behind
+	$(CLUSTER) down
+
+cluster-status: setup ## what runs, the kubeconfig path and the Prometheus URL
+	$(CLUSTER) status

@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "up":
             cluster.up(load_topology(args.topology))
             print(cluster.status().describe())
+            print(
+                f"use it:      export KUBECONFIG={cluster.kubeconfig}"
+                f" PATH={cluster.binaries.bin_dir}:$PATH; kubectl get nodes"
+            )
         elif args.command == "down":
             cluster.down()
             print(f"cluster {args.name} is down")
