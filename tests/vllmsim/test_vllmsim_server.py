@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 import requests
 
+from gridplace_e2e.vllmsim.process import start_simulator
 from gridplace_e2e.vllmsim.scrape import scrape
 
 SimFactory = Callable[..., str]
@@ -258,3 +259,8 @@ def test_bad_flags_are_refused_by_name(flag: str) -> None:
     )
     assert result.returncode == 2
     assert flag.split("=", maxsplit=1)[0] in result.stderr
+
+
+def test_a_simulator_that_cannot_start_is_reported() -> None:
+    with pytest.raises(RuntimeError, match=r"did not start .*exit code 2"):
+        start_simulator(["--model", "m", "--max-num-seqs", "0"])

@@ -134,7 +134,8 @@ async def _stream(
                     first = loop.time()
     except TimeoutError:
         return first, tokens, "timeout"
-    except (aiohttp.ClientError, json.JSONDecodeError) as exc:
+    except (aiohttp.ClientError, ValueError, KeyError, TypeError) as exc:
+        # transport failures and answers that are not the OpenAI stream format
         return first, tokens, f"{type(exc).__name__}: {exc}"
     return first, tokens, None
 
