@@ -12,6 +12,7 @@ from api_cases import ROOT, all_rules
 from pydantic import BaseModel, Field
 
 from gridplace_operator import cli, crdgen
+from gridplace_operator.api.inference_deployment import PlacementSpec, ScalingSpec
 from gridplace_operator.crdgen import KINDS, Kind, SchemaError, structural
 
 CRDS = ROOT / "crds"
@@ -60,7 +61,9 @@ def test_schema_is_structural_and_documented(kind: Kind) -> None:
     for path, node in _nodes(schema):
         assert not FORBIDDEN_KEYS & node.keys(), (path, FORBIDDEN_KEYS & node.keys())
         assert "type" in node, f"{path}: no type"
-        if not path.endswith(("[]", "{}")) or node["type"] == "object":
+        if path == ".metadata":
+            assert node == {"type": "object"}, "the API server rejects anything else here"
+        elif not path.endswith(("[]", "{}")) or node["type"] == "object":
             assert node.get("description"), f"{path}: no description"
         assert not ("properties" in node and "additionalProperties" in node), path
         assert node.get("additionalProperties", {}) is not False, path
@@ -84,11 +87,14 @@ def test_status_has_no_defaults_and_spec_objects_default_to_empty(kind: Kind) ->
     assert all("default" not in node for _, node in _nodes(schema["properties"]["status"]))
     spec = schema["properties"]["spec"]
     if kind is crdgen.INFERENCE_DEPLOYMENT:
-        # Omitted objects get {} so that their fields' defaults apply (and CEL can read them).
-        for name in ("scaling", "placement"):
-            assert spec["properties"][name]["default"] == {}
+        # Omitted objects default to the models' defaults in full, so CEL rules can read them.
+        placement = spec["properties"]["placement"]
+        assert spec["properties"]["scaling"]["default"] == ScalingSpec().to_api()
+        assert PlacementSpec.model_validate(placement["default"]) == PlacementSpec()
+        assert "forbiddenRegions" not in placement["default"]
+        assert placement["default"]["availability"]["minRegions"] == 1
         for name in ("availability", "weights", "churn"):
-            assert spec["properties"]["placement"]["properties"][name]["default"] == {}
+            assert placement["properties"][name]["default"] == placement["default"][name]
         assert set(spec["required"]) == {"model", "slo", "demand"}
 
 

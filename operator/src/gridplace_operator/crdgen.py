@@ -235,7 +235,8 @@ def openapi_schema(kind: Kind) -> dict[str, Any]:
                 "description": "Versioned schema of this representation of an object.",
             },
             "kind": {"type": "string", "description": "REST resource this object represents."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # Kubernetes allows nothing but the type here (name rules go in CEL at the root).
+            "metadata": {"type": "object"},
             "spec": model_schema(kind.spec),
             "status": _without_defaults(model_schema(kind.status)),
         },

@@ -69,8 +69,20 @@ def list_map(*keys: str) -> dict[str, Any]:
 
 LIST_SET: dict[str, Any] = {"x-kubernetes-list-type": "set"}
 LIST_ATOMIC: dict[str, Any] = {"x-kubernetes-list-type": "atomic"}
-# Marks an optional object field whose nested defaults must apply when it is omitted.
-DEFAULT_EMPTY_OBJECT: dict[str, Any] = {"default": {}}
+
+
+def default_instance(model: type[ApiModel]) -> dict[str, Any]:
+    """`json_schema_extra` for an optional object field: when omitted, the API server stores the
+    model's defaults in full (a bare `{}` would not pass the object's CEL rules)."""
+    return {"default": _without_empty_lists(model().to_api())}
+
+
+def _without_empty_lists(value: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: _without_empty_lists(v) if isinstance(v, dict) else v
+        for k, v in value.items()
+        if v != []
+    }
 
 
 def _add_cel_rules(schema: dict[str, Any], model: type[Any]) -> None:

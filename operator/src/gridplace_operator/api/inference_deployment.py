@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from gridplace_operator.api.common import (
-    DEFAULT_EMPTY_OBJECT,
     DNS_LABEL_PATTERN,
     LIST_ATOMIC,
     LIST_SET,
@@ -19,6 +18,7 @@ from gridplace_operator.api.common import (
     Name,
     ObjectMeta,
     ShortText,
+    default_instance,
     is_dns_label,
     list_map,
 )
@@ -434,17 +434,17 @@ class PlacementSpec(ApiModel):
     availability: AvailabilitySpec = Field(
         default_factory=AvailabilitySpec,
         description="Spread floor.",
-        json_schema_extra=DEFAULT_EMPTY_OBJECT,
+        json_schema_extra=default_instance(AvailabilitySpec),
     )
     weights: ObjectiveWeights = Field(
         default_factory=ObjectiveWeights,
         description="Objective weights.",
-        json_schema_extra=DEFAULT_EMPTY_OBJECT,
+        json_schema_extra=default_instance(ObjectiveWeights),
     )
     churn: ChurnSpec = Field(
         default_factory=ChurnSpec,
         description="Churn budget.",
-        json_schema_extra=DEFAULT_EMPTY_OBJECT,
+        json_schema_extra=default_instance(ChurnSpec),
     )
 
 
@@ -531,12 +531,12 @@ class InferenceDeploymentSpec(ApiModel):
     scaling: ScalingSpec = Field(
         default_factory=ScalingSpec,
         description="Replica bounds and autoscaling pace.",
-        json_schema_extra=DEFAULT_EMPTY_OBJECT,
+        json_schema_extra=default_instance(ScalingSpec),
     )
     placement: PlacementSpec = Field(
         default_factory=PlacementSpec,
         description="Placement mode, constraints and objective.",
-        json_schema_extra=DEFAULT_EMPTY_OBJECT,
+        json_schema_extra=default_instance(PlacementSpec),
     )
     demand: DemandSpec = Field(description="Request rates by user zone and request shape.")
 

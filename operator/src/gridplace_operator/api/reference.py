@@ -115,7 +115,7 @@ def _section(name: str, node: dict[str, Any], rules: list[dict[str, str]]) -> li
             description = f"{description} ({constraints})"
         lines.append(f"| `{field}` | {_type_of(child)} | {default} | {_cell(description)} |")
     if rules:
-        lines += ["", "Rules:", ""]
+        lines += ["", "Rules (the message is the error when a rule is broken):", ""]
         lines += [f"- {r['message']} — `{r['rule']}`" for r in rules]
     return [*lines, ""]
 
@@ -125,7 +125,7 @@ def _kind_sections(
 ) -> list[str]:
     lines = [f"## {kind.__name__}", "", f"{_cell(kind.__doc__ or '')} Scope: {scope}.", ""]
     if kind.cel_rules:
-        lines += ["Rules on the object:", ""]
+        lines += ["Rules on the object (the message is the error when a rule is broken):", ""]
         lines += [f"- {r.message} — `{r.rule}`" for r in kind.cel_rules]
         lines.append("")
     for model in (spec, status):
