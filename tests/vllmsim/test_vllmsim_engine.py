@@ -124,3 +124,23 @@ def test_cancelling_a_waiting_request_leaves_the_queue() -> None:
     engine = asyncio.run(scenario())
     assert engine.running == 0
     assert _sample(engine, "vllm:kv_cache_usage_perc") == 0
+
+
+def test_decode_slows_down_as_the_batch_fills() -> None:
+    sloped = LatencyModel(
+        ttft_base=0.001, ttft_per_prompt_token=0.0, itl_base=0.001, itl_per_running_seq=0.01
+    )
+
+    async def decode_times(batch: int) -> list[float]:
+        engine = Engine(sloped, max_num_seqs=8, max_model_len=1000, metrics=SimMetrics("m", 1000))
+
+        async def sink(_: int, __: str) -> None:
+            return None
+
+        done = await asyncio.gather(*(engine.run(_job(10), sink) for _ in range(batch)))
+        return [d.decode for d in done]
+
+    alone = asyncio.run(decode_times(1))[0]
+    crowded = asyncio.run(decode_times(4))
+    # steps of 1 + 4 x 10 ms against 1 + 10 ms: about 3.7 times longer
+    assert min(crowded) > 2 * alone
