@@ -18,7 +18,65 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gridplace {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_crds_command(commands)
+    _add_run_command(commands)
     return parser
+
+
+def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser("run", help="run the operator against a cluster")
+    run.add_argument("--kubeconfig", help="default: in-cluster credentials, else $KUBECONFIG")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        help="watch InferenceDeployments in this namespace only (repeatable)",
+    )
+    scope.add_argument(
+        "--all-namespaces", action="store_true", help="watch every namespace (the default)"
+    )
+    run.add_argument("--metrics-address", default="0.0.0.0", help="default: 0.0.0.0")
+    run.add_argument("--metrics-port", type=int, default=8081, help="0 disables; default: 8081")
+    run.add_argument(
+        "--liveness", default="http://0.0.0.0:8080/healthz", help="kopf liveness endpoint URL"
+    )
+    run.add_argument("--plan-period", type=float, default=60.0, help="seconds; default: 60")
+    run.add_argument("--debounce", type=float, default=1.0, help="seconds; default: 1")
+    run.add_argument("--solve-time-limit", type=float, default=10.0, help="seconds; default: 10")
+    run.add_argument("--verbose", action="store_true", help="debug logging")
+    run.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import logging  # noqa: PLC0415 - the operator's imports are heavy; keep other commands fast
+    import os  # noqa: PLC0415
+
+    import kopf  # noqa: PLC0415
+
+    from gridplace_operator import handlers  # noqa: PLC0415
+
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own client logs in from it
+    config = handlers.OperatorConfig(
+        kubeconfig=args.kubeconfig,
+        metrics_port=args.metrics_port,
+        metrics_address=args.metrics_address,
+        plan_period_seconds=args.plan_period,
+        debounce_seconds=args.debounce,
+        max_delay_seconds=max(5.0, args.debounce * 5),
+        solve_time_limit_seconds=args.solve_time_limit,
+    )
+    kopf.configure(verbose=args.verbose)
+    if not args.verbose:  # one line per watch event drowns what gridplace itself says
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    kopf.run(
+        standalone=True,
+        clusterwide=not args.namespaces,
+        namespaces=args.namespaces or (),
+        liveness_endpoint=args.liveness or None,
+        memo=kopf.Memo(config=config),
+    )
+    return 0
 
 
 def _add_crds_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

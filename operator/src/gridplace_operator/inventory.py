@@ -22,6 +22,7 @@ class GpuPool:
     gpu_type: str
     allocatable: int  # GPUs on schedulable, ready nodes
     used_by_others: int  # requested by pods gridplace does not own
+    nodes: int = 0
 
     @property
     def available(self) -> int:
@@ -96,6 +97,7 @@ def build_inventory(
 ) -> Inventory:
     """GPU pools of every region that has a selector; pods of other owners are subtracted."""
     allocatable: dict[tuple[str, str], int] = defaultdict(int)
+    node_count: dict[tuple[str, str], int] = defaultdict(int)
     pool_of_node: dict[str, tuple[str, str]] = {}
     nodes_by_region: dict[str, int] = defaultdict(int)
     for node in nodes:
@@ -111,6 +113,7 @@ def build_inventory(
             continue
         key = (region, gpu_type)
         allocatable[key] += gpus
+        node_count[key] += 1
         pool_of_node[meta.get("name", "")] = key
         nodes_by_region[region] += 1
     used: dict[tuple[str, str], int] = defaultdict(int)
@@ -122,7 +125,7 @@ def build_inventory(
         if not is_owned_by_gridplace(pod):
             used[pool_of_node[node_name]] += pod_gpu_request(pod)
     pools = {
-        key: GpuPool(key[0], key[1], allocatable[key], used.get(key, 0))
+        key: GpuPool(key[0], key[1], allocatable[key], used.get(key, 0), node_count[key])
         for key in sorted(allocatable)
     }
     return Inventory(pools=pools, nodes_by_region=dict(nodes_by_region))

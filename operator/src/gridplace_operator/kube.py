@@ -64,6 +64,27 @@ class Kube:
 
         return await asyncio.to_thread(call)
 
+    def list_all(self, kind: str, *, label_selector: str = "") -> list[dict[str, Any]]:
+        """Every object of a kind gridplace watches, as plain JSON (synchronous; used at start)."""
+        raw: dict[str, Any] = {"_preload_content": False}
+        calls: dict[str, Callable[[], Any]] = {
+            "InferenceDeployment": lambda: self.custom.list_cluster_custom_object(
+                GROUP, VERSION, "inferencedeployments", **raw
+            ),
+            "Region": lambda: self.custom.list_cluster_custom_object(
+                GROUP, VERSION, "regions", **raw
+            ),
+            "Node": lambda: self.core.list_node(**raw),
+            "Deployment": lambda: self.apps.list_deployment_for_all_namespaces(
+                label_selector=label_selector, **raw
+            ),
+            "Service": lambda: self.core.list_service_for_all_namespaces(
+                label_selector=label_selector, **raw
+            ),
+        }
+        items: list[dict[str, Any]] = json.loads(calls[kind]().data)["items"]
+        return [{**item, "kind": kind} for item in items]
+
     # Writes ----------------------------------------------------------------------------------
     async def apply(self, obj: Mapping[str, Any]) -> None:
         """Server-side apply of a Deployment or Service under gridplace's field manager."""

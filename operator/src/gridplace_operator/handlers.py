@@ -1,0 +1,130 @@
+"""kopf handlers: record what changed in the World and wake the planning loop. Nothing else.
+
+No handler here is a create/update/delete handler, so kopf adds no finalizer: deleting an
+InferenceDeployment never waits for the operator, and owner references remove its children.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from gridplace_operator import labels
+from gridplace_operator.api.common import GROUP, VERSION
+from gridplace_operator.kube import Kube, load_client_config
+from gridplace_operator.loop import PlanningLoop
+from gridplace_operator.metrics import OperatorMetrics
+from gridplace_operator.planner import Planner, PlannerSettings
+from gridplace_operator.world import Change, World
+
+log = logging.getLogger(__name__)
+OWNED = {labels.MANAGED_BY: labels.MANAGED_BY_VALUE}
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    kubeconfig: str | None = None
+    metrics_port: int = 8081
+    metrics_address: str = "0.0.0.0"  # scraped from inside the cluster
+    plan_period_seconds: float = 60.0
+    debounce_seconds: float = 1.0
+    max_delay_seconds: float = 5.0
+    solve_time_limit_seconds: float = 10.0
+
+
+def _wake(memo: Any, change: Change) -> None:
+    if change is Change.REPLAN:
+        memo.loop.request(replan=True)
+    elif change is Change.REFRESH:
+        memo.loop.request(replan=False)
+
+
+def _seed(kube: Kube, world: World) -> None:
+    """List everything once so the first plan sees the whole cluster, not a partial watch."""
+    for body in kube.list_all("InferenceDeployment"):
+        world.observe_idep(body, deleted=False)
+    for body in kube.list_all("Region"):
+        world.observe_region(body, deleted=False)
+    for body in kube.list_all("Node"):
+        world.observe_node(body, deleted=False)
+    for kind in ("Deployment", "Service"):
+        for body in kube.list_all(kind, label_selector=_selector(OWNED)):
+            world.observe_child(body, deleted=False)
+
+
+def _selector(match: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in match.items())
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING  # gridplace writes its own, meaningful Events
+    config: OperatorConfig = memo.get("config") or OperatorConfig()
+    metrics = OperatorMetrics()
+    kube = Kube(load_client_config(config.kubeconfig), metrics)
+    world = World()
+    await asyncio.to_thread(_seed, kube, world)
+    planner = Planner(
+        world,
+        kube,
+        metrics,
+        settings=PlannerSettings(solve_time_limit_seconds=config.solve_time_limit_seconds),
+    )
+    loop = PlanningLoop(
+        planner.cycle,
+        period_seconds=config.plan_period_seconds,
+        debounce_seconds=config.debounce_seconds,
+        max_delay_seconds=config.max_delay_seconds,
+    )
+    if config.metrics_port:
+        metrics.serve(config.metrics_port, config.metrics_address)
+    memo.world, memo.loop, memo.planner = world, loop, planner
+    memo.task = asyncio.create_task(loop.run(), name="gridplace-planner")
+    log.info(
+        "gridplace started: %d InferenceDeployment(s), %d Region(s)",
+        len(world.ideps),
+        len(world.regions),
+    )
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("task")
+    if task is not None:
+        task.cancel()
+
+
+@kopf.on.event(GROUP, VERSION, "inferencedeployments")
+async def inference_deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    _wake(memo, memo.world.observe_idep(event["object"], event["type"] == "DELETED"))
+
+
+@kopf.on.event(GROUP, VERSION, "regions")
+async def region_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    _wake(memo, memo.world.observe_region(event["object"], event["type"] == "DELETED"))
+
+
+@kopf.on.event("", "v1", "nodes")
+async def node_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    _wake(memo, memo.world.observe_node(event["object"], event["type"] == "DELETED"))
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=OWNED)
+async def deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    body = {**event["object"], "kind": "Deployment"}
+    _wake(memo, memo.world.observe_child(body, event["type"] == "DELETED"))
+
+
+@kopf.on.event("", "v1", "services", labels=OWNED)
+async def service_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    body = {**event["object"], "kind": "Service"}
+    _wake(memo, memo.world.observe_child(body, event["type"] == "DELETED"))

@@ -1,0 +1,421 @@
+"""One planning cycle: read signals, solve all InferenceDeployments jointly, reconcile children,
+write status and Events. The kopf handlers only fill the `World` and wake the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from gridplace_operator import labels
+from gridplace_operator.api.common import describe_validation_error
+from gridplace_operator.api.conditions import Reason
+from gridplace_operator.api.inference_deployment import InferenceDeploymentSpec
+from gridplace_operator.api.region import Region
+from gridplace_operator.children import Owner, desired_children
+from gridplace_operator.diff import Apply, Delete, ObservedChild, writes_for
+from gridplace_operator.inventory import Inventory, build_inventory
+from gridplace_operator.kube import Kube
+from gridplace_operator.metrics import OperatorMetrics
+from gridplace_operator.signals import (
+    PROVIDERS,
+    Provider,
+    Reading,
+    Resolved,
+    SignalKind,
+    read,
+    resolve,
+)
+from gridplace_operator.status import (
+    IdepFacts,
+    ModelPlan,
+    RegionFacts,
+    SignalHealth,
+    comparable,
+    idep_status,
+    region_status,
+)
+from gridplace_operator.translate import (
+    IdepRef,
+    RegionSignalValues,
+    Rejection,
+    build_problem,
+    current_assignments,
+    parse_spec,
+    static_demand,
+)
+from gridplace_operator.world import World
+from gridplace_placement.plan import Plan, PlanStatus
+from gridplace_placement.solver import SolveOptions, solve
+
+log = logging.getLogger(__name__)
+HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class PlannerSettings:
+    solve_time_limit_seconds: float = 10.0
+    # Longest a scale-down waits for the replicas replacing it to become ready.
+    make_before_break_timeout_seconds: float = 600.0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Planner:
+    def __init__(
+        self,
+        world: World,
+        kube: Kube,
+        metrics: OperatorMetrics,
+        *,
+        settings: PlannerSettings | None = None,
+        providers: Mapping[str, Provider] = PROVIDERS,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.world = world
+        self.kube = kube
+        self.metrics = metrics
+        self.settings = settings or PlannerSettings()
+        self.providers = providers
+        self.clock = clock
+        self.plan: Plan | None = None
+        self.plan_time: datetime | None = None
+        self.solver_failure: str | None = None
+        self.inventory = Inventory()
+        self.readings: dict[tuple[str, SignalKind], Reading] = {}
+        self.resolved: dict[tuple[str, SignalKind], Resolved] = {}
+        self.rejections: dict[IdepRef, Rejection] = {}
+        self.missing_regions: dict[IdepRef, list[str]] = {}
+        self.moves: dict[str, deque[tuple[float, int]]] = {}
+        self.hold_since: dict[str, float] = {}
+        self.summaries: dict[str, str] = {}
+
+    # ---------------------------------------------------------------------------------------
+    async def cycle(self, replan: bool) -> None:
+        now = self.clock()
+        regions, invalid_regions = self._regions()
+        signals = await self._signals(regions, now)
+        if replan or self.plan is None:
+            pods = await self.kube.list_gpu_pods()
+            selectors = {r.metadata.name: r.node_selector() for r in regions}
+            self.inventory = build_inventory(self.world.nodes.values(), pods, selectors)
+            await self._replan(regions, signals, now)
+            self.metrics.plans.labels(outcome="replan").inc()
+        else:
+            self.metrics.plans.labels(outcome="refresh").inc()
+        for key, body in list(self.world.ideps.items()):
+            try:
+                await self._reconcile(body, now)
+            except Exception:
+                self.metrics.errors.labels(stage="reconcile").inc()
+                log.exception("reconciling %s/%s failed", *key)
+        for body in list(self.world.regions.values()):
+            try:
+                await self._write_region_status(body, invalid_regions, now)
+            except Exception:
+                self.metrics.errors.labels(stage="region-status").inc()
+                log.exception("status of Region %s failed", body["metadata"]["name"])
+
+    # ---------------------------------------------------------------------------------------
+    def _regions(self) -> tuple[list[Region], dict[str, str]]:
+        valid: list[Region] = []
+        invalid: dict[str, str] = {}
+        for name, body in sorted(self.world.regions.items()):
+            try:
+                valid.append(Region.model_validate({**body, "status": None}))
+            except ValidationError as err:
+                invalid[name] = describe_validation_error(err)
+        return valid, invalid
+
+    async def _signals(self, regions: list[Region], now: datetime) -> dict[str, RegionSignalValues]:
+        values: dict[str, RegionSignalValues] = {}
+        for region in regions:
+            name = region.metadata.name
+            got: dict[SignalKind, float] = {}
+            sources: tuple[tuple[SignalKind, Any], ...] = (
+                ("carbonIntensity", region.spec.carbon_intensity),
+                ("powerPrice", region.spec.power_price),
+            )
+            for kind, source in sources:
+                error = None
+                try:
+                    self.readings[(name, kind)] = await asyncio.to_thread(
+                        read, source, now, self.providers
+                    )
+                except Exception as err:  # a failing source degrades to its fallback
+                    error = str(err) or type(err).__name__
+                    self.metrics.errors.labels(stage="signals").inc()
+                resolved = resolve(kind, source, self.readings.get((name, kind)), error, now)
+                if resolved is None:
+                    self.resolved.pop((name, kind), None)
+                    continue
+                self.resolved[(name, kind)] = resolved
+                got[kind] = resolved.value
+                self.metrics.signal_age.labels(region=name, signal=kind).set(
+                    resolved.status.age_seconds
+                )
+            if len(got) == 2:
+                values[name] = RegionSignalValues(got["carbonIntensity"], got["powerPrice"])
+        return values
+
+    def _churn_budget(self, specs: Mapping[IdepRef, InferenceDeploymentSpec]) -> int:
+        """Replicas re-plans may still stop this hour, summed over the models."""
+        horizon = time.monotonic() - HOUR
+        budget = 0
+        for ref, spec in specs.items():
+            history = self.moves.setdefault(ref.key, deque())
+            while history and history[0][0] < horizon:
+                history.popleft()
+            used = sum(n for _, n in history)
+            budget += max(0, spec.placement.churn.max_moves_per_hour - used)
+        return budget
+
+    async def _replan(
+        self, regions: list[Region], signals: dict[str, RegionSignalValues], now: datetime
+    ) -> None:
+        specs: dict[IdepRef, InferenceDeploymentSpec] = {}
+        rejected: dict[IdepRef, Rejection] = {}
+        for (namespace, name), body in sorted(self.world.ideps.items()):
+            ref = IdepRef(namespace, name)
+            parsed = parse_spec(body)
+            if isinstance(parsed, Rejection):
+                rejected[ref] = parsed
+            else:
+                specs[ref] = parsed
+        deployments = [c for (kind, _, _), c in self.world.children.items() if kind == "Deployment"]
+        translation = build_problem(
+            specs,
+            demand={ref: static_demand(spec) for ref, spec in specs.items()},
+            regions=regions,
+            signals=signals,
+            inventory=self.inventory,
+            current=current_assignments(deployments),
+            churn_budget=self._churn_budget(specs),
+        )
+        self.rejections = {**rejected, **translation.rejected}
+        self.missing_regions = translation.missing_regions
+        if translation.problem is None or not translation.problem.models:
+            self.plan, self.plan_time, self.solver_failure = None, now, None
+            return
+        options = SolveOptions(time_limit_seconds=self.settings.solve_time_limit_seconds)
+        started = time.perf_counter()
+        try:
+            plan = await asyncio.to_thread(solve, translation.problem, options)
+        except Exception as err:
+            self.metrics.errors.labels(stage="solve").inc()
+            log.exception("placement solve failed")
+            self.solver_failure = f"the solver failed: {err}"
+            return
+        finally:
+            self.metrics.plan_duration.observe(time.perf_counter() - started)
+        if plan.status == PlanStatus.NO_SOLUTION:
+            # Keep the placement that runs; say why on every object.
+            self.solver_failure = "the solver found no plan within its time limit"
+            return
+        self.solver_failure = None
+        self.plan, self.plan_time = plan, now
+        for outcome in plan.models:
+            if outcome.stopped_replicas:
+                self.moves.setdefault(outcome.name, deque()).append(
+                    (time.monotonic(), outcome.stopped_replicas)
+                )
+        log.info(
+            "planned %d model(s) in %.2fs: status %s, gap %.2g%%",
+            len(plan.models),
+            plan.timing.total_seconds,
+            plan.status.value,
+            plan.gap * 100,
+        )
+
+    # ---------------------------------------------------------------------------------------
+    def _selectors(self) -> dict[str, dict[str, str]]:
+        regions, _ = self._regions()
+        return {r.metadata.name: r.node_selector() for r in regions}
+
+    def _observed_children(self, namespace: str) -> list[ObservedChild]:
+        return [
+            ObservedChild.from_api(obj)
+            for (_, ns, _), obj in self.world.children.items()
+            if ns == namespace
+        ]
+
+    def _ready_by_pool(self, namespace: str, name: str) -> dict[tuple[str, str], int]:
+        ready: dict[tuple[str, str], int] = {}
+        for (kind, ns, _), obj in self.world.children.items():
+            lbl = obj.get("metadata", {}).get("labels") or {}
+            if (
+                kind != "Deployment"
+                or ns != namespace
+                or lbl.get(labels.INFERENCE_DEPLOYMENT) != name
+            ):
+                continue
+            key = (lbl.get(labels.REGION, ""), lbl.get(labels.GPU_TYPE, ""))
+            ready[key] = int((obj.get("status") or {}).get("readyReplicas") or 0)
+        return ready
+
+    def _signal_health(self, regions: list[str]) -> SignalHealth:
+        kinds: tuple[SignalKind, ...] = ("carbonIntensity", "powerPrice")
+        used = [self.resolved[(r, k)] for r in regions for k in kinds if (r, k) in self.resolved]
+        fallback = [s for s in used if s.used_fallback]
+        stale = [s for s in used if not s.fresh and not s.used_fallback]
+        if fallback:
+            return SignalHealth(
+                "False",
+                Reason.USING_FALLBACK,
+                "; ".join(sorted({s.status.message for s in fallback})),
+            )
+        if stale:
+            return SignalHealth(
+                "False", Reason.STALE, "; ".join(sorted({s.status.message for s in stale}))
+            )
+        return SignalHealth()
+
+    async def _reconcile(self, body: Mapping[str, Any], now: datetime) -> None:
+        meta = body["metadata"]
+        ref = IdepRef(meta["namespace"], meta["name"])
+        uid = meta["uid"]
+        generation = int(meta.get("generation") or 0)
+        spec = parse_spec(body)
+        rejection = self.rejections.get(ref)
+        if isinstance(spec, Rejection):
+            rejection = spec
+        model_plan = None
+        if self.plan is not None and self.plan_time is not None and rejection is None:
+            model_plan = ModelPlan.of(self.plan, ref.key, self.plan_time)
+        if rejection is None and self.solver_failure is not None:
+            rejection = Rejection(Reason.SOLVER_FAILED, self.solver_failure)
+        advise = isinstance(spec, InferenceDeploymentSpec) and spec.placement.mode == "Advise"
+        if model_plan is not None and isinstance(spec, InferenceDeploymentSpec) and not advise:
+            await self._reconcile_children(Owner(ref.namespace, ref.name, uid, spec), model_plan)
+        regions_used = sorted({p.region for p in model_plan.pools}) if model_plan else []
+        rtt = self.plan_rtt()
+        facts = IdepFacts(
+            name=ref.name,
+            generation=generation,
+            advise=advise,
+            pinned=isinstance(spec, InferenceDeploymentSpec) and spec.scaling.replicas is not None,
+            plan=model_plan,
+            rejection=(rejection.reason, rejection.message) if rejection else None,
+            missing_regions=self.missing_regions.get(ref, []),
+            signals=self._signal_health(regions_used),
+            ready=self._ready_by_pool(ref.namespace, ref.name),
+            rtt_ms=rtt,
+        )
+        previous: Mapping[str, Any] = body.get("status") or {}
+        status = idep_status(facts, previous, now).to_api()
+        self._record_metrics(ref, model_plan)
+        if comparable(status) != comparable(previous):
+            await self.kube.apply_status(
+                "inferencedeployments", ref.namespace, ref.name, status, "InferenceDeployment"
+            )
+        await self._events(body, status, previous)
+
+    def plan_rtt(self) -> dict[str, dict[str, float]]:
+        regions, _ = self._regions()
+        rtt: dict[str, dict[str, float]] = {}
+        for region in regions:
+            for entry in region.spec.rtt:
+                rtt.setdefault(entry.zone, {})[region.metadata.name] = entry.ms
+        return rtt
+
+    async def _reconcile_children(self, owner: Owner, model_plan: ModelPlan) -> None:
+        selectors = self._selectors()
+        replicas = {k: n for k, n in model_plan.replicas().items() if k[0] in selectors}
+        desired = desired_children(owner, replicas, selectors)
+        writes = writes_for(desired, self._observed_children(owner.namespace), owner.uid)
+        for write in writes.make:
+            await self.kube.apply(write.manifest)
+        if writes.held:
+            since = self.hold_since.setdefault(owner.uid, time.monotonic())
+            if time.monotonic() - since < self.settings.make_before_break_timeout_seconds:
+                return
+            log.warning(
+                "%s/%s: replacements not ready in time; scaling down anyway",
+                owner.namespace,
+                owner.name,
+            )
+        self.hold_since.pop(owner.uid, None)
+        for change in writes.brk:
+            if isinstance(change, Apply):
+                await self.kube.apply(change.manifest)
+            elif isinstance(change, Delete):
+                await self.kube.delete(change.kind, change.namespace, change.name)
+
+    async def _events(
+        self, body: Mapping[str, Any], status: Mapping[str, Any], previous: Mapping[str, Any]
+    ) -> None:
+        uid = body["metadata"]["uid"]
+        summary = status.get("placementSummary", "")
+        before = self.summaries.get(uid, previous.get("placementSummary", ""))
+        self.summaries[uid] = summary
+        if summary and summary != before:
+            reasons = "; ".join((status.get("explanation") or [])[:2])
+            message = f"placement {before or 'none'} -> {summary}. {reasons}".strip()
+            await self.kube.event(body, reason="Replaced" if before else "Placed", message=message)
+        old = {c.get("type"): c for c in previous.get("conditions") or []}
+        for cond in status.get("conditions") or []:
+            # Replicas that are still starting are progress, not a problem worth a Warning.
+            if cond["status"] != "False" or cond["reason"] == Reason.REPLICAS_NOT_READY:
+                continue
+            if cond["type"] not in ("Placed", "Ready"):
+                continue
+            was = old.get(cond["type"])
+            if was is None or was.get("status") != "False" or was.get("reason") != cond["reason"]:
+                await self.kube.event(
+                    body, reason=cond["reason"], message=cond["message"], warning=True
+                )
+
+    def _record_metrics(self, ref: IdepRef, model_plan: ModelPlan | None) -> None:
+        ids = {"namespace": ref.namespace, "inference_deployment": ref.name}
+        if model_plan is None:
+            return
+        self.metrics.carbon.labels(**ids).set(model_plan.outcome.carbon_g_per_hour)
+        self.metrics.cost.labels(**ids).set(model_plan.outcome.usd_per_hour)
+        self.metrics.unmet.labels(**ids).set(model_plan.outcome.unserved_rps)
+        for pool in model_plan.pools:
+            self.metrics.replicas.labels(**ids, region=pool.region, gpu_type=pool.gpu_type).set(
+                pool.replicas
+            )
+
+    async def _write_region_status(
+        self, body: Mapping[str, Any], invalid: Mapping[str, str], now: datetime
+    ) -> None:
+        name = body["metadata"]["name"]
+        pools = [
+            (p.gpu_type, p.nodes, p.allocatable, p.available)
+            for (region, _), p in self.inventory.pools.items()
+            if region == name
+        ]
+        carbon = self.resolved.get((name, "carbonIntensity"))
+        price = self.resolved.get((name, "powerPrice"))
+        facts = RegionFacts(
+            generation=int(body["metadata"].get("generation") or 0),
+            pools=pools,
+            carbon=carbon.status if carbon else None,
+            price=price.status if price else None,
+            invalid=invalid.get(name),
+        )
+        previous: Mapping[str, Any] = body.get("status") or {}
+        status = region_status(facts, previous, now).to_api()
+        if _region_comparable(status) != _region_comparable(previous):
+            await self.kube.apply_status("regions", None, name, status, "Region")
+
+
+def _region_comparable(status: Mapping[str, Any]) -> dict[str, Any]:
+    """Region status minus what ticks with the clock (signal ages), to avoid needless writes."""
+    out = comparable(status)
+    signals = {}
+    for kind, value in (status.get("signals") or {}).items():
+        signals[kind] = {k: v for k, v in value.items() if k not in ("ageSeconds", "observedAt")}
+    out["signals"] = signals
+    return out

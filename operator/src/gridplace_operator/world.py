@@ -1,0 +1,111 @@
+"""The operator's in-memory mirror of the objects it plans with, filled by the kopf handlers.
+
+Each `observe_*` returns whether the change matters for planning (`replan`), only for status and
+children (`refresh`), or not at all — so the operator's own status writes and node heartbeats do
+not set off new solves.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from gridplace_operator import labels
+from gridplace_operator.inventory import node_is_schedulable, parse_quantity
+
+Obj = Mapping[str, Any]
+
+
+class Change(Enum):
+    NONE = 0
+    REFRESH = 1
+    REPLAN = 2
+
+
+def _key(obj: Obj) -> tuple[str, str]:
+    meta = obj.get("metadata", {})
+    return (meta.get("namespace") or "", meta.get("name") or "")
+
+
+def node_fingerprint(node: Obj) -> str:
+    """What of a Node the planner uses; heartbeats leave it unchanged."""
+    meta = node.get("metadata", {})
+    allocatable = (node.get("status", {}).get("allocatable") or {}).get(labels.GPU_RESOURCE)
+    return json.dumps(
+        [meta.get("labels") or {}, parse_quantity(allocatable), node_is_schedulable(node)],
+        sort_keys=True,
+    )
+
+
+def child_fingerprint(obj: Obj) -> str:
+    meta = obj.get("metadata", {})
+    status = obj.get("status") or {}
+    return json.dumps(
+        [
+            (meta.get("annotations") or {}).get(labels.SPEC_HASH),
+            (obj.get("spec") or {}).get("replicas"),
+            status.get("readyReplicas"),
+            meta.get("deletionTimestamp") is not None,
+        ]
+    )
+
+
+@dataclass
+class World:
+    ideps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    regions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    children: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    _node_prints: dict[str, str] = field(default_factory=dict)
+    _child_prints: dict[tuple[str, str, str], str] = field(default_factory=dict)
+
+    @staticmethod
+    def _generation_changed(old: Obj | None, new: Obj) -> bool:
+        if old is None:
+            return True
+        return bool(
+            old.get("metadata", {}).get("generation") != new.get("metadata", {}).get("generation")
+        )
+
+    def observe_idep(self, body: Obj, deleted: bool) -> Change:
+        key = _key(body)
+        if deleted:
+            return Change.REPLAN if self.ideps.pop(key, None) is not None else Change.NONE
+        old = self.ideps.get(key)
+        self.ideps[key] = copy.deepcopy(dict(body))
+        return Change.REPLAN if self._generation_changed(old, body) else Change.NONE
+
+    def observe_region(self, body: Obj, deleted: bool) -> Change:
+        name = _key(body)[1]
+        if deleted:
+            return Change.REPLAN if self.regions.pop(name, None) is not None else Change.NONE
+        old = self.regions.get(name)
+        self.regions[name] = copy.deepcopy(dict(body))
+        return Change.REPLAN if self._generation_changed(old, body) else Change.NONE
+
+    def observe_node(self, body: Obj, deleted: bool) -> Change:
+        name = _key(body)[1]
+        if deleted:
+            self._node_prints.pop(name, None)
+            return Change.REPLAN if self.nodes.pop(name, None) is not None else Change.NONE
+        self.nodes[name] = copy.deepcopy(dict(body))
+        printed = node_fingerprint(body)
+        changed = self._node_prints.get(name) != printed
+        self._node_prints[name] = printed
+        return Change.REPLAN if changed else Change.NONE
+
+    def observe_child(self, body: Obj, deleted: bool) -> Change:
+        namespace, name = _key(body)
+        key = (str(body.get("kind")), namespace, name)
+        if deleted:
+            self._child_prints.pop(key, None)
+            return Change.REFRESH if self.children.pop(key, None) is not None else Change.NONE
+        self.children[key] = copy.deepcopy(dict(body))
+        printed = child_fingerprint(body)
+        changed = self._child_prints.get(key) != printed
+        self._child_prints[key] = printed
+        return Change.REFRESH if changed else Change.NONE

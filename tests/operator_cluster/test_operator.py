@@ -1,0 +1,254 @@
+"""gridplace placing, moving and reporting real workloads on the local control plane."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gridplace_e2e.cluster.handle import ClusterHandle
+from gridplace_e2e.cluster.local import poll
+from gridplace_e2e.operator_run import OperatorProcess, condition, get_json, wait_for
+
+pytestmark = pytest.mark.cluster
+ROOT = Path(__file__).resolve().parents[2]
+H100 = "NVIDIA-H100-80GB-HBM3"
+L40S = "NVIDIA-L40S"
+
+
+def idep(name: str, **spec: Any) -> str:
+    body: dict[str, Any] = {
+        "model": {"name": "meta-llama/Meta-Llama-3.1-8B-Instruct", "gpuTypes": [H100, L40S]},
+        "slo": {"p95TimeToFirstTokenSeconds": 1.0},
+        "scaling": {"minReplicas": 1, "maxReplicas": 6},
+        "demand": {"static": [{"zone": "us-east", "requestsPerSecond": 4}]},
+    }
+    body.update(spec)
+    return yaml.safe_dump(
+        {
+            "apiVersion": "gridplace.dev/v1alpha1",
+            "kind": "InferenceDeployment",
+            "metadata": {"name": name},
+            "spec": body,
+        }
+    )
+
+
+def deployments(cluster: ClusterHandle, namespace: str) -> dict[str, dict[str, Any]]:
+    items = get_json(cluster, "deployments", "-n", namespace)["items"]
+    return {d["metadata"]["name"]: d for d in items}
+
+
+def ready(cluster: ClusterHandle, namespace: str, name: str) -> bool:
+    obj = get_json(cluster, "idep", name, "-n", namespace)
+    return condition(obj, "Ready").get("status") == "True"
+
+
+def test_examples_are_placed_and_their_pods_run_where_planned(
+    cluster: ClusterHandle, namespace: str, operator: OperatorProcess
+) -> None:
+    cluster.kubectl(
+        "apply", "-n", namespace, "-f", str(ROOT / "examples/inferencedeployments.yaml")
+    )
+    wait_for(
+        lambda: (
+            ready(cluster, namespace, "llama-8b-chat")
+            and ready(cluster, namespace, "starcoder-completion")
+        ),
+        180,
+        "the Enforce examples to become Ready",
+        operator,
+    )
+    nodes = {n["metadata"]["name"]: n for n in get_json(cluster, "nodes")["items"]}
+    pods = get_json(cluster, "pods", "-n", namespace)["items"]
+    for name in ("llama-8b-chat", "starcoder-completion"):
+        obj = get_json(cluster, "idep", name, "-n", namespace)
+        status = obj["status"]
+        assert status["observedGeneration"] == obj["metadata"]["generation"]
+        assert condition(obj, "Placed")["status"] == "True"
+        planned = {(p["region"], p["gpuType"]): p["desiredReplicas"] for p in status["placement"]}
+        assert sum(planned.values()) == status["replicas"] > 0
+        assert status["readyReplicas"] == status["replicas"]
+        assert status["predicted"]["gCO2PerHour"] > 0
+        # Every planned pool has its pods Running on nodes of that region and GPU type.
+        mine = [
+            p
+            for p in pods
+            if p["metadata"]["labels"].get("gridplace.dev/inference-deployment") == name
+        ]
+        running: dict[tuple[str, str], int] = {}
+        for pod in mine:
+            assert pod["status"]["phase"] == "Running"
+            node_labels = nodes[pod["spec"]["nodeName"]]["metadata"]["labels"]
+            key = (
+                node_labels["topology.kubernetes.io/region"],
+                node_labels["nvidia.com/gpu.product"],
+            )
+            assert key[0] == pod["metadata"]["labels"]["gridplace.dev/region"]
+            running[key] = running.get(key, 0) + 1
+        assert running == planned
+    # Advise mode: a plan in status, no workload.
+    advice = get_json(cluster, "idep", "mixtral-batch-advice", "-n", namespace)
+    wait_for(
+        lambda: (
+            condition(
+                get_json(cluster, "idep", "mixtral-batch-advice", "-n", namespace), "Ready"
+            ).get("reason")
+            == "Advised"
+        ),
+        60,
+        "the Advise example to be advised",
+        operator,
+    )
+    advice = get_json(cluster, "idep", "mixtral-batch-advice", "-n", namespace)
+    assert advice["status"]["placement"], "Advise mode still reports the plan"
+    assert not [d for d in deployments(cluster, namespace) if d.startswith("mixtral-batch-advice")]
+    # The model-wide and per-region Services exist and select the model's pods.
+    services = {
+        s["metadata"]["name"] for s in get_json(cluster, "services", "-n", namespace)["items"]
+    }
+    assert "llama-8b-chat" in services
+
+
+def test_steady_state_writes_nothing_and_a_restart_converges_without_writes(
+    cluster: ClusterHandle, namespace: str, operator: OperatorProcess
+) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=idep("steady"))
+    wait_for(lambda: ready(cluster, namespace, "steady"), 120, "Ready", operator)
+    operator.wait_cycles(2)
+    before = operator.writes()
+    operator.wait_cycles(4)  # periodic re-plans with nothing changed
+    assert operator.writes() == before
+    names_before = sorted(deployments(cluster, namespace))
+    operator.stop()
+    operator.start()
+    operator.wait_cycles(3)
+    assert operator.writes() == 0, operator.metrics()
+    assert sorted(deployments(cluster, namespace)) == names_before
+
+
+def test_a_carbon_spike_moves_replicas_make_before_break_and_back(
+    cluster: ClusterHandle, namespace: str, operator: OperatorProcess
+) -> None:
+    spec = idep(
+        "green",
+        placement={
+            "allowedRegions": ["us-east-1", "us-west-1"],
+            "weights": {"latency": 0.1, "carbon": 5, "cost": 0.1},
+            "churn": {"maxMovesPerHour": 20},
+        },
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=spec)
+    wait_for(lambda: ready(cluster, namespace, "green"), 120, "Ready", operator)
+    first = get_json(cluster, "idep", "green", "-n", namespace)["status"]
+    home = {p["region"] for p in first["placement"]}
+    assert len(home) == 1
+    (home_region,) = home
+    other = "us-west-1" if home_region == "us-east-1" else "us-east-1"
+    original = get_json(cluster, "region", home_region)["spec"]["carbonIntensity"]
+    lowest_ready: list[int] = []
+
+    def moved() -> bool:
+        deps = deployments(cluster, namespace)
+        lowest_ready.append(sum(d.get("status", {}).get("readyReplicas", 0) for d in deps.values()))
+        regions = {d["metadata"]["labels"]["gridplace.dev/region"] for d in deps.values()}
+        return regions == {other} and ready(cluster, namespace, "green")
+
+    patch = '{"spec":{"carbonIntensity":{"static":{"gCO2PerKWh":3000}}}}'
+    cluster.kubectl("patch", "region", home_region, "--type=merge", "-p", patch)
+    try:
+        wait_for(moved, 120, f"replicas to leave {home_region} for {other}", operator)
+        assert min(lowest_ready) > 0, "capacity dropped to zero during the move"
+        events = get_json(cluster, "events", "-n", namespace)["items"]
+        reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == "green"}
+        assert "Replaced" in reasons
+    finally:
+        restore = {"spec": {"carbonIntensity": original}}
+        cluster.kubectl(
+            "patch", "region", home_region, "--type=merge", "-p", yaml.safe_dump(restore)
+        )
+    wait_for(
+        lambda: (
+            {
+                d["metadata"]["labels"]["gridplace.dev/region"]
+                for d in deployments(cluster, namespace).values()
+            }
+            == {home_region}
+        ),
+        120,
+        "replicas to return once the saving beats the churn cost",
+        operator,
+    )
+
+
+def test_a_spec_the_schema_cannot_judge_gets_ready_false_once(
+    cluster: ClusterHandle, namespace: str, operator: OperatorProcess
+) -> None:
+    body = idep("unknown-model", model={"name": "acme/not-a-known-model", "gpuTypes": [H100]})
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=body)
+
+    def rejected() -> bool:
+        obj = get_json(cluster, "idep", "unknown-model", "-n", namespace)
+        return condition(obj, "Ready").get("reason") == "InvalidSpec"
+
+    wait_for(rejected, 60, "Ready=False InvalidSpec", operator)
+    obj = get_json(cluster, "idep", "unknown-model", "-n", namespace)
+    assert "acme/not-a-known-model" in condition(obj, "Ready")["message"]
+    assert condition(obj, "Ready")["status"] == "False"
+    before = operator.counter("gridplace_api_writes_total", kind="InferenceDeployment")
+    operator.wait_cycles(3)
+    assert operator.counter("gridplace_api_writes_total", kind="InferenceDeployment") == before
+    assert not deployments(cluster, namespace)
+
+
+def test_deleting_needs_no_operator_and_removes_every_child(
+    cluster: ClusterHandle, namespace: str, operator: OperatorProcess
+) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=idep("short-lived"))
+    wait_for(lambda: ready(cluster, namespace, "short-lived"), 120, "Ready", operator)
+    obj = get_json(cluster, "idep", "short-lived", "-n", namespace)
+    assert not obj["metadata"].get("finalizers")
+    operator.stop()
+    try:
+        cluster.kubectl("delete", "idep", "short-lived", "-n", namespace, "--timeout=30s")
+        assert poll(lambda: not deployments(cluster, namespace), 60), "children left behind"
+        services = get_json(cluster, "services", "-n", namespace)["items"]
+        assert not [s for s in services if s["metadata"]["name"].startswith("short-lived")]
+    finally:
+        operator.start()
+
+
+def test_removing_a_regions_gpus_moves_the_replicas_elsewhere(
+    cluster: ClusterHandle, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    spec = idep(
+        "mover",
+        placement={"allowedRegions": ["eu-central-1", "us-east-1"]},
+        demand={"static": [{"zone": "eu-central", "requestsPerSecond": 3}]},
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=spec)
+    wait_for(lambda: ready(cluster, namespace, "mover"), 120, "Ready", operator)
+    status = get_json(cluster, "idep", "mover", "-n", namespace)["status"]
+    region = status["placement"][0]["region"]
+    nodes = get_json(cluster, "nodes", "-l", f"topology.kubernetes.io/region={region}")["items"]
+    for node in nodes:
+        cluster.kubectl("cordon", node["metadata"]["name"])
+    try:
+
+        def elsewhere() -> bool:
+            deps = deployments(cluster, namespace)
+            regions = {d["metadata"]["labels"]["gridplace.dev/region"] for d in deps.values()}
+            return bool(regions) and region not in regions and ready(cluster, namespace, "mover")
+
+        wait_for(elsewhere, 180, f"replicas to leave cordoned {region}", operator)
+        pending = [
+            p
+            for p in get_json(cluster, "pods", "-n", namespace)["items"]
+            if p["status"]["phase"] == "Pending"
+        ]
+        assert not pending
+    finally:
+        for node in nodes:
+            cluster.kubectl("uncordon", node["metadata"]["name"])
