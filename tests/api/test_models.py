@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from api_cases import BAD, EXAMPLES, IDEP, REGION, Bad, all_rules, example_documents, merged
+from api_cases import BAD, EXAMPLES, IDEP, REGION, ROOT, Bad, all_rules, example_documents, merged
 from pydantic import ValidationError
 
 from gridplace_operator.api import (
@@ -19,7 +18,7 @@ from gridplace_operator.api import (
 )
 from gridplace_operator.api.common import ApiModel
 
-SCENARIO_RTT = Path("/work/shared/scenarios/public/aws_interregion_rtt_p50_ms.csv")
+SCENARIO_RTT = ROOT.parent / "shared/scenarios/public/aws_interregion_rtt_p50_ms.csv"
 KINDS: dict[str, type[ApiModel]] = {"InferenceDeployment": InferenceDeployment, "Region": Region}
 
 

@@ -229,15 +229,12 @@ class RegionSpec(ApiModel):
         max_length=16,
         description=(
             "Labels selecting this region's nodes. Defaults to"
-            " topology.kubernetes.io/region: <metadata.name>."
+            " topology.kubernetes.io/region set to the Region's name."
         ),
     )
     pue: Annotated[float, Field(ge=1.0, le=3.0)] = Field(
         default=1.2,
-        description=(
-            "Power usage effectiveness of the data centre: facility power over IT power"
-            " (1.0 to 3.0)."
-        ),
+        description=("Power usage effectiveness of the data centre: facility power over IT power."),
     )
     carbon_intensity: CarbonIntensitySource = Field(
         description=f"Grid carbon intensity ({CARBON_UNIT})."
