@@ -210,7 +210,8 @@ class Simulator:
                 len(parsed.prompt_tokens), parsed.max_tokens, self.config.max_model_len
             )
             if problem:
-                raise ApiError(400, problem, "max_tokens" if parsed.max_tokens else "messages")
+                prompt_field = "messages" if chat else "prompt"
+                raise ApiError(400, problem, "max_tokens" if parsed.max_tokens else prompt_field)
         except ApiError as err:
             return error_response(err.status, err.message, _ERROR_TYPES[err.status], err.param)
         if self._rng.random() * 100 < self.config.failure_injection_rate:
