@@ -141,7 +141,7 @@ class PerformanceSpec(ApiModel):
 
 
 class ModelSpec(ApiModel):
-    """What to serve and on which GPUs."""
+    """What to serve (vLLM image, model, parallelism) and on which GPU types."""
 
     cel_rules = (
         CelRule(
@@ -433,17 +433,14 @@ class PlacementSpec(ApiModel):
     )
     availability: AvailabilitySpec = Field(
         default_factory=AvailabilitySpec,
-        description="Spread floor.",
         json_schema_extra=default_instance(AvailabilitySpec),
     )
     weights: ObjectiveWeights = Field(
         default_factory=ObjectiveWeights,
-        description="Objective weights.",
         json_schema_extra=default_instance(ObjectiveWeights),
     )
     churn: ChurnSpec = Field(
         default_factory=ChurnSpec,
-        description="Churn budget.",
         json_schema_extra=default_instance(ChurnSpec),
     )
 
@@ -526,19 +523,17 @@ class InferenceDeploymentSpec(ApiModel):
         ),
     )
 
-    model: ModelSpec = Field(description="The model server.")
-    slo: SloSpec = Field(description="Latency objective.")
+    model: ModelSpec
+    slo: SloSpec
     scaling: ScalingSpec = Field(
         default_factory=ScalingSpec,
-        description="Replica bounds and autoscaling pace.",
         json_schema_extra=default_instance(ScalingSpec),
     )
     placement: PlacementSpec = Field(
         default_factory=PlacementSpec,
-        description="Placement mode, constraints and objective.",
         json_schema_extra=default_instance(PlacementSpec),
     )
-    demand: DemandSpec = Field(description="Request rates by user zone and request shape.")
+    demand: DemandSpec
 
 
 class RegionPlacement(ApiModel):

@@ -236,10 +236,8 @@ class RegionSpec(ApiModel):
         default=1.2,
         description=("Power usage effectiveness of the data centre: facility power over IT power."),
     )
-    carbon_intensity: CarbonIntensitySource = Field(
-        description=f"Grid carbon intensity ({CARBON_UNIT})."
-    )
-    power_price: PowerPriceSource = Field(description=f"Electricity price ({PRICE_UNIT}).")
+    carbon_intensity: CarbonIntensitySource
+    power_price: PowerPriceSource
     gpu_hour_prices: list[GpuHourPrice] = Field(
         default_factory=list,
         max_length=32,
