@@ -22,7 +22,8 @@ from gridplace_e2e.cluster.handle import ClusterHandle
 from gridplace_e2e.cluster.local import ClusterError, LocalCluster, poll
 from gridplace_e2e.cluster.topology import DEFAULT_TOPOLOGY, load_topology
 
-TEST_CLUSTER_NAME = "gridplace-test"
+# Separate names let several test runs (e.g. in parallel checkouts) have a cluster each.
+TEST_CLUSTER_NAME = os.environ.get("GRIDPLACE_TEST_CLUSTER", "gridplace-test")
 
 
 @pytest.fixture(scope="session")

@@ -46,9 +46,16 @@ class OperatorProcess:
             "--debounce=0.3",
             *self.extra_args,
         ]
+        offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as handle:
             self.process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
-        if not poll(lambda: "gridplace started" in self.log.read_text(), timeout):
+
+        def started() -> bool:
+            with self.log.open("rb") as handle:
+                handle.seek(offset)
+                return b"gridplace started" in handle.read()
+
+        if not poll(started, timeout):
             self.stop()
             raise RuntimeError(f"the operator did not start:\n{self.tail()}")
 
