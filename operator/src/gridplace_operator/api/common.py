@@ -43,7 +43,9 @@ class CelRule:
 
     `check` receives the validated model and returns True when the rule holds; `field_path` is
     relative to the object the rule sits on and names the field the error is reported against;
-    `values` shows the offending values in the operator's message (CEL messages stay static).
+    `values` shows the offending values in the operator's message. The API server's message is
+    the static one: a CEL `messageExpression` that formats values costs more than the API
+    server's per-CRD CEL budget allows.
     """
 
     rule: str

@@ -30,6 +30,7 @@ SHORT_NAMES = ("idep",)
 DEFAULT_IMAGE = "vllm/vllm-openai:v0.12.0"
 # vLLM flags gridplace derives from the spec; setting them in args would contradict the spec.
 MANAGED_VLLM_FLAGS = ("--model", "--host", "--port", "--tensor-parallel-size", "--quantization")
+_CEL_MANAGED_FLAGS = "[{}]".format(", ".join(f"'{f}'" for f in MANAGED_VLLM_FLAGS))
 MAX_DEPLOYMENT_NAME = 40
 
 Seconds = Annotated[float, Field(gt=0, le=3600)]
@@ -38,6 +39,10 @@ Weight = Annotated[float, Field(ge=0, le=100)]
 
 def _set_count(*values: object) -> int:
     return sum(value is not None for value in values)
+
+
+def _managed_flag(arg: str) -> bool:
+    return any(arg == f or arg.startswith(f + "=") for f in MANAGED_VLLM_FLAGS)
 
 
 class LocalSecretKeyRef(ApiModel):
@@ -158,24 +163,15 @@ class ModelSpec(ApiModel):
         CelRule(
             rule=(
                 "!has(self.args) || self.args.all(a, "
-                + "[{}]".format(", ".join(f"'{f}'" for f in MANAGED_VLLM_FLAGS))
+                + _CEL_MANAGED_FLAGS
                 + ".all(f, a != f && !a.startsWith(f + '=')))"
             ),
             message="args must not set "
             + ", ".join(MANAGED_VLLM_FLAGS)
             + ": gridplace derives them from the spec",
-            check=lambda m: (
-                not any(a == f or a.startswith(f + "=") for a in m.args for f in MANAGED_VLLM_FLAGS)
-            ),
+            check=lambda m: not any(_managed_flag(a) for a in m.args),
             field_path=".args",
-            values=lambda m: (
-                "got "
-                + ", ".join(
-                    a
-                    for a in m.args
-                    if any(a == f or a.startswith(f + "=") for f in MANAGED_VLLM_FLAGS)
-                )
-            ),
+            values=lambda m: "got " + ", ".join(a for a in m.args if _managed_flag(a)),
         ),
         CelRule(
             rule=(
@@ -185,7 +181,9 @@ class ModelSpec(ApiModel):
             message="performance.gpus must list every GPU type in gpuTypes",
             values=lambda m: (
                 "missing: "
-                + ", ".join(sorted(set(m.gpu_types) - {p.gpu_type for p in m.performance.gpus}))
+                + ", ".join(
+                    t for t in m.gpu_types if t not in {p.gpu_type for p in m.performance.gpus}
+                )
             ),
             check=lambda m: (
                 m.performance is None
@@ -373,10 +371,10 @@ class ChurnSpec(ApiModel):
     )
 
 
-_REGIONS_FOR_AVAILABILITY = (
-    "!has(self.allowedRegions)"
-    " || (self.availability.surviveRegionLoss && self.availability.minRegions < 2"
-    " ? 2 : self.availability.minRegions) <= self.allowedRegions.size()"
+# AvailabilitySpec.regions_needed() in CEL.
+_CEL_REGIONS_NEEDED = (
+    "(self.availability.surviveRegionLoss && self.availability.minRegions < 2"
+    " ? 2 : self.availability.minRegions)"
 )
 
 
@@ -391,17 +389,18 @@ class PlacementSpec(ApiModel):
             ),
             message="a region cannot be both allowed and forbidden",
             values=lambda p: (
-                "both: "
-                + ", ".join(sorted(set(p.allowed_regions or ()) & set(p.forbidden_regions)))
+                "both: " + ", ".join(r for r in p.allowed_regions or () if r in p.forbidden_regions)
             ),
             check=lambda p: not set(p.allowed_regions or ()) & set(p.forbidden_regions),
             field_path=".forbiddenRegions",
         ),
         CelRule(
-            rule=_REGIONS_FOR_AVAILABILITY,
+            rule=(
+                f"!has(self.allowedRegions) || {_CEL_REGIONS_NEEDED} <= self.allowedRegions.size()"
+            ),
             message="availability needs more regions than allowedRegions lists",
             values=lambda p: (
-                f"needs {p.availability.regions_needed()}, allowedRegions={p.allowed_regions}"
+                f"needs {p.availability.regions_needed()}, lists {len(p.allowed_regions)}"
             ),
             check=lambda p: (
                 p.allowed_regions is None
@@ -657,7 +656,7 @@ class InferenceDeployment(ApiModel):
                 f"metadata.name must be a DNS-1035 label of at most {MAX_DEPLOYMENT_NAME}"
                 " characters (it becomes part of child object names)"
             ),
-            values=lambda d: f"got {d.metadata.name!r}",
+            values=lambda d: f'got "{d.metadata.name}"',
             check=lambda d: is_dns_label(d.metadata.name, MAX_DEPLOYMENT_NAME),
         ),
     )

@@ -342,7 +342,7 @@ class Region(ApiModel):
                 f"metadata.name must be a DNS-1035 label of at most {MAX_REGION_NAME} characters"
                 " (it becomes part of child object names)"
             ),
-            values=lambda r: f"got {r.metadata.name!r}",
+            values=lambda r: f'got "{r.metadata.name}"',
             check=lambda r: is_dns_label(r.metadata.name, MAX_REGION_NAME),
         ),
     )
