@@ -1,0 +1,48 @@
+"""Signal providers for every Region source kind, built once at operator start.
+
+`build_providers` returns the mapping the Planner takes: source kind -> Provider. Each provider
+has a timeout, bounded retries with backoff and a cache (see `settings`), and raises SignalError
+with a message a person can act on; `signals.resolve` then applies maxAgeSeconds and fallback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from kubernetes import client
+
+from gridplace_operator.providers.electricity_maps import ElectricityMapsProvider
+from gridplace_operator.providers.file import FileProvider
+from gridplace_operator.providers.http import HttpClient
+from gridplace_operator.providers.kube_refs import KubeRefs
+from gridplace_operator.providers.prometheus import PrometheusProvider
+from gridplace_operator.providers.settings import ProviderSettings
+from gridplace_operator.providers.watt_time import WattTimeProvider
+from gridplace_operator.signals import PROVIDERS, Provider
+
+__all__ = ["ProviderSettings", "build_providers"]
+
+
+def build_providers(
+    api_client: client.ApiClient,
+    settings: ProviderSettings | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Provider]:
+    """Providers for static, file, prometheus, electricityMaps and wattTime sources."""
+    settings = settings or ProviderSettings()
+    http = HttpClient(
+        timeout_seconds=settings.http_timeout_seconds,
+        attempts=settings.attempts,
+        backoff_seconds=settings.backoff_seconds,
+        sleep=sleep,
+    )
+    refs = KubeRefs(api_client, settings.namespace, settings.secret_ttl_seconds)
+    return {
+        **PROVIDERS,
+        "file": FileProvider(http, refs, settings),
+        "prometheus": PrometheusProvider(http, settings),
+        "electricity_maps": ElectricityMapsProvider(http, refs, settings),
+        "watt_time": WattTimeProvider(http, refs, settings),
+    }

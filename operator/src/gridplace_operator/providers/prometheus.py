@@ -1,0 +1,83 @@
+"""`prometheus` sources: an instant query whose result is one number (a scalar or a vector of
+exactly one series), already in the unit of the signal."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from gridplace_operator.providers.cache import TimedCache
+from gridplace_operator.providers.common import cache_key, refresh_seconds, retry_seconds
+from gridplace_operator.providers.http import HttpClient
+from gridplace_operator.providers.settings import ProviderSettings
+from gridplace_operator.signals import Reading, SignalError, Source
+
+
+def sample(body: Any) -> tuple[datetime, float]:
+    """The one (time, value) of an instant-query answer; SignalError says what else it was."""
+    if not isinstance(body, dict) or body.get("status") != "success":
+        error = body.get("error") if isinstance(body, dict) else None
+        raise SignalError(f"the query failed: {error or 'no status success in the answer'}")
+    data = body.get("data")
+    kind = data.get("resultType") if isinstance(data, dict) else None
+    result = data.get("result") if isinstance(data, dict) else None
+    if kind == "scalar":
+        point = result
+    elif kind == "vector" and isinstance(result, list):
+        if not result:
+            raise SignalError("the query returned no data (an empty vector)")
+        if len(result) > 1:
+            names = "; ".join(str(item.get("metric", {})) for item in result[:3])
+            raise SignalError(
+                f"the query returned {len(result)} series, expected one (aggregate it, e.g."
+                f" with max or sum): {names}"
+            )
+        point = result[0].get("value") if isinstance(result[0], dict) else None
+    else:
+        raise SignalError(
+            f"the query returned a {kind or 'malformed'} result, expected a scalar"
+            " or a one-element vector"
+        )
+    try:
+        at, raw = point  # type: ignore[misc]
+        value = float(raw)
+        observed_at = datetime.fromtimestamp(float(at), UTC)
+    except (TypeError, ValueError):
+        raise SignalError(f"malformed sample in the answer: {point!r}") from None
+    if not math.isfinite(value):
+        raise SignalError(f"the query returned {raw}, not a finite number")
+    return observed_at, value
+
+
+class PrometheusProvider:
+    def __init__(self, http: HttpClient, settings: ProviderSettings) -> None:
+        self.http = http
+        self.settings = settings
+        self.cache: TimedCache[Reading] = TimedCache()
+
+    def __call__(self, source: Source, now: datetime) -> Reading:
+        spec = source.prometheus
+        assert spec is not None
+        return self.cache.get(
+            cache_key(source, spec),
+            now,
+            refresh_seconds=refresh_seconds(source, self.settings),
+            retry_seconds=retry_seconds(source, self.settings),
+            fetch=lambda: self._query(spec.query),
+        )
+
+    def _query(self, query: str) -> Reading:
+        base = self.settings.prometheus_url
+        if base is None:
+            raise SignalError(
+                "no Prometheus is configured for prometheus sources (set GRIDPLACE_PROMETHEUS_URL)"
+            )
+        body = self.http.get_json(
+            f"{base}/api/v1/query", what=f"Prometheus query {query!r}", params={"query": query}
+        )
+        try:
+            observed_at, value = sample(body)
+        except SignalError as err:
+            raise SignalError(f"Prometheus query {query!r}: {err}") from None
+        return Reading(value=value, observed_at=observed_at, source="Prometheus")
