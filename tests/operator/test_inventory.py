@@ -96,3 +96,11 @@ def test_a_region_may_select_nodes_by_any_label() -> None:
 @pytest.mark.parametrize(("text", "units"), [("8", 8), (4, 4), ("2000m", 2), (None, 0)])
 def test_parse_quantity(text: str | int | None, units: int) -> None:
     assert parse_quantity(text) == units
+
+
+def test_minus_takes_gpus_already_spoken_for() -> None:
+    inventory = build_inventory([node("a", "eu-central-1", "H100")], [pod("a", 2)], SELECTORS)
+    left = inventory.minus({("eu-central-1", "H100"): 5})
+    assert left.available("eu-central-1", "H100") == 1
+    assert inventory.available("eu-central-1", "H100") == 6  # the original is unchanged
+    assert left.minus({("eu-central-1", "H100"): 9}).available("eu-central-1", "H100") == 0

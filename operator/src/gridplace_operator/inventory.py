@@ -42,6 +42,16 @@ class Inventory:
     def gpu_types(self, region: str) -> dict[str, int]:
         return {g: p.available for (r, g), p in sorted(self.pools.items()) if r == region}
 
+    def minus(self, taken: Mapping[tuple[str, str], int]) -> Inventory:
+        """The inventory left once `taken` GPUs per (region, GPU type) are spoken for."""
+        pools = {
+            key: GpuPool(
+                p.region, p.gpu_type, p.allocatable, p.used_by_others + taken.get(key, 0), p.nodes
+            )
+            for key, p in self.pools.items()
+        }
+        return Inventory(pools=pools, nodes_by_region=dict(self.nodes_by_region))
+
 
 def parse_quantity(value: str | int | float | None) -> int:
     """Whole units of an extended resource such as nvidia.com/gpu ("8", 8, "8000m")."""

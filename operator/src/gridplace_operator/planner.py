@@ -54,6 +54,7 @@ from gridplace_operator.translate import (
 )
 from gridplace_operator.world import World
 from gridplace_placement.plan import Plan, PlanStatus
+from gridplace_placement.problem import Problem
 from gridplace_placement.solver import SolveOptions, solve
 
 log = logging.getLogger(__name__)
@@ -88,9 +89,9 @@ class Planner:
         self.settings = settings or PlannerSettings()
         self.providers = providers
         self.clock = clock
-        self.plan: Plan | None = None
-        self.plan_time: datetime | None = None
-        self.solver_failure: str | None = None
+        self.plans: dict[str, ModelPlan] = {}  # by problem model name (namespace/name)
+        self.planned = False
+        self.failures: dict[str, str] = {}  # model -> why its last solve failed
         self.inventory = Inventory()
         self.readings: dict[tuple[str, SignalKind], Reading] = {}
         self.resolved: dict[tuple[str, SignalKind], Resolved] = {}
@@ -105,7 +106,7 @@ class Planner:
         now = self.clock()
         regions, invalid_regions = self._regions()
         signals = await self._signals(regions, now)
-        if replan or self.plan is None:
+        if replan or not self.planned:
             pods = await self.kube.list_gpu_pods()
             selectors = {r.metadata.name: r.node_selector() for r in regions}
             self.inventory = build_inventory(self.world.nodes.values(), pods, selectors)
@@ -183,52 +184,72 @@ class Planner:
     async def _replan(
         self, regions: list[Region], signals: dict[str, RegionSignalValues], now: datetime
     ) -> None:
+        """Enforced models are planned jointly first; Advise models then get what is left, so a
+        plan nobody runs never displaces a workload that does."""
         specs: dict[IdepRef, InferenceDeploymentSpec] = {}
-        rejected: dict[IdepRef, Rejection] = {}
+        self.rejections, self.missing_regions = {}, {}
         for (namespace, name), body in sorted(self.world.ideps.items()):
             ref = IdepRef(namespace, name)
             parsed = parse_spec(body)
             if isinstance(parsed, Rejection):
-                rejected[ref] = parsed
+                self.rejections[ref] = parsed
             else:
                 specs[ref] = parsed
         deployments = [c for (kind, _, _), c in self.world.children.items() if kind == "Deployment"]
-        translation = build_problem(
-            specs,
-            demand={ref: static_demand(spec) for ref, spec in specs.items()},
-            regions=regions,
-            signals=signals,
-            inventory=self.inventory,
-            current=current_assignments(deployments),
-            churn_budget=self._churn_budget(specs),
-        )
-        self.rejections = {**rejected, **translation.rejected}
-        self.missing_regions = translation.missing_regions
-        if translation.problem is None or not translation.problem.models:
-            self.plan, self.plan_time, self.solver_failure = None, now, None
-            return
+        running = current_assignments(deployments)
+        enforce = {r: s for r, s in specs.items() if s.placement.mode == "Enforce"}
+        advise = {r: s for r, s in specs.items() if s.placement.mode == "Advise"}
+        inventory = self.inventory
+        plans: dict[str, ModelPlan] = {}
+        for group, current, enforced in ((enforce, running, True), (advise, [], False)):
+            if not group:
+                continue
+            translation = build_problem(
+                group,
+                demand={ref: static_demand(spec) for ref, spec in group.items()},
+                regions=regions,
+                signals=signals,
+                inventory=inventory,
+                current=current,
+                churn_budget=self._churn_budget(group) if enforced else None,
+            )
+            self.rejections.update(translation.rejected)
+            self.missing_regions.update(translation.missing_regions)
+            problem = translation.problem
+            if problem is None or not problem.models:
+                continue
+            plan = await self._solve(problem)
+            if plan is None:  # keep what runs; status says why
+                for key in translation.models:
+                    if key in self.plans:
+                        plans[key] = self.plans[key]
+                continue
+            for key in translation.models:
+                model_plan = ModelPlan.of(plan, key, now)
+                if model_plan is not None:
+                    plans[key] = model_plan
+            if enforced:
+                self._record_moves(plan)
+                inventory = inventory.minus(_gpus_taken(plan, problem))
+        self.plans, self.planned = plans, True
+
+    async def _solve(self, problem: Problem) -> Plan | None:
         options = SolveOptions(time_limit_seconds=self.settings.solve_time_limit_seconds)
         started = time.perf_counter()
         try:
-            plan = await asyncio.to_thread(solve, translation.problem, options)
+            plan = await asyncio.to_thread(solve, problem, options)
         except Exception as err:
             self.metrics.errors.labels(stage="solve").inc()
             log.exception("placement solve failed")
-            self.solver_failure = f"the solver failed: {err}"
-            return
+            self._fail(problem, f"the solver failed: {err}")
+            return None
         finally:
             self.metrics.plan_duration.observe(time.perf_counter() - started)
         if plan.status == PlanStatus.NO_SOLUTION:
-            # Keep the placement that runs; say why on every object.
-            self.solver_failure = "the solver found no plan within its time limit"
-            return
-        self.solver_failure = None
-        self.plan, self.plan_time = plan, now
-        for outcome in plan.models:
-            if outcome.stopped_replicas:
-                self.moves.setdefault(outcome.name, deque()).append(
-                    (time.monotonic(), outcome.stopped_replicas)
-                )
+            self._fail(problem, "the solver found no plan within its time limit")
+            return None
+        for model in problem.models:
+            self.failures.pop(model.name, None)
         log.info(
             "planned %d model(s) in %.2fs: status %s, gap %.2g%%",
             len(plan.models),
@@ -236,6 +257,18 @@ class Planner:
             plan.status.value,
             plan.gap * 100,
         )
+        return plan
+
+    def _fail(self, problem: Problem, why: str) -> None:
+        for model in problem.models:
+            self.failures[model.name] = why
+
+    def _record_moves(self, plan: Plan) -> None:
+        for outcome in plan.models:
+            if outcome.stopped_replicas:
+                self.moves.setdefault(outcome.name, deque()).append(
+                    (time.monotonic(), outcome.stopped_replicas)
+                )
 
     # ---------------------------------------------------------------------------------------
     def _selectors(self) -> dict[str, dict[str, str]]:
@@ -289,11 +322,9 @@ class Planner:
         rejection = self.rejections.get(ref)
         if isinstance(spec, Rejection):
             rejection = spec
-        model_plan = None
-        if self.plan is not None and self.plan_time is not None and rejection is None:
-            model_plan = ModelPlan.of(self.plan, ref.key, self.plan_time)
-        if rejection is None and self.solver_failure is not None:
-            rejection = Rejection(Reason.SOLVER_FAILED, self.solver_failure)
+        model_plan = self.plans.get(ref.key) if rejection is None else None
+        if rejection is None and ref.key in self.failures:
+            rejection = Rejection(Reason.SOLVER_FAILED, self.failures[ref.key])
         advise = isinstance(spec, InferenceDeploymentSpec) and spec.placement.mode == "Advise"
         if model_plan is not None and isinstance(spec, InferenceDeploymentSpec) and not advise:
             await self._reconcile_children(Owner(ref.namespace, ref.name, uid, spec), model_plan)
@@ -409,6 +440,17 @@ class Planner:
         status = region_status(facts, previous, now).to_api()
         if _region_comparable(status) != _region_comparable(previous):
             await self.kube.apply_status("regions", None, name, status, "Region")
+
+
+def _gpus_taken(plan: Plan, problem: Problem) -> dict[tuple[str, str], int]:
+    """GPUs a plan's replicas occupy per (region, GPU type)."""
+    models = {m.name: m for m in problem.models}
+    taken: dict[tuple[str, str], int] = {}
+    for pool in plan.pools:
+        per_replica = models[pool.model].profiles[pool.gpu_type].gpus_per_replica
+        key = (pool.region, pool.gpu_type)
+        taken[key] = taken.get(key, 0) + pool.replicas * per_replica
+    return taken
 
 
 def _region_comparable(status: Mapping[str, Any]) -> dict[str, Any]:
