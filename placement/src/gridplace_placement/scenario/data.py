@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ import numpy.typing as npt
 from gridplace_placement.scenario.spec import ScenarioSpec
 
 FloatArray = npt.NDArray[np.float64]
+DATA_DIR_ENV = "GRIDPLACE_SCENARIO_DATA_DIR"
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -150,11 +152,31 @@ def load_token_mix(path: Path, prompt_column: str, output_column: str) -> tuple[
     return float(np.mean(prompts)), float(np.mean(outputs))
 
 
+def data_directory(path: Path, spec: ScenarioSpec, override: Path | None = None) -> Path:
+    """The data files' directory: `override`, else $GRIDPLACE_SCENARIO_DATA_DIR, else the
+    scenario's `dataDir` relative to the scenario file."""
+    if override is not None:
+        return override
+    from_env = os.environ.get(DATA_DIR_ENV)
+    if from_env:
+        return Path(from_env)
+    return (path.parent / spec.data_dir).resolve()
+
+
 def load_scenario(path: Path, data_dir: Path | None = None) -> ScenarioData:
-    """Read a scenario file and every data file it names."""
+    """Read a scenario file and every data file it names (see `data_directory`)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"scenario file not found: {path}")
     spec = ScenarioSpec.from_file(path)
-    base = data_dir if data_dir is not None else (path.parent / spec.data_dir).resolve()
+    base = data_directory(path, spec, data_dir)
     src = spec.sources
+    files = (src.carbon_intensity, src.power_price, src.rtt, src.demand_shape, src.request_mix)
+    for source in files:
+        if not (base / source.file).is_file():
+            raise FileNotFoundError(
+                f"scenario data file not found: {base / source.file} (data directory {base};"
+                f" point to another with --data-dir or ${DATA_DIR_ENV})"
+            )
     start, hours = spec.period.start, spec.period.hours
     zones = {r.grid_zone for r in spec.regions}
     carbon = load_hourly(

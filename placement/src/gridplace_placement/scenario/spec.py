@@ -69,6 +69,12 @@ class UserZone(_Strict):
     utc_offset_hours: Annotated[float, Field(ge=-12, le=14)] = Field(alias="utcOffsetHours")
 
 
+class ObjectiveWeights(_Strict):
+    latency: Annotated[float, Field(ge=0)] = 1.0
+    carbon: Annotated[float, Field(ge=0)] = 1.0
+    cost: Annotated[float, Field(ge=0)] = 1.0
+
+
 class ScenarioModel(_Strict):
     name: str
     profile: str = Field(description="Performance profile name shipped with gridplace_placement.")
@@ -82,6 +88,11 @@ class ScenarioModel(_Strict):
     min_replicas: NonNegativeInt = Field(default=0, alias="minReplicas")
     max_replicas: Annotated[int, Field(ge=1)] = Field(default=10_000, alias="maxReplicas")
     min_regions: NonNegativeInt = Field(default=1, alias="minRegions")
+    tpot_target_seconds: PositiveFloat = Field(default=0.1, alias="tpotTargetSeconds")
+    weights: ObjectiveWeights = Field(
+        default_factory=ObjectiveWeights,
+        description="Relative weights of latency, carbon and cost in the placement objective.",
+    )
 
 
 class Period(_Strict):

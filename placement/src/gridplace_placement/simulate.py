@@ -1,0 +1,427 @@
+"""Replay a scenario hour by hour and compare placement policies on carbon, cost, SLO and churn.
+
+Every hour each policy re-plans one joint problem built from that hour's grid carbon intensity,
+electricity price and demand, the scenario's GPU capacity, and the policy's own placement of the
+previous hour as `current` (so churn is measured, and gridplace honours the churn budget).
+Beside the policies runs an offline bound: per hour, the LP relaxation of "minimise carbon" over
+the same demand, SLO-eligible routes, GPU capacity and floors, with no previous placement and no
+churn budget. Once churn is relaxed the hours are independent, so the sum of the hourly optima is
+a lower bound on the carbon of any policy that serves the same demand over the period, even one
+that knew every future hour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gridplace_placement.builder import compile_problem
+from gridplace_placement.plan import Plan
+from gridplace_placement.problem import Assignment, Problem
+from gridplace_placement.scenario import ScenarioData
+from gridplace_placement.solver import Policy, SolveOptions, lp_relaxation, solve
+
+DEFAULT_POLICIES: tuple[Policy, ...] = (
+    "gridplace",
+    "latency-nearest",
+    "even-spread",
+    "cheapest-power",
+    "lowest-carbon",
+)
+BOUND = "bound"
+_EPS = 1e-9
+
+
+def problem_at(data: ScenarioData, hour: int, current: Sequence[Assignment] = ()) -> Problem:
+    """The placement problem of one hour of the scenario."""
+    spec = data.spec
+    models = [
+        {
+            "name": m.name,
+            "profile": m.profile,
+            "gpuTypes": list(m.gpu_types),
+            "gpusPerReplica": m.gpus_per_replica,
+            "sloP95TtftSeconds": m.p95_ttft_seconds,
+            "tpotTargetSeconds": m.tpot_target_seconds,
+            "minReplicas": m.min_replicas,
+            "maxReplicas": m.max_replicas,
+            "availability": {"minRegions": m.min_regions},
+            "weights": m.weights.model_dump(),
+            "demand": {zone: float(rate[hour]) for zone, rate in data.demand_rps[m.name].items()},
+            "promptTokens": data.mean_prompt_tokens,
+            "outputTokens": data.mean_output_tokens,
+        }
+        for m in spec.models
+    ]
+    regions = [
+        {
+            "name": r.name,
+            "gpus": dict(r.gpus),
+            "pue": r.pue,
+            "carbonIntensity": float(data.carbon_g_per_kwh[r.name][hour]),
+            "powerPriceUsdPerMwh": float(data.price_usd_per_mwh[r.name][hour]),
+            "gpuHourPriceUsd": dict(r.gpu_hour_price_usd),
+        }
+        for r in spec.regions
+    ]
+    return Problem.model_validate(
+        {
+            "models": models,
+            "regions": regions,
+            "rttMs": data.rtt_ms,
+            "current": [a.model_dump() for a in current],
+            "churnBudget": spec.churn_budget,
+        }
+    )
+
+
+def carbon_bound(problem: Problem) -> float:
+    """Least carbon (g/h) of any plan serving the demand the problem can serve: the LP
+    relaxation of a carbon-only objective with no current placement and no churn budget."""
+    relaxed = problem.model_copy(update={"current": (), "churn_budget": None})
+    c = compile_problem(relaxed)
+    p, k, cols = c.pools, c.routes, c.columns
+    if c.milp.num_vars == 0:
+        return 0.0
+    # Shortfalls cost more than serving anywhere, so the bound serves whatever capacity allows.
+    per_request = p.carbon_per_replica / np.maximum(p.rate, _EPS) + p.carbon_per_request
+    penalty = 1e3 * (float(per_request.max(initial=0.0)) + float(p.carbon_per_replica.sum()) + 1)
+    cost = np.zeros(c.milp.num_vars)
+    cost[cols.replicas] = p.carbon_per_replica
+    cost[cols.routed] = p.carbon_per_request[k.pool]
+    cost[cols.unserved] = penalty
+    cost[cols.floor_short] = penalty
+    sizes = np.cumsum([len(part) for part in c.milp.cost])[:-1]
+    milp = dataclasses.replace(c.milp, cost=list(np.split(cost, sizes)))
+    _, values = lp_relaxation(dataclasses.replace(c, milp=milp))
+    return float(
+        cost[cols.replicas] @ values[cols.replicas] + cost[cols.routed] @ values[cols.routed]
+    )
+
+
+def capacity_overruns(problem: Problem, plan: Plan) -> list[str]:
+    """(region, GPU type) pairs where the plan uses more GPUs than the region has."""
+    profiles = {m.name: m.profiles for m in problem.models}
+    used: dict[tuple[str, str], int] = {}
+    for pool in plan.pools:
+        gpus = pool.replicas * profiles[pool.model][pool.gpu_type].gpus_per_replica
+        used[(pool.region, pool.gpu_type)] = used.get((pool.region, pool.gpu_type), 0) + gpus
+    have = {(r.name, g): n for r in problem.regions for g, n in r.gpus.items()}
+    return [
+        f"{region}/{gpu}: {n} GPUs > {have.get((region, gpu), 0)}"
+        for (region, gpu), n in sorted(used.items())
+        if n > have.get((region, gpu), 0)
+    ]
+
+
+@dataclass
+class PolicyRun:
+    """Hourly outcomes of one policy (index = hour of the period)."""
+
+    policy: str
+    carbon_g: list[float] = field(default_factory=list)
+    energy_usd: list[float] = field(default_factory=list)
+    gpu_usd: list[float] = field(default_factory=list)
+    demand_rps: list[float] = field(default_factory=list)
+    slo_met_rps: list[float] = field(default_factory=list)  # served in zones meeting the SLO
+    unserved_rps: list[float] = field(default_factory=list)
+    p95_weighted_s: list[float] = field(default_factory=list)  # sum of served rps x p95
+    stopped: list[int] = field(default_factory=list)
+    replicas: list[int] = field(default_factory=list)
+    solve_seconds: list[float] = field(default_factory=list)
+    overruns: list[list[str]] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    def record(self, problem: Problem, plan: Plan) -> None:
+        served_p95 = [
+            (z.demand_rps - z.unserved_rps, z.predicted_p95_ttft_seconds, z.slo_met)
+            for z in plan.zones
+        ]
+        self.carbon_g.append(plan.carbon_g_per_hour)
+        self.energy_usd.append(plan.energy_usd_per_hour)
+        self.gpu_usd.append(plan.gpu_usd_per_hour)
+        self.demand_rps.append(sum(z.demand_rps for z in plan.zones))
+        self.slo_met_rps.append(sum(rate for rate, _, met in served_p95 if met))
+        self.unserved_rps.append(plan.unserved_rps)
+        self.p95_weighted_s.append(sum(rate * (p95 or 0.0) for rate, p95, _ in served_p95))
+        self.stopped.append(plan.stopped_replicas)
+        self.replicas.append(sum(pool.replicas for pool in plan.pools))
+        self.solve_seconds.append(plan.timing.total_seconds)
+        self.overruns.append(capacity_overruns(problem, plan))
+        self.statuses[plan.status.value] = self.statuses.get(plan.status.value, 0) + 1
+
+    def totals(self) -> dict[str, Any]:
+        demand = sum(self.demand_rps)
+        served = demand - sum(self.unserved_rps)
+        solve = np.array(self.solve_seconds) if self.solve_seconds else np.zeros(1)
+        return {
+            "carbon_kg": sum(self.carbon_g) / 1000.0,
+            "energy_usd": sum(self.energy_usd),
+            "gpu_usd": sum(self.gpu_usd),
+            "cost_usd": sum(self.energy_usd) + sum(self.gpu_usd),
+            "slo_attainment": sum(self.slo_met_rps) / demand if demand > 0 else 1.0,
+            "unserved_share": sum(self.unserved_rps) / demand if demand > 0 else 0.0,
+            "mean_p95_ttft_s": sum(self.p95_weighted_s) / served if served > 0 else None,
+            "churn_replicas": sum(self.stopped),
+            "max_churn_per_hour": max(self.stopped, default=0),
+            "replica_hours": sum(self.replicas),
+            "capacity_overrun_hours": sum(1 for o in self.overruns if o),
+            "statuses": dict(sorted(self.statuses.items())),
+            "solve_seconds_p50": float(np.percentile(solve, 50)),
+            "solve_seconds_max": float(solve.max()),
+        }
+
+
+@dataclass
+class Simulation:
+    scenario: str
+    hours: list[datetime]
+    churn_budget: int | None
+    runs: dict[str, PolicyRun]
+    bound_carbon_g: list[float]
+
+    def totals(self) -> dict[str, dict[str, Any]]:
+        out = {name: run.totals() for name, run in self.runs.items()}
+        if self.bound_carbon_g:
+            out[BOUND] = {"carbon_kg": sum(self.bound_carbon_g) / 1000.0}
+        return out
+
+    def comparisons(self, policy: str = "gridplace") -> dict[str, dict[str, float | None]]:
+        """`policy` against every other policy: % change of carbon and cost, and the savings
+        efficiency (baseline - policy) / (baseline - bound) on carbon."""
+        totals = self.totals()
+        if policy not in totals:
+            return {}
+        mine = totals[policy]
+        bound = totals.get(BOUND, {}).get("carbon_kg")
+        out: dict[str, dict[str, float | None]] = {}
+        for name, theirs in totals.items():
+            if name in (policy, BOUND):
+                continue
+            room = theirs["carbon_kg"] - bound if bound is not None else None
+            out[name] = {
+                "carbon_change_pct": _pct(mine["carbon_kg"], theirs["carbon_kg"]),
+                "cost_change_pct": _pct(mine["cost_usd"], theirs["cost_usd"]),
+                "carbon_savings_efficiency": (
+                    (theirs["carbon_kg"] - mine["carbon_kg"]) / room
+                    if room is not None and room > _EPS
+                    else None
+                ),
+            }
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "start": self.hours[0].isoformat() if self.hours else None,
+            "hours": len(self.hours),
+            "churn_budget": self.churn_budget,
+            "totals": self.totals(),
+            "gridplace_vs": self.comparisons(),
+            "hourly": {
+                "time": [h.isoformat() for h in self.hours],
+                BOUND: {"carbon_g": self.bound_carbon_g},
+                **{
+                    name: {
+                        "carbon_g": run.carbon_g,
+                        "cost_usd": [
+                            e + g for e, g in zip(run.energy_usd, run.gpu_usd, strict=True)
+                        ],
+                        "slo_met_rps": run.slo_met_rps,
+                        "demand_rps": run.demand_rps,
+                        "unserved_rps": run.unserved_rps,
+                        "stopped": run.stopped,
+                        "replicas": run.replicas,
+                    }
+                    for name, run in self.runs.items()
+                },
+            },
+        }
+
+
+def _pct(value: float, reference: float) -> float | None:
+    return 100.0 * (value - reference) / reference if abs(reference) > _EPS else None
+
+
+def simulate(
+    data: ScenarioData,
+    *,
+    policies: Sequence[Policy] = DEFAULT_POLICIES,
+    options: SolveOptions | None = None,
+    hours: int | None = None,
+    bound: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Simulation:
+    """Replay the first `hours` hours of the scenario (default: the whole period)."""
+    length = len(data.hours) if hours is None else min(hours, len(data.hours))
+    runs: dict[str, PolicyRun] = {}
+    for policy in policies:
+        run = PolicyRun(policy)
+        current: list[Assignment] = []
+        for hour in range(length):
+            problem = problem_at(data, hour, current)
+            plan = solve(problem, options, policy)
+            run.record(problem, plan)
+            current = [
+                Assignment(
+                    model=pool.model,
+                    region=pool.region,
+                    gpu_type=pool.gpu_type,
+                    replicas=pool.replicas,
+                )
+                for pool in plan.pools
+                if pool.replicas > 0
+            ]
+            if progress is not None:
+                progress(policy, hour + 1, length)
+        runs[policy] = run
+    bound_g: list[float] = []
+    if bound:
+        for hour in range(length):
+            bound_g.append(carbon_bound(problem_at(data, hour)))
+            if progress is not None:
+                progress(BOUND, hour + 1, length)
+    return Simulation(
+        scenario=data.spec.name,
+        hours=data.hours[:length],
+        churn_budget=data.spec.churn_budget,
+        runs=runs,
+        bound_carbon_g=bound_g,
+    )
+
+
+def summary_table(sim: Simulation) -> str:
+    """A fixed-width table of the totals, one row per policy and the bound."""
+    totals = sim.totals()
+    vs = sim.comparisons()
+    head = (
+        f"{'policy':<16}{'carbon kg':>11}{'cost $':>10}{'SLO met':>9}"
+        f"{'unserved':>10}{'p95 s':>7}{'churn':>7}{'replica-h':>11}{'solve p50':>11}"
+    )
+    lines = [
+        f"{sim.scenario}: {len(sim.hours)} hours from "
+        f"{sim.hours[0]:%Y-%m-%d %H:%M} UTC, churn budget {sim.churn_budget}"
+        if sim.hours
+        else sim.scenario,
+        head,
+        "-" * len(head),
+    ]
+    for name, t in totals.items():
+        if name == BOUND:
+            lines.append(f"{name:<16}{t['carbon_kg']:>11.2f}")
+            continue
+        p95 = t["mean_p95_ttft_s"]
+        lines.append(
+            f"{name:<16}{t['carbon_kg']:>11.2f}{t['cost_usd']:>10.2f}"
+            f"{100 * t['slo_attainment']:>8.2f}%"
+            f"{100 * t['unserved_share']:>9.3f}%{'-' if p95 is None else f'{p95:.3f}':>7}"
+            f"{t['churn_replicas']:>7}{t['replica_hours']:>11}"
+            f"{1000 * t['solve_seconds_p50']:>9.1f}ms"
+        )
+    lines.append("SLO met: share of demand served in zone-hours whose predicted p95 meets the SLO")
+    for name, c in vs.items():
+        eff = c["carbon_savings_efficiency"]
+        carbon, cost = c["carbon_change_pct"], c["cost_change_pct"]
+        lines.append(
+            f"gridplace vs {name}: carbon {_fmt_pct(carbon)}, cost {_fmt_pct(cost)}"
+            + ("" if eff is None else f", carbon savings efficiency {eff:.2f}")
+        )
+    return "\n".join(lines)
+
+
+def _fmt_pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.1f}%"
+
+
+def plot(sim: Simulation, path: Path) -> Path:
+    """Hourly carbon and cost per policy, and the carbon-cost trade-off, as a PNG."""
+    import matplotlib  # noqa: PLC0415 - optional dependency (the `plot` extra), loaded on demand
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    totals = sim.totals()
+    colours = {name: f"C{i}" for i, name in enumerate(sim.runs)}
+    days = np.arange(len(sim.hours)) / 24.0
+    fig = plt.figure(figsize=(13, 8.5), layout="constrained")
+    grid = fig.add_gridspec(2, 3)
+    ax_carbon = fig.add_subplot(grid[0, :2])
+    ax_cost = fig.add_subplot(grid[1, :2], sharex=ax_carbon)
+    ax_trade = fig.add_subplot(grid[0, 2])
+    ax_bars = fig.add_subplot(grid[1, 2])
+    window = min(6, max(len(sim.hours), 1))
+    for name, run in sim.runs.items():
+        width = 2.2 if name == "gridplace" else 1.1
+        ax_carbon.plot(
+            days,
+            _smooth(np.array(run.carbon_g) / 1000, window),
+            label=name,
+            color=colours[name],
+            lw=width,
+        )
+        cost = np.array(run.energy_usd) + np.array(run.gpu_usd)
+        ax_cost.plot(days, _smooth(cost, window), label=name, color=colours[name], lw=width)
+    if sim.bound_carbon_g:
+        ax_carbon.plot(
+            days,
+            _smooth(np.array(sim.bound_carbon_g) / 1000, window),
+            label="offline bound",
+            color="black",
+            ls="--",
+            lw=1.2,
+        )
+    ax_carbon.set_ylabel(f"kgCO2 per hour ({window} h mean)")
+    ax_carbon.set_title("Carbon emitted, hour by hour")
+    ax_carbon.legend(ncols=3, fontsize=8)
+    ax_cost.set_ylabel(f"USD per hour ({window} h mean)")
+    ax_cost.set_xlabel(f"days since {sim.hours[0]:%Y-%m-%d %H:%M} UTC" if sim.hours else "days")
+    ax_cost.set_title("Energy (+ GPU-hour) cost, hour by hour")
+    for name in sim.runs:
+        t = totals[name]
+        ax_trade.scatter(t["carbon_kg"], t["cost_usd"], s=80, color=colours[name])
+        ax_trade.annotate(
+            f"{name}\nSLO {100 * t['slo_attainment']:.1f}%",
+            (t["carbon_kg"], t["cost_usd"]),
+            textcoords="offset points",
+            xytext=(6, 4),
+            fontsize=8,
+        )
+    if BOUND in totals:
+        ax_trade.axvline(totals[BOUND]["carbon_kg"], color="black", ls="--", lw=1)
+        ax_trade.annotate(
+            "carbon bound",
+            (totals[BOUND]["carbon_kg"], ax_trade.get_ylim()[0]),
+            rotation=90,
+            fontsize=8,
+            xytext=(3, 6),
+            textcoords="offset points",
+        )
+    ax_trade.margins(0.25)
+    ax_trade.set_xlabel("total kgCO2")
+    ax_trade.set_ylabel("total USD")
+    ax_trade.set_title("Trade-off over the period (lower left is better)")
+    names = list(sim.runs)
+    p95 = [totals[n]["mean_p95_ttft_s"] or 0.0 for n in names]
+    ax_bars.barh(names, p95, color=[colours[n] for n in names])
+    ax_bars.invert_yaxis()
+    ax_bars.set_xlabel("demand-weighted predicted p95 TTFT (s)")
+    ax_bars.set_title("Latency users see")
+    fig.suptitle(f"{sim.scenario}: {len(sim.hours)} hours replayed", fontsize=12)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _smooth(values: np.ndarray[Any, np.dtype[np.float64]], window: int) -> Any:
+    if window <= 1 or values.size < window:
+        return values
+    kernel = np.ones(window) / window
+    padded = np.concatenate([np.full(window - 1, values[0]), values])
+    return np.convolve(padded, kernel, mode="valid")
