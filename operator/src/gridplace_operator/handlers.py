@@ -19,6 +19,7 @@ from gridplace_operator.kube import Kube, load_client_config
 from gridplace_operator.loop import PlanningLoop
 from gridplace_operator.metrics import OperatorMetrics
 from gridplace_operator.planner import Planner, PlannerSettings
+from gridplace_operator.providers import ProviderSettings, build_providers
 from gridplace_operator.world import Change, World
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.level = logging.WARNING  # gridplace writes its own, meaningful Events
     config: OperatorConfig = memo.get("config") or OperatorConfig()
     metrics = OperatorMetrics()
-    kube = Kube(load_client_config(config.kubeconfig), metrics)
+    api_client = load_client_config(config.kubeconfig)
+    kube = Kube(api_client, metrics)
     world = World()
     await asyncio.to_thread(_seed, kube, world)
     planner = Planner(
@@ -78,6 +80,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         kube,
         metrics,
         settings=PlannerSettings(solve_time_limit_seconds=config.solve_time_limit_seconds),
+        providers=build_providers(api_client, ProviderSettings.from_env()),
     )
     loop = PlanningLoop(
         planner.cycle,
