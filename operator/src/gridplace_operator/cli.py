@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gridplace_operator import __version__
+from gridplace_operator import __version__, placement_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_crds_command(commands)
     _add_run_command(commands)
+    placement_commands.add_commands(commands)
     return parser
 
 

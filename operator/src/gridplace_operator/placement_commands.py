@@ -1,0 +1,250 @@
+"""`gridplace plan` and `gridplace simulate`: the placement engine from the command line.
+
+Both commands exit 2 with a one-line reason (no traceback) on bad input: a missing file, YAML that
+does not parse, or data that fails validation (each error names the field and the value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from gridplace_placement.plan import Plan
+
+USAGE_ERROR = 2
+POLICIES = (
+    "gridplace",
+    "latency-nearest",
+    "even-spread",
+    "cheapest-power",
+    "lowest-carbon",
+    "naive",
+)
+
+
+class InputError(Exception):
+    """Bad input, reported as one message with exit code 2."""
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    plan = commands.add_parser("plan", help="solve a placement problem file and print the plan")
+    plan.add_argument("file", type=Path, help="problem YAML (format: docs/placement.md)")
+    plan.add_argument("--output", choices=("table", "json"), default="table")
+    plan.add_argument("--policy", choices=POLICIES, default="gridplace")
+    plan.add_argument("--time-limit", type=_positive, default=10.0, help="seconds; default: 10")
+    plan.set_defaults(func=_guarded(_plan))
+
+    sim = commands.add_parser(
+        "simulate", help="replay a scenario hour by hour and compare placement policies"
+    )
+    sim.add_argument("scenario", type=Path, help="scenario YAML (format: docs/cli.md)")
+    sim.add_argument(
+        "--data-dir",
+        type=Path,
+        help="directory of the scenario's data files; default: $GRIDPLACE_SCENARIO_DATA_DIR, "
+        "else the scenario's dataDir",
+    )
+    sim.add_argument("--hours", type=_positive_int, help="replay only the first N hours")
+    sim.add_argument(
+        "--policies",
+        nargs="+",
+        choices=POLICIES,
+        default=["gridplace", "latency-nearest", "even-spread", "cheapest-power", "lowest-carbon"],
+    )
+    sim.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("simulation"),
+        help="where simulation.json and simulation.png go; default: ./simulation",
+    )
+    sim.add_argument(
+        "--time-limit", type=_positive, default=2.0, help="seconds per hourly solve; default: 2"
+    )
+    sim.add_argument("--no-bound", action="store_true", help="skip the offline carbon bound")
+    sim.add_argument("--json", action="store_true", help="print the totals as JSON")
+    sim.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    sim.set_defaults(func=_guarded(_simulate))
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _guarded(command: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return int(command(args))
+        except InputError as err:
+            print(f"gridplace {args.command}: error: {err}", file=sys.stderr)
+            return USAGE_ERROR
+
+    return run
+
+
+def _plan(args: argparse.Namespace) -> int:
+    import yaml  # noqa: PLC0415 - keep `gridplace --help` fast
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from gridplace_placement.problem import Problem  # noqa: PLC0415
+    from gridplace_placement.solver import SolveOptions, solve  # noqa: PLC0415
+
+    path: Path = args.file
+    if not path.is_file():
+        raise InputError(f"file not found: {path}")
+    try:
+        with path.open(encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle)
+    except yaml.YAMLError as err:
+        raise InputError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: a placement problem must be a YAML mapping")
+    try:
+        problem = Problem.model_validate(raw)
+    except ValidationError as err:
+        raise InputError(f"{path}: invalid problem\n{describe(err)}") from None
+    plan = solve(problem, SolveOptions(time_limit_seconds=args.time_limit), args.policy)
+    if args.output == "json":
+        print(plan.model_dump_json(by_alias=True, indent=2))
+    else:
+        print(plan_table(plan))
+    return 0
+
+
+def describe(err: ValidationError) -> str:
+    """One line per pydantic error: the field path, the message and the offending value."""
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(part) for part in e["loc"]) or "(top level)"
+        value = e.get("input")
+        shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+        lines.append(f"  {where}: {e['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def plan_table(plan: Plan) -> str:
+    """A readable report of a plan: per model its pools, traffic split, zones and reasons."""
+    out: list[str] = []
+    for model in plan.models:
+        out.append(
+            f"{model.name}: {model.replicas} replicas in {', '.join(model.regions) or 'no region'}"
+            f"  {model.carbon_g_per_hour:.1f} gCO2/h  ${model.usd_per_hour:.3f}/h"
+            f"  unserved {model.unserved_rps:.3g} req/s  stopped {model.stopped_replicas}"
+        )
+        pools = [p for p in plan.pools if p.model == model.name]
+        if pools:
+            out.append(
+                f"  {'region':<16}{'GPU type':<24}{'replicas':>9}{'now':>5}"
+                f"{'load req/s':>12}{'capacity':>10}{'p95 wait ms':>13}"
+            )
+            for p in pools:
+                out.append(
+                    f"  {p.region:<16}{p.gpu_type:<24}{p.replicas:>9}{p.current_replicas:>5}"
+                    f"{p.load_rps:>12.2f}{p.capacity_rps:>10.2f}{_millis(p.p95_wait_seconds):>13}"
+                )
+        out.append(f"  {'user zone':<16}{'demand':>8}{'p95 TTFT s':>12}{'SLO':>5}  traffic split")
+        for z in (z for z in plan.zones if z.model == model.name):
+            split = ", ".join(
+                f"{r.region}/{_short_gpu(r.gpu_type)} {100 * r.share:.0f}%"
+                for r in plan.routes
+                if r.model == model.name and r.zone == z.zone
+            )
+            if z.unserved_rps > 0:
+                split += f"{', ' if split else ''}unserved {z.unserved_rps:.3g} req/s"
+            p95 = (
+                "-"
+                if z.predicted_p95_ttft_seconds is None
+                else f"{z.predicted_p95_ttft_seconds:.3f}"
+            )
+            out.append(
+                f"  {z.zone:<16}{z.demand_rps:>8.2f}{p95:>12}{'yes' if z.slo_met else 'NO':>5}"
+                f"  {split}"
+            )
+        out.extend(f"  - {reason}" for reason in model.reasons)
+        out.append("")
+    t = plan.timing
+    out.append(
+        f"policy {plan.policy}  status {plan.status.value}  gap {100 * plan.gap:.2f}%"
+        f"  solve {1000 * t.total_seconds:.0f} ms"
+        f" (build {1000 * t.compile_seconds:.0f}, bound {1000 * t.bound_seconds:.0f},"
+        f" solve {1000 * t.solve_seconds:.0f}, extract {1000 * t.extract_seconds:.0f})"
+    )
+    out.append(
+        f"total {plan.carbon_g_per_hour:.1f} gCO2/h  ${plan.usd_per_hour:.3f}/h"
+        f" (energy ${plan.energy_usd_per_hour:.3f}, GPU-hours ${plan.gpu_usd_per_hour:.3f})"
+        f"  unserved {plan.unserved_rps:.3g} req/s  stopped {plan.stopped_replicas} replicas"
+    )
+    return "\n".join(out)
+
+
+def _millis(seconds: float) -> str:
+    return "inf" if seconds == float("inf") else f"{1000 * seconds:.1f}"
+
+
+def _short_gpu(name: str) -> str:
+    return name.removeprefix("NVIDIA-")
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError  # noqa: PLC0415
+    from yaml import YAMLError  # noqa: PLC0415
+
+    from gridplace_placement.scenario import load_scenario  # noqa: PLC0415
+    from gridplace_placement.simulate import plot, simulate, summary_table  # noqa: PLC0415
+    from gridplace_placement.solver import SolveOptions  # noqa: PLC0415
+
+    path: Path = args.scenario
+    try:
+        data = load_scenario(path, args.data_dir)
+    except FileNotFoundError as err:
+        raise InputError(str(err)) from None
+    except YAMLError as err:
+        raise InputError(f"{path} is not valid YAML: {err}") from None
+    except ValidationError as err:
+        raise InputError(f"{path}: invalid scenario\n{describe(err)}") from None
+    except ValueError as err:
+        raise InputError(str(err)) from None
+
+    def progress(policy: str, hour: int, total: int) -> None:
+        if not args.quiet and (hour % 24 == 0 or hour == total):
+            print(f"{policy}: {hour}/{total} hours", file=sys.stderr)
+
+    try:
+        sim = simulate(
+            data,
+            policies=args.policies,
+            options=SolveOptions(time_limit_seconds=args.time_limit),
+            hours=args.hours,
+            bound=not args.no_bound,
+            progress=progress,
+        )
+    except ValidationError as err:  # e.g. a model profile that does not cover a GPU type
+        raise InputError(
+            f"{path}: the scenario gives an invalid problem\n{describe(err)}"
+        ) from None
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    result = sim.to_dict()
+    json_path = args.output_dir / "simulation.json"
+    json_path.write_text(json.dumps(result, indent=1) + "\n")
+    png_path = plot(sim, args.output_dir / "simulation.png")
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "hourly"}, indent=2))
+    else:
+        print(summary_table(sim))
+        print(f"\nwrote {json_path} and {png_path}")
+    return 0
