@@ -136,6 +136,7 @@ def _count_deps(module_dir: Path, packages: list[str]) -> int | None:
 def _build_kubernetes(out: Path, progress: Progress) -> None:
     module = GO_MODULES / "kubernetes"
     packages = [f"k8s.io/kubernetes/cmd/{name}" for name in KUBERNETES_COMMANDS]
+    progress("  resolving Go modules (downloaded from the Go module proxy on the first build) ...")
     _run(
         f"go build Kubernetes {KUBERNETES_VERSION}",
         [
