@@ -1,0 +1,17 @@
+"""Fixtures of the chart tests: the helm binary (built once from its Go module, like the cluster's
+binaries) and the manifest linter."""
+
+from __future__ import annotations
+
+import pytest
+from helmchart import Helm
+
+from gridplace_e2e.cluster.build import BuildError, ensure_binaries
+
+
+@pytest.fixture(scope="session")
+def helm() -> Helm:
+    try:
+        return Helm(ensure_binaries(progress=lambda _: None).helm)
+    except BuildError as err:
+        pytest.fail(f"helm could not be built: {err}", pytrace=False)

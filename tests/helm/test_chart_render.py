@@ -1,0 +1,279 @@
+"""`helm lint` and `helm template` of the gridplace chart: defaults, a table of value sets, and
+invalid values the schema must reject with a message that names the value."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import yaml
+from helmchart import CHART, ROOT, Helm, HelmError, objects, one, operator_container, rules
+
+MONITORING = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PodMonitor")
+
+
+def test_lint_is_clean(helm: Helm) -> None:
+    out = helm.run("lint", "--strict", str(CHART))
+    assert "1 chart(s) linted, 0 chart(s) failed" in out
+
+
+def test_defaults_render_a_hardened_single_replica_operator(helm: Helm) -> None:
+    docs = helm.template()
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = operator_container(docs)
+    assert container["image"] == "ghcr.io/gridplace/gridplace-operator:0.1.0"
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "health": 8080,
+        "metrics": 8081,
+    }
+    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
+    assert "--metrics-port=8081" in container["args"]
+    assert not any(a.startswith("--namespace") for a in container["args"])
+    assert {"limits", "requests"} <= container["resources"].keys()
+    service = one(docs, "Service", "-metrics")
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    assert not objects(docs, "ServiceMonitor")
+    assert not objects(docs, "PodMonitor")
+
+
+def test_chart_objects_never_carry_the_label_of_gridplace_children(helm: Helm) -> None:
+    """The operator watches Deployments and Services labelled managed-by=gridplace: its own
+    Deployment must not look like one of its children."""
+    for doc in helm.template():
+        assert doc["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") == "Helm"
+
+
+def test_default_rbac_reads_no_secret_and_writes_no_cluster_object(helm: Helm) -> None:
+    docs = helm.template()
+    cluster = one(docs, "ClusterRole", "-cluster")
+    writes = {"create", "update", "patch", "delete", "deletecollection"}
+    assert [g for g in rules(cluster) if g[2] in writes] == [
+        ("gridplace.dev", "regions/status", "patch", ())
+    ]
+    everything = [g for role in objects(docs, "ClusterRole") + objects(docs, "Role") for g in rules(role)]
+    assert not [g for g in everything if g[1] == "secrets"]
+    assert not [g for g in everything if "*" in (g[0], g[1], g[2])]
+    assert ("", "pods", "list", ()) in everything
+    assert not [g for g in everything if g[1] == "pods" and g[2] != "list"]
+    signals = one(docs, "Role", "-signals")
+    assert rules(signals) == [("", "configmaps", "get", ())]
+    binding = one(docs, "ClusterRoleBinding", "-workloads")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "gp-gridplace", "namespace": "gridplace-system"}
+    ]
+
+
+def test_crds_are_the_generated_ones_and_kept_by_default(helm: Helm) -> None:
+    crds = {d["metadata"]["name"]: d for d in objects(helm.template(), "CustomResourceDefinition")}
+    sources = {p.stem: yaml.safe_load(p.read_text()) for p in (ROOT / "crds").glob("*.yaml")}
+    assert crds.keys() == sources.keys()
+    for name, crd in crds.items():
+        assert crd["spec"] == sources[name]["spec"], name
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert crd["metadata"]["labels"]["app.kubernetes.io/instance"] == "gp"
+
+
+def test_chart_copy_of_the_crds_has_not_drifted() -> None:
+    check = subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "sync_chart_crds.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr
+
+
+def _watch_two_namespaces(docs: list[dict[str, Any]]) -> None:
+    args = operator_container(docs)["args"]
+    assert [a for a in args if a.startswith("--namespace")] == [
+        "--namespace=serving",
+        "--namespace=batch",
+    ]
+    bindings = objects(docs, "RoleBinding")
+    workloads = [b for b in bindings if b["metadata"]["name"].endswith("-workloads")]
+    assert sorted(b["metadata"]["namespace"] for b in workloads) == ["batch", "serving"]
+    assert all(b["roleRef"]["kind"] == "ClusterRole" for b in workloads)
+    assert not [b for b in objects(docs, "ClusterRoleBinding") if "-workloads" in b["metadata"]["name"]]
+    events = one(docs, "Role", "-region-events")
+    assert events["metadata"]["namespace"] == "default"
+    assert rules(events) == [("", "events", "create", ()), ("", "events", "patch", ())]
+
+
+def _no_crds(docs: list[dict[str, Any]]) -> None:
+    assert not objects(docs, "CustomResourceDefinition")
+
+
+def _crds_not_kept(docs: list[dict[str, Any]]) -> None:
+    for crd in objects(docs, "CustomResourceDefinition"):
+        assert "helm.sh/resource-policy" not in (crd["metadata"].get("annotations") or {})
+
+
+def _named_secrets(docs: list[dict[str, Any]]) -> None:
+    signals = one(docs, "Role", "-signals")
+    assert signals["metadata"]["namespace"] == "signals"
+    assert rules(signals) == [
+        ("", "configmaps", "get", ("nordpool-prices",)),
+        ("", "secrets", "get", ("electricity-maps", "watttime")),
+    ]
+    env = {e["name"]: e["value"] for e in operator_container(docs)["env"]}
+    assert env["GRIDPLACE_NAMESPACE"] == "signals"
+
+
+def _no_signal_access(docs: list[dict[str, Any]]) -> None:
+    assert not [r for r in objects(docs, "Role") if r["metadata"]["name"].endswith("-signals")]
+
+
+def _monitors(docs: list[dict[str, Any]]) -> None:
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    pods = one(docs, "PodMonitor")
+    assert pods["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/managed-by": "gridplace"}
+    assert pods["spec"]["namespaceSelector"] == {"any": True}
+
+
+def _pinned_image(docs: list[dict[str, Any]]) -> None:
+    digest = "sha256:" + "ab" * 32
+    assert operator_container(docs)["image"] == f"registry.example/gp:1.2.3@{digest}"
+
+
+def _no_extras(docs: list[dict[str, Any]]) -> None:
+    kinds = {d["kind"] for d in docs}
+    assert not kinds & {"ConfigMap", "Service", "NetworkPolicy", "ServiceAccount"}
+    assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
+
+
+VALID = {
+    "watch-two-namespaces": ({"watchNamespaces": ["serving", "batch"]}, _watch_two_namespaces),
+    "crds-disabled": ({"crds": {"enabled": False, "keep": True}}, _no_crds),
+    "crds-not-kept": ({"crds": {"enabled": True, "keep": False}}, _crds_not_kept),
+    "named-secrets": (
+        {
+            "signals": {
+                "namespace": "signals",
+                "configMaps": {"access": "named", "names": ["nordpool-prices"]},
+                "secrets": {"access": "named", "names": ["electricity-maps", "watttime"]},
+            }
+        },
+        _named_secrets,
+    ),
+    "no-signal-access": (
+        {"signals": {"configMaps": {"access": "none", "names": []}, "secrets": {"access": "none", "names": []}}},
+        _no_signal_access,
+    ),
+    "monitors": (
+        {
+            "metrics": {
+                "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+                "vllmPodMonitor": {"enabled": True},
+            }
+        },
+        _monitors,
+    ),
+    "pinned-image": (
+        {"image": {"repository": "registry.example/gp", "tag": "1.2.3", "digest": "sha256:" + "ab" * 32}},
+        _pinned_image,
+    ),
+    "bare": (
+        {
+            "serviceAccount": {"create": False, "name": "ops"},
+            "metrics": {"service": {"enabled": False}},
+            "dashboard": {"enabled": False},
+            "networkPolicy": {"enabled": False},
+        },
+        _no_extras,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", VALID)
+def test_value_sets_render_as_documented(helm: Helm, case: str) -> None:
+    values, check = VALID[case]
+    check(helm.template(values, api_versions=MONITORING))
+
+
+# values -> what the error must say (the field and, where there is one, the offending value)
+INVALID: dict[str, tuple[dict[str, Any], str]] = {
+    "keep-not-bool": ({"crds": {"enabled": True, "keep": "yes"}}, "at '/crds/keep': got string, want boolean"),
+    "bad-namespace": ({"watchNamespaces": ["Serving_NS"]}, "at '/watchNamespaces/0': 'Serving_NS' does not match"),
+    "duplicate-namespace": ({"watchNamespaces": ["a", "a"]}, "at '/watchNamespaces'"),
+    "all-secrets": (
+        {"signals": {"secrets": {"access": "all", "names": []}}},
+        "at '/signals/secrets/access': value must be one of 'none', 'named'",
+    ),
+    "named-without-names": (
+        {"signals": {"secrets": {"access": "named", "names": []}}},
+        "at '/signals/secrets/names': minItems: got 0, want 1",
+    ),
+    "unknown-key": ({"replicaCount": 2}, "additional properties 'replicaCount' not allowed"),
+    "typo-in-section": ({"crds": {"enabled": True, "keep": True, "kept": True}}, "additional properties 'kept' not allowed"),
+    "pull-policy": ({"image": {"pullPolicy": "Sometimes"}}, "at '/image/pullPolicy': value must be one of"),
+    "digest": ({"image": {"digest": "latest"}}, "at '/image/digest': 'latest' does not match"),
+    "writable-root": (
+        {"securityContext": {"readOnlyRootFilesystem": False}},
+        "at '/securityContext/readOnlyRootFilesystem': value must be true",
+    ),
+    "root-allowed": ({"podSecurityContext": {"runAsNonRoot": False}}, "at '/podSecurityContext/runAsNonRoot': value must be true"),
+    "memory": ({"resources": {"limits": {"memory": "lots"}}}, "at '/resources/limits/memory': 'lots' does not match"),
+    "port": ({"metrics": {"port": 70000}}, "at '/metrics/port': maximum: got 70,000, want 65,535"),
+    "plan-period": ({"operator": {"planPeriodSeconds": 0}}, "at '/operator/planPeriodSeconds'"),
+    "interval": ({"metrics": {"serviceMonitor": {"interval": "soon"}}}, "at '/metrics/serviceMonitor/interval': 'soon' does not match"),
+    "prometheus-url": ({"operator": {"prometheusUrl": "prometheus:9090"}}, "at '/operator/prometheusUrl': 'prometheus:9090' does not match"),
+}
+
+
+@pytest.mark.parametrize("case", INVALID)
+def test_schema_rejects_wrong_values_naming_the_field(helm: Helm, case: str) -> None:
+    values, message = INVALID[case]
+    with pytest.raises(HelmError) as error:
+        helm.template(values)
+    assert "values don't meet the specifications of the schema" in str(error.value)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("values", "kind"),
+    [
+        ({"metrics": {"serviceMonitor": {"enabled": True}}}, "ServiceMonitor"),
+        ({"metrics": {"vllmPodMonitor": {"enabled": True}}}, "PodMonitor"),
+    ],
+)
+def test_monitors_need_the_prometheus_operator_api(
+    helm: Helm, values: dict[str, Any], kind: str
+) -> None:
+    with pytest.raises(HelmError, match=f"serves no monitoring.coreos.com/v1 {kind}"):
+        helm.template(values)
+
+
+def test_dashboard_shows_the_operators_metrics(helm: Helm) -> None:
+    from gridplace_operator.metrics import OperatorMetrics  # noqa: PLC0415
+
+    config_map = one(helm.template(), "ConfigMap", "-dashboard")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config_map["data"]["gridplace.json"])
+    assert dashboard == json.loads((CHART / "dashboards" / "gridplace.json").read_text())
+    exprs = {p["title"]: " ".join(t["expr"] for t in p["targets"]) for p in dashboard["panels"]}
+    operator_metrics = {m.name for m in OperatorMetrics().registry.collect()}
+    wanted = {
+        "Replicas by region": "gridplace_replicas",
+        "Predicted emissions": "gridplace_predicted_carbon_grams_per_hour",
+        "Predicted cost": "gridplace_predicted_cost_usd_per_hour",
+        "Signal age": "gridplace_signal_age_seconds",
+        "Plan duration": "gridplace_plan_duration_seconds",
+    }
+    for title, metric in wanted.items():
+        assert metric in operator_metrics, metric
+        assert metric in exprs[title], title
+    assert "vllm:time_to_first_token_seconds_bucket" in exprs["p95 time to first token vs SLO"]
