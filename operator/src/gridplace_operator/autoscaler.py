@@ -1,0 +1,203 @@
+"""How many replicas an InferenceDeployment needs in total: pure decision logic.
+
+Each decision starts from a *recommendation*:
+
+- the capacity model's size for the demand (measured by Prometheus, else declared), and
+- a correction by the observed p95 against the SLO target: above the tolerance band the replicas
+  that produced that p95 (the ready ones) are multiplied by observed/target, as Kubernetes' HPA
+  does, with the ratio bounded because queueing latency grows much faster than load; inside the
+  band the current count is kept; below it the capacity model alone decides.
+
+Recommendations are kept over time. As in the HPA, a scale-up takes the lowest recommendation of
+the scale-up window and a scale-down the highest of the scale-down window, so the count only moves
+on what held for the whole window; a window the history does not cover yet means "not yet".
+Replicas that are still starting count as capacity coming: the correction is computed from the
+ready replicas and compared with the desired ones, so one breach never scales up twice. Each
+decision moves at most `max_step` replicas and stays within [min_replicas, max_replicas].
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from gridplace_operator.api.conditions import Reason
+from gridplace_operator.api.inference_deployment import ScalingSpec
+
+# Largest p95 ratio one correction acts on: a saturated queue reports p95s many times the target
+# while a few more replicas are enough.
+MAX_LATENCY_RATIO = 2.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The knobs of spec.scaling, in the autoscaler's units."""
+
+    min_replicas: int
+    max_replicas: int
+    scale_up_window_s: float
+    scale_down_window_s: float
+    max_step: int
+    tolerance: float  # fraction of the target, e.g. 0.1
+
+    @classmethod
+    def of(cls, spec: ScalingSpec, floor: int = 0) -> Policy:
+        """`floor`: replicas the availability rules need (regions x replicas per region)."""
+        return cls(
+            min_replicas=max(spec.min_replicas, min(floor, spec.max_replicas)),
+            max_replicas=spec.max_replicas,
+            scale_up_window_s=float(spec.scale_up_stabilization_seconds),
+            scale_down_window_s=float(spec.scale_down_stabilization_seconds),
+            max_step=spec.max_step,
+            tolerance=spec.tolerance_percent / 100.0,
+        )
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What one decision is made from."""
+
+    now_s: float  # a monotonic clock, seconds
+    target_p95_s: float  # the SLO target of the metric observed
+    current: int  # replicas decided now (ready or starting)
+    ready: int  # replicas serving now
+    metrics_available: bool  # Prometheus answered
+    observed_p95_s: float | None = None  # None: no requests in the window (or no metrics)
+    observed_rps: float | None = None
+    model_replicas: int | None = None  # capacity-model size for the demand; None: unknown
+    pinned: int | None = None  # spec.scaling.replicas
+
+
+@dataclass(frozen=True)
+class History:
+    """Recommendations of past decisions (time, replicas), oldest first."""
+
+    recommendations: tuple[tuple[float, int], ...] = ()
+    last_scale_s: float | None = None
+
+    def add(self, now_s: float, replicas: int, keep_s: float) -> History:
+        kept = _in_effect_since(self.recommendations, now_s - keep_s)
+        return replace(self, recommendations=(*kept, (now_s, replicas)))
+
+
+@dataclass(frozen=True)
+class Decision:
+    desired: int
+    reason: Reason
+    message: str
+    recommendation: int  # before stabilization, step and bounds
+    inputs: Inputs
+    history: History = field(repr=False)
+
+    @property
+    def changed(self) -> bool:
+        return self.desired != self.inputs.current
+
+
+def decide(inputs: Inputs, policy: Policy, history: History) -> Decision:
+    """The total replica count for now, and the history to pass to the next decision."""
+    if inputs.pinned is not None:
+        return Decision(
+            inputs.pinned,
+            Reason.PINNED,
+            f"spec.scaling.replicas pins the total to {inputs.pinned}",
+            inputs.pinned,
+            inputs,
+            History(last_scale_s=history.last_scale_s),
+        )
+    raw, why = recommend(inputs, policy)
+    keep = max(policy.scale_up_window_s, policy.scale_down_window_s)
+    history = history.add(inputs.now_s, _clamp(raw, policy), keep)
+    if inputs.current == 0:  # nothing runs yet: size at once, there is nothing to destabilize
+        desired = _clamp(raw, policy)
+    else:
+        stabilized = _stabilize(history, inputs, policy)
+        step = max(-policy.max_step, min(policy.max_step, stabilized - inputs.current))
+        desired = _clamp(inputs.current + step, policy)
+    if desired != inputs.current:
+        history = replace(history, last_scale_s=inputs.now_s)
+    reason, message = _explain(inputs, policy, raw, desired, why)
+    return Decision(desired, reason, message, raw, inputs, history)
+
+
+def recommend(inputs: Inputs, policy: Policy) -> tuple[int, str]:
+    """The replicas wanted right now, before stabilization, step and bounds, and why."""
+    sized = inputs.model_replicas
+    base = inputs.current if sized is None else sized
+    sized_text = "no demand estimate" if sized is None else f"capacity model {sized}"
+    p95 = inputs.observed_p95_s
+    if not inputs.metrics_available or p95 is None or not math.isfinite(p95):
+        # Without latency the demand sizing is all there is; without either, hold.
+        if sized is None:
+            return inputs.current, "no latency and no demand estimate: holding"
+        return sized, f"{sized_text}; no latency observed"
+    ratio = p95 / inputs.target_p95_s
+    band = f"p95 {p95:.3g}s vs target {inputs.target_p95_s:.3g}s"
+    if ratio > 1.0 + policy.tolerance:
+        if inputs.ready == 0:  # nothing served the breach yet: what starts is the answer
+            return max(base, inputs.current), f"{band} above target; replicas still starting"
+        corrected = math.ceil(inputs.ready * min(ratio, MAX_LATENCY_RATIO))
+        return max(base, corrected), f"{band} above target; {sized_text}, ratio says {corrected}"
+    if ratio >= 1.0 - policy.tolerance:
+        return max(base, inputs.current), f"{band} within {policy.tolerance:.0%}; {sized_text}"
+    return base, f"{band} below target; {sized_text}"
+
+
+def _stabilize(history: History, inputs: Inputs, policy: Policy) -> int:
+    """Move only on what held for the whole window (lowest to go up, highest to go down)."""
+    up = _window(history.recommendations, inputs.now_s, policy.scale_up_window_s)
+    if up is not None and min(up) > inputs.current:
+        return min(up)
+    down = _window(history.recommendations, inputs.now_s, policy.scale_down_window_s)
+    if down is not None and max(down) < inputs.current:
+        return max(down)
+    return inputs.current
+
+
+def _window(
+    recommendations: Sequence[tuple[float, int]], now_s: float, window_s: float
+) -> list[int] | None:
+    """Recommendations in effect over [now - window, now]; None if the history is shorter."""
+    covering = _in_effect_since(recommendations, now_s - window_s)
+    if not covering or covering[0][0] > now_s - window_s:
+        return None
+    return [n for _, n in covering]
+
+
+def _in_effect_since(
+    recommendations: Sequence[tuple[float, int]], start_s: float
+) -> tuple[tuple[float, int], ...]:
+    """The recommendations from `start_s` on, with the one already in effect at `start_s`."""
+    first = 0
+    for index, (at, _) in enumerate(recommendations):
+        if at <= start_s:
+            first = index
+    return tuple(recommendations[first:])
+
+
+def _clamp(replicas: int, policy: Policy) -> int:
+    return max(policy.min_replicas, min(policy.max_replicas, replicas))
+
+
+def _explain(
+    inputs: Inputs, policy: Policy, raw: int, desired: int, why: str
+) -> tuple[Reason, str]:
+    if desired > inputs.current:
+        return Reason.SCALING_UP, f"{inputs.current} -> {desired}: {why}"
+    if desired < inputs.current:
+        return Reason.SCALING_DOWN, f"{inputs.current} -> {desired}: {why}"
+    if raw > policy.max_replicas and desired == policy.max_replicas:
+        return Reason.AT_MAX_REPLICAS, f"wants {raw} > maxReplicas {policy.max_replicas}: {why}"
+    if not inputs.metrics_available:
+        return Reason.METRICS_UNAVAILABLE, f"holding {desired}: Prometheus unavailable; {why}"
+    if raw != desired:
+        return Reason.ON_TARGET, f"holding {desired} while {raw} holds for the window: {why}"
+    return Reason.ON_TARGET, f"{desired} replicas: {why}"
+
+
+def direction_changes(counts: Sequence[int]) -> int:
+    """How often a series of replica counts turns from growing to shrinking or back (flapping)."""
+    moves = [b - a for a, b in itertools.pairwise(counts) if b != a]
+    return sum(1 for a, b in itertools.pairwise(moves) if (a > 0) != (b > 0))
