@@ -1,0 +1,124 @@
+"""`gridplace plan`: the table and JSON outputs on the shipped example, and clean errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gridplace_operator.cli import main
+from gridplace_operator.placement_commands import POLICIES
+from gridplace_placement.plan import Plan
+from gridplace_placement.problem import load_problem
+from gridplace_placement.solver import POLICIES as SOLVER_POLICIES
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "plan-small.yaml"
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_policy_choices_match_the_solver() -> None:
+    assert POLICIES == SOLVER_POLICIES
+
+
+def test_table_shows_every_model_zone_and_the_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "plan", str(EXAMPLE))
+    assert code == 0
+    problem = load_problem(EXAMPLE)
+    for model in problem.models:
+        assert f"{model.name}: " in out
+        for zone in model.demand:
+            assert f"  {zone} " in out
+    assert "traffic split" in out
+    assert "policy gridplace  status " in out
+    assert "gCO2/h" in out and "gap " in out
+
+
+@pytest.mark.parametrize("policy", ["gridplace", "latency-nearest", "lowest-carbon"])
+def test_json_is_a_plan_within_capacity_and_demand(
+    capsys: pytest.CaptureFixture[str], policy: str
+) -> None:
+    code, out, _ = _run(capsys, "plan", str(EXAMPLE), "--output", "json", "--policy", policy)
+    assert code == 0
+    plan = Plan.model_validate_json(out)
+    assert plan.policy == policy
+    problem = load_problem(EXAMPLE)
+    models = {m.name: m for m in problem.models}
+    used: dict[tuple[str, str], int] = {}
+    for pool in plan.pools:
+        gpus = pool.replicas * models[pool.model].profiles[pool.gpu_type].gpus_per_replica
+        used[(pool.region, pool.gpu_type)] = used.get((pool.region, pool.gpu_type), 0) + gpus
+    capacity = {(r.name, g): n for r in problem.regions for g, n in r.gpus.items()}
+    assert used
+    for key, gpus in used.items():
+        assert gpus <= capacity.get(key, 0), key
+    for zone in plan.zones:
+        routed = sum(
+            r.rate_rps for r in plan.routes if (r.model, r.zone) == (zone.model, zone.zone)
+        )
+        assert routed + zone.unserved_rps == pytest.approx(models[zone.model].demand[zone.zone])
+
+
+def test_missing_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = _run(capsys, "plan", str(tmp_path / "absent.yaml"))
+    assert code == 2 and out == ""
+    assert f"file not found: {tmp_path / 'absent.yaml'}" in err
+
+
+def test_invalid_yaml_names_the_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [\n  {name: a\n")
+    code, _, err = _run(capsys, "plan", str(bad))
+    assert code == 2
+    assert "is not valid YAML" in err and "line 3" in err
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "carbonIntensity: 380",
+            "carbonIntensity: -380",
+            "regions.0.carbonIntensity: Input should be greater than or equal to 0 (got -380)",
+        ),
+        (
+            "us-east: {us-east-1: 5,",
+            "us-east: {mars-1: 5,",
+            "rttMs['us-east']: unknown region 'mars-1'",
+        ),
+        ("sloP95TtftSeconds: 0.8", "sloP95TtftSeconds: fast", "sloP95TtftSeconds: Input should be"),
+    ],
+)
+def test_invalid_problem_names_field_and_value(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    text = EXAMPLE.read_text()
+    assert old in text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace(old, new, 1))
+    code, out, err = _run(capsys, "plan", str(bad))
+    assert code == 2 and out == ""
+    assert "invalid problem" in err
+    assert message in err
+
+
+def test_the_installed_command_reports_without_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("regions: []\nmodels: []\nrttMs: {}\n")
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("gridplace")), "plan", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "regions: Tuple should have at least 1 item" in result.stderr
+    assert "Traceback" not in result.stderr
