@@ -1,0 +1,232 @@
+"""The hour-by-hour replay: capacity, churn budget, the carbon bound, attainment, determinism.
+
+Most tests use a tiny synthetic scenario written to a temporary directory: three regions over
+eight hours.
+
+The region near most users (`dirty`) has the dirtiest grid; `clean` is within the SLO of every
+zone but has few GPUs; in `mid` carbon rises through the day, so the best placement moves.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from gridplace_placement.builder import compile_problem
+from gridplace_placement.problem import Problem
+from gridplace_placement.scenario import load_scenario
+from gridplace_placement.simulate import (
+    BOUND,
+    DEFAULT_POLICIES,
+    Simulation,
+    carbon_bound,
+    plot,
+    problem_at,
+    simulate,
+    summary_table,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+HOURS = 8
+PROFILE = "meta-llama/Meta-Llama-3.1-8B-Instruct"
+H100 = "NVIDIA-H100-80GB-HBM3"
+
+
+def write_tiny_scenario(root: Path, *, churn_budget: int | None = 1) -> Path:
+    data = root / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    carbon = {"Z-DIRTY": [600.0] * HOURS, "Z-CLEAN": [80.0] * HOURS}
+    carbon["Z-MID"] = [100.0 + 60.0 * h for h in range(HOURS)]
+    price = {"Z-DIRTY": [30.0] * HOURS, "Z-CLEAN": [120.0] * HOURS, "Z-MID": [60.0] * HOURS}
+    for name, column, series in (
+        ("ci.csv", "ci_direct_gco2_kwh", carbon),
+        ("price.csv", "price_usd_mwh", price),
+    ):
+        lines = [f"datetime_utc,zone,{column}"]
+        for zone, values in series.items():
+            lines += [f"2023-03-01 {h:02d}:00:00,{zone},{v}" for h, v in enumerate(values)]
+        (data / name).write_text("\n".join(lines) + "\n")
+    (data / "rtt.csv").write_text(
+        "src,dirty-1,clean-1,mid-1\ndirty-1,3,40,60\nclean-1,40,3,50\nmid-1,60,50,3\n"
+    )
+    shape = ["category_model,t_offset_s,total_rate_req_s"]
+    shape += [f"chat,{3600 * h},{r}" for h, r in enumerate([2, 3, 5, 8, 10, 8, 5, 3])]
+    (data / "shape.csv").write_text("\n".join(shape) + "\n")
+    trace = ["TIMESTAMP,ContextTokens,GeneratedTokens"] + [f"t,{p},200" for p in (800, 1200)]
+    (data / "trace.csv").write_text("\n".join(trace) + "\n")
+    spec = {
+        "name": "tiny",
+        "dataDir": "data",
+        "period": {"start": "2023-03-01T00:00:00Z", "hours": HOURS},
+        "churnBudget": churn_budget,
+        "sources": {
+            "carbonIntensity": {"file": "ci.csv", "column": "ci_direct_gco2_kwh"},
+            "powerPrice": {"file": "price.csv", "column": "price_usd_mwh"},
+            "rtt": {"file": "rtt.csv"},
+            "demandShape": {"file": "shape.csv", "category": "chat"},
+            "requestMix": {"file": "trace.csv"},
+        },
+        "regions": [
+            {"name": "dirty-1", "gridZone": "Z-DIRTY", "gpus": {H100: 16}},
+            {"name": "clean-1", "gridZone": "Z-CLEAN", "gpus": {H100: 3}},
+            {"name": "mid-1", "gridZone": "Z-MID", "gpus": {H100: 8}},
+        ],
+        "userZones": [
+            {"name": "near-dirty", "nearRegion": "dirty-1", "share": 3, "utcOffsetHours": 0},
+            {"name": "near-mid", "nearRegion": "mid-1", "share": 1, "utcOffsetHours": 1},
+        ],
+        "models": [
+            {
+                "name": "chat",
+                "profile": PROFILE,
+                "gpuTypes": [H100],
+                "p95TimeToFirstTokenSeconds": 1.0,
+                "peakRequestsPerSecond": 80,
+                "minRegions": 1,
+                "weights": {"latency": 1, "carbon": 4, "cost": 1},
+            }
+        ],
+    }
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def tiny_scenario(tmp_path: Path) -> Path:
+    return write_tiny_scenario(tmp_path)
+
+
+@pytest.fixture
+def tiny_sim(tiny_scenario: Path) -> Simulation:
+    return simulate(load_scenario(tiny_scenario))
+
+
+def test_every_policy_runs_every_hour_within_capacity(tiny_sim: Simulation) -> None:
+    assert list(tiny_sim.runs) == list(DEFAULT_POLICIES)
+    for run in tiny_sim.runs.values():
+        assert len(run.carbon_g) == HOURS
+        assert run.overruns == [[]] * HOURS, run.policy
+        assert min(run.replicas) >= 1
+
+
+def test_bound_is_below_every_policy_hour_by_hour(tiny_sim: Simulation) -> None:
+    assert len(tiny_sim.bound_carbon_g) == HOURS
+    for run in tiny_sim.runs.values():
+        for hour in range(HOURS):
+            if run.unserved_rps[hour] <= 1e-9:  # a plan serving less may emit less
+                assert tiny_sim.bound_carbon_g[hour] <= run.carbon_g[hour] + 1e-6, run.policy
+    totals = tiny_sim.totals()
+    assert all(totals[BOUND]["carbon_kg"] <= t["carbon_kg"] for t in totals.values())
+
+
+def test_gridplace_keeps_to_the_churn_budget(tiny_sim: Simulation) -> None:
+    assert tiny_sim.churn_budget == 1
+    assert max(tiny_sim.runs["gridplace"].stopped) <= 1
+    # Without a budget the carbon-ranked baseline follows the moving grid and stops more.
+    assert sum(tiny_sim.runs["lowest-carbon"].stopped) > 0
+
+
+def test_gridplace_uses_the_clean_region_latency_nearest_does_not(tiny_sim: Simulation) -> None:
+    totals = tiny_sim.totals()
+    assert totals["gridplace"]["carbon_kg"] < totals["latency-nearest"]["carbon_kg"]
+    efficiency = tiny_sim.comparisons()["latency-nearest"]["carbon_savings_efficiency"]
+    assert efficiency is not None and 0 < efficiency <= 1 + 1e-9
+
+
+def test_attainment_and_shares_are_fractions(tiny_sim: Simulation) -> None:
+    for name, t in tiny_sim.totals().items():
+        if name == BOUND:
+            continue
+        assert 0.0 <= t["slo_attainment"] <= 1.0
+        assert 0.0 <= t["unserved_share"] <= 1.0
+        assert t["slo_attainment"] + t["unserved_share"] <= 1.0 + 1e-9
+        assert t["replica_hours"] == sum(tiny_sim.runs[name].replicas)
+
+
+def _without_timing(result: dict[str, Any]) -> dict[str, Any]:
+    for totals in result["totals"].values():
+        totals.pop("solve_seconds_p50", None)
+        totals.pop("solve_seconds_max", None)
+    return result
+
+
+def test_replay_is_deterministic(tiny_scenario: Path, tiny_sim: Simulation) -> None:
+    again = simulate(load_scenario(tiny_scenario))
+    assert _without_timing(again.to_dict()) == _without_timing(tiny_sim.to_dict())
+
+
+def test_plot_and_summary(tiny_sim: Simulation, tmp_path: Path) -> None:
+    path = plot(tiny_sim, tmp_path / "out" / "sim.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 20_000
+    table = summary_table(tiny_sim)
+    for name in [*DEFAULT_POLICIES, BOUND]:
+        assert f"\n{name} " in table
+    assert "gridplace vs latency-nearest: carbon -" in table
+
+
+def test_bound_of_one_pool_is_whole_replicas_plus_dynamic_energy() -> None:
+    problem = Problem.model_validate(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "profile": PROFILE,
+                    "gpuTypes": ["NVIDIA-H100-80GB-HBM3"],
+                    "sloP95TtftSeconds": 1.0,
+                    "demand": {"z": 25.0},
+                }
+            ],
+            "regions": [
+                {
+                    "name": "r",
+                    "gpus": {"NVIDIA-H100-80GB-HBM3": 8},
+                    "carbonIntensity": 300,
+                    "powerPriceUsdPerMwh": 50,
+                }
+            ],
+            "rttMs": {"z": {"r": 5}},
+            "current": [
+                {"model": "m", "region": "r", "gpuType": "NVIDIA-H100-80GB-HBM3", "replicas": 8}
+            ],
+            "churnBudget": 0,
+        }
+    )
+    pools = compile_problem(problem).pools
+    replicas = math.ceil(25.0 / float(pools.rate[0]))
+    expected = replicas * float(pools.carbon_per_replica[0]) + 25.0 * float(
+        pools.carbon_per_request[0]
+    )
+    # The current replicas and the churn budget do not bind the bound.
+    assert carbon_bound(problem) == pytest.approx(expected, rel=1e-6)
+
+
+def test_problem_of_an_hour_carries_that_hours_signals(tiny_scenario: Path) -> None:
+    data = load_scenario(tiny_scenario)
+    problem = problem_at(data, 3)
+    mid = next(r for r in problem.regions if r.name == "mid-1")
+    assert mid.carbon_intensity == pytest.approx(280.0)
+    (model,) = problem.models
+    assert sum(model.demand.values()) == pytest.approx(
+        sum(float(v[3]) for v in data.demand_rps["chat"].values())
+    )
+    assert model.weights.carbon == 4
+
+
+def test_public_scenario_replays_six_hours() -> None:
+    data = load_scenario(ROOT / "examples" / "scenarios" / "public.yaml")
+    assert len(data.hours) == 14 * 24
+    sim = simulate(data, hours=6)
+    totals = sim.totals()
+    for name, run in sim.runs.items():
+        assert run.overruns == [[]] * 6, name
+        assert totals[BOUND]["carbon_kg"] <= totals[name]["carbon_kg"]
+        assert totals[name]["slo_attainment"] > 0.99
+    assert np.all(np.array(sim.bound_carbon_g) > 0)
