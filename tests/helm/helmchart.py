@@ -33,7 +33,7 @@ class Helm:
             command = [str(self.binary), *args, "--values", file.name]
             if self.kubeconfig is not None:
                 command += ["--kubeconfig", str(self.kubeconfig)]
-            done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+            done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
             raise HelmError(done.stderr.strip())
         return done.stdout

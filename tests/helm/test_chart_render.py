@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -63,7 +64,9 @@ def test_default_rbac_reads_no_secret_and_writes_no_cluster_object(helm: Helm) -
     assert [g for g in rules(cluster) if g[2] in writes] == [
         ("gridplace.dev", "regions/status", "patch", ())
     ]
-    everything = [g for role in objects(docs, "ClusterRole") + objects(docs, "Role") for g in rules(role)]
+    everything = [
+        g for role in objects(docs, "ClusterRole") + objects(docs, "Role") for g in rules(role)
+    ]
     assert not [g for g in everything if g[1] == "secrets"]
     assert not [g for g in everything if "*" in (g[0], g[1], g[2])]
     assert ("", "pods", "list", ()) in everything
@@ -82,13 +85,17 @@ def test_crds_are_the_generated_ones_and_kept_by_default(helm: Helm) -> None:
     assert crds.keys() == sources.keys()
     for name, crd in crds.items():
         assert crd["spec"] == sources[name]["spec"], name
-        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert crd["metadata"]["annotations"] == {
+            "helm.sh/resource-policy": "keep",
+            "argocd.argoproj.io/sync-options": "Delete=false,Prune=false",
+        }
         assert crd["metadata"]["labels"]["app.kubernetes.io/instance"] == "gp"
 
 
 def test_chart_copy_of_the_crds_has_not_drifted() -> None:
     check = subprocess.run(
         [sys.executable, str(ROOT / "hack" / "sync_chart_crds.py"), "--check"],
+        check=False,
         capture_output=True,
         text=True,
     )
@@ -105,7 +112,9 @@ def _watch_two_namespaces(docs: list[dict[str, Any]]) -> None:
     workloads = [b for b in bindings if b["metadata"]["name"].endswith("-workloads")]
     assert sorted(b["metadata"]["namespace"] for b in workloads) == ["batch", "serving"]
     assert all(b["roleRef"]["kind"] == "ClusterRole" for b in workloads)
-    assert not [b for b in objects(docs, "ClusterRoleBinding") if "-workloads" in b["metadata"]["name"]]
+    assert not [
+        b for b in objects(docs, "ClusterRoleBinding") if "-workloads" in b["metadata"]["name"]
+    ]
     events = one(docs, "Role", "-region-events")
     assert events["metadata"]["namespace"] == "default"
     assert rules(events) == [("", "events", "create", ()), ("", "events", "patch", ())]
@@ -117,7 +126,7 @@ def _no_crds(docs: list[dict[str, Any]]) -> None:
 
 def _crds_not_kept(docs: list[dict[str, Any]]) -> None:
     for crd in objects(docs, "CustomResourceDefinition"):
-        assert "helm.sh/resource-policy" not in (crd["metadata"].get("annotations") or {})
+        assert not crd["metadata"].get("annotations")
 
 
 def _named_secrets(docs: list[dict[str, Any]]) -> None:
@@ -155,7 +164,8 @@ def _no_extras(docs: list[dict[str, Any]]) -> None:
     assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
 
 
-VALID = {
+Check = Callable[[list[dict[str, Any]]], None]
+VALID: dict[str, tuple[dict[str, Any], Check]] = {
     "watch-two-namespaces": ({"watchNamespaces": ["serving", "batch"]}, _watch_two_namespaces),
     "crds-disabled": ({"crds": {"enabled": False, "keep": True}}, _no_crds),
     "crds-not-kept": ({"crds": {"enabled": True, "keep": False}}, _crds_not_kept),
@@ -170,7 +180,12 @@ VALID = {
         _named_secrets,
     ),
     "no-signal-access": (
-        {"signals": {"configMaps": {"access": "none", "names": []}, "secrets": {"access": "none", "names": []}}},
+        {
+            "signals": {
+                "configMaps": {"access": "none", "names": []},
+                "secrets": {"access": "none", "names": []},
+            }
+        },
         _no_signal_access,
     ),
     "monitors": (
@@ -183,7 +198,13 @@ VALID = {
         _monitors,
     ),
     "pinned-image": (
-        {"image": {"repository": "registry.example/gp", "tag": "1.2.3", "digest": "sha256:" + "ab" * 32}},
+        {
+            "image": {
+                "repository": "registry.example/gp",
+                "tag": "1.2.3",
+                "digest": "sha256:" + "ab" * 32,
+            }
+        },
         _pinned_image,
     ),
     "bare": (
@@ -206,8 +227,14 @@ def test_value_sets_render_as_documented(helm: Helm, case: str) -> None:
 
 # values -> what the error must say (the field and, where there is one, the offending value)
 INVALID: dict[str, tuple[dict[str, Any], str]] = {
-    "keep-not-bool": ({"crds": {"enabled": True, "keep": "yes"}}, "at '/crds/keep': got string, want boolean"),
-    "bad-namespace": ({"watchNamespaces": ["Serving_NS"]}, "at '/watchNamespaces/0': 'Serving_NS' does not match"),
+    "keep-not-bool": (
+        {"crds": {"enabled": True, "keep": "yes"}},
+        "at '/crds/keep': got string, want boolean",
+    ),
+    "bad-namespace": (
+        {"watchNamespaces": ["Serving_NS"]},
+        "at '/watchNamespaces/0': 'Serving_NS' does not match",
+    ),
     "duplicate-namespace": ({"watchNamespaces": ["a", "a"]}, "at '/watchNamespaces'"),
     "all-secrets": (
         {"signals": {"secrets": {"access": "all", "names": []}}},
@@ -218,19 +245,37 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
         "at '/signals/secrets/names': minItems: got 0, want 1",
     ),
     "unknown-key": ({"replicaCount": 2}, "additional properties 'replicaCount' not allowed"),
-    "typo-in-section": ({"crds": {"enabled": True, "keep": True, "kept": True}}, "additional properties 'kept' not allowed"),
-    "pull-policy": ({"image": {"pullPolicy": "Sometimes"}}, "at '/image/pullPolicy': value must be one of"),
+    "typo-in-section": (
+        {"crds": {"enabled": True, "keep": True, "kept": True}},
+        "additional properties 'kept' not allowed",
+    ),
+    "pull-policy": (
+        {"image": {"pullPolicy": "Sometimes"}},
+        "at '/image/pullPolicy': value must be one of",
+    ),
     "digest": ({"image": {"digest": "latest"}}, "at '/image/digest': 'latest' does not match"),
     "writable-root": (
         {"securityContext": {"readOnlyRootFilesystem": False}},
         "at '/securityContext/readOnlyRootFilesystem': value must be true",
     ),
-    "root-allowed": ({"podSecurityContext": {"runAsNonRoot": False}}, "at '/podSecurityContext/runAsNonRoot': value must be true"),
-    "memory": ({"resources": {"limits": {"memory": "lots"}}}, "at '/resources/limits/memory': 'lots' does not match"),
+    "root-allowed": (
+        {"podSecurityContext": {"runAsNonRoot": False}},
+        "at '/podSecurityContext/runAsNonRoot': value must be true",
+    ),
+    "memory": (
+        {"resources": {"limits": {"memory": "lots"}}},
+        "at '/resources/limits/memory': 'lots' does not match",
+    ),
     "port": ({"metrics": {"port": 70000}}, "at '/metrics/port': maximum: got 70,000, want 65,535"),
     "plan-period": ({"operator": {"planPeriodSeconds": 0}}, "at '/operator/planPeriodSeconds'"),
-    "interval": ({"metrics": {"serviceMonitor": {"interval": "soon"}}}, "at '/metrics/serviceMonitor/interval': 'soon' does not match"),
-    "prometheus-url": ({"operator": {"prometheusUrl": "prometheus:9090"}}, "at '/operator/prometheusUrl': 'prometheus:9090' does not match"),
+    "interval": (
+        {"metrics": {"serviceMonitor": {"interval": "soon"}}},
+        "at '/metrics/serviceMonitor/interval': 'soon' does not match",
+    ),
+    "prometheus-url": (
+        {"operator": {"prometheusUrl": "prometheus:9090"}},
+        "at '/operator/prometheusUrl': 'prometheus:9090' does not match",
+    ),
 }
 
 
