@@ -252,3 +252,26 @@ def test_removing_a_regions_gpus_moves_the_replicas_elsewhere(
     finally:
         for node in nodes:
             cluster.kubectl("uncordon", node["metadata"]["name"])
+
+
+def test_a_child_name_taken_by_someone_else_is_left_alone_and_reported(
+    cluster: ClusterHandle, namespace: str, operator: OperatorProcess
+) -> None:
+    cluster.kubectl(
+        "create", "deployment", "taken-us-east-1", "-n", namespace, "--image=nginx", "--replicas=0"
+    )
+    spec = idep(
+        "taken",
+        model={"name": "meta-llama/Meta-Llama-3.1-8B-Instruct", "gpuTypes": [H100]},
+        placement={"allowedRegions": ["us-east-1"]},
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=spec)
+
+    def conflict() -> bool:
+        obj = get_json(cluster, "idep", "taken", "-n", namespace)
+        return condition(obj, "Ready").get("reason") == "ChildConflict"
+
+    wait_for(conflict, 60, "Ready=False ChildConflict", operator)
+    foreign = get_json(cluster, "deployment", "taken-us-east-1", "-n", namespace)
+    assert foreign["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx"
+    assert not foreign["metadata"].get("ownerReferences")

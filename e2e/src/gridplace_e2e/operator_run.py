@@ -4,6 +4,7 @@ metrics. Used by the operator's cluster tests and benchmarks."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -48,7 +49,11 @@ class OperatorProcess:
         ]
         offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as handle:
-            self.process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+            # Only --kubeconfig may point the operator at the cluster, as for a user.
+            env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+            self.process = subprocess.Popen(
+                command, stdout=handle, stderr=subprocess.STDOUT, env=env
+            )
 
         def started() -> bool:
             with self.log.open("rb") as handle:

@@ -52,12 +52,14 @@ def _run(args: argparse.Namespace) -> int:
     import logging  # noqa: PLC0415 - the operator's imports are heavy; keep other commands fast
     import os  # noqa: PLC0415
 
+    if args.kubeconfig:
+        # Before kopf and the kubernetes client are imported: the client reads it at import.
+        os.environ["KUBECONFIG"] = args.kubeconfig
+
     import kopf  # noqa: PLC0415
 
     from gridplace_operator import handlers  # noqa: PLC0415
 
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own client logs in from it
     config = handlers.OperatorConfig(
         kubeconfig=args.kubeconfig,
         metrics_port=args.metrics_port,

@@ -42,6 +42,7 @@ class ObservedChild:
 @dataclass(frozen=True)
 class Apply:
     manifest: dict[str, Any]
+    new: bool = False  # no child of this name is known to be ours: never take one over
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def writes_for(
         if current is not None and replicas is not None and replicas < current.replicas:
             brk.append(Apply(manifest))
         else:
-            make.append(Apply(manifest))
+            make.append(Apply(manifest, new=current is None))
     for key, current in have.items():
         if key not in want:
             brk.append(Delete(current.kind, current.namespace, current.name))

@@ -86,8 +86,12 @@ class Kube:
         return [{**item, "kind": kind} for item in items]
 
     # Writes ----------------------------------------------------------------------------------
-    async def apply(self, obj: Mapping[str, Any]) -> None:
-        """Server-side apply of a Deployment or Service under gridplace's field manager."""
+    async def apply(self, obj: Mapping[str, Any], *, force: bool = True) -> None:
+        """Server-side apply of a Deployment or Service under gridplace's field manager.
+
+        `force=False` for objects not known to be gridplace's: the API server then answers 409
+        instead of handing fields another manager owns over to gridplace.
+        """
         kind = obj["kind"]
         meta = obj["metadata"]
         method: Callable[..., Any]
@@ -104,7 +108,7 @@ class Kube:
             meta["namespace"],
             dict(obj),
             field_manager=labels.FIELD_MANAGER,
-            force=True,
+            force=force,
             _content_type=APPLY,
         )
 

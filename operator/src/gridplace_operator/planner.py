@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from gridplace_operator import labels
@@ -66,6 +67,10 @@ class PlannerSettings:
     solve_time_limit_seconds: float = 10.0
     # Longest a scale-down waits for the replicas replacing it to become ready.
     make_before_break_timeout_seconds: float = 600.0
+
+
+class ChildConflictError(Exception):
+    """A child's name is taken by an object gridplace does not control."""
 
 
 def _utcnow() -> datetime:
@@ -326,8 +331,14 @@ class Planner:
         if rejection is None and ref.key in self.failures:
             rejection = Rejection(Reason.SOLVER_FAILED, self.failures[ref.key])
         advise = isinstance(spec, InferenceDeploymentSpec) and spec.placement.mode == "Advise"
+        conflict = None
         if model_plan is not None and isinstance(spec, InferenceDeploymentSpec) and not advise:
-            await self._reconcile_children(Owner(ref.namespace, ref.name, uid, spec), model_plan)
+            try:
+                await self._reconcile_children(
+                    Owner(ref.namespace, ref.name, uid, spec), model_plan
+                )
+            except ChildConflictError as err:
+                conflict = str(err)
         regions_used = sorted({p.region for p in model_plan.pools}) if model_plan else []
         rtt = self.plan_rtt()
         facts = IdepFacts(
@@ -341,6 +352,7 @@ class Planner:
             signals=self._signal_health(regions_used),
             ready=self._ready_by_pool(ref.namespace, ref.name),
             rtt_ms=rtt,
+            conflict=conflict,
         )
         previous: Mapping[str, Any] = body.get("status") or {}
         status = idep_status(facts, previous, now).to_api()
@@ -365,7 +377,17 @@ class Planner:
         desired = desired_children(owner, replicas, selectors)
         writes = writes_for(desired, self._observed_children(owner.namespace), owner.uid)
         for write in writes.make:
-            await self.kube.apply(write.manifest)
+            try:
+                await self.kube.apply(write.manifest, force=not write.new)
+            except ApiException as err:
+                if err.status != 409:
+                    raise
+                meta = write.manifest["metadata"]
+                self.metrics.errors.labels(stage="child-conflict").inc()
+                raise ChildConflictError(
+                    f"{write.manifest['kind']} {meta['namespace']}/{meta['name']} exists and is"
+                    " not gridplace's; rename or remove it"
+                ) from err
         if writes.held:
             since = self.hold_since.setdefault(owner.uid, time.monotonic())
             if time.monotonic() - since < self.settings.make_before_break_timeout_seconds:

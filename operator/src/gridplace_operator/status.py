@@ -81,6 +81,7 @@ class IdepFacts:
     signals: SignalHealth = field(default_factory=SignalHealth)
     ready: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (region, gpu) -> ready
     rtt_ms: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    conflict: str | None = None  # a child's name is taken by an object gridplace does not own
 
 
 Verdict = tuple[Status, Reason, str]
@@ -140,6 +141,8 @@ def _ready(facts: IdepFacts, placed: Status, desired: int, ready: int) -> Verdic
         if facts.rejection is not None:
             return "False", Reason.NOT_PLACED, facts.rejection[1]
         return "Unknown", Reason.PENDING, "not reconciled yet"
+    if facts.conflict is not None:
+        return "False", Reason.CHILD_CONFLICT, facts.conflict
     if facts.advise:
         return "True", Reason.ADVISED, "Advise mode: the plan is in status, no workload is touched"
     if ready < desired:

@@ -25,6 +25,7 @@ class Reason(StrEnum):
     ADVISED = "Advised"
     NOT_PLACED = "NotPlaced"
     REPLICAS_NOT_READY = "ReplicasNotReady"
+    CHILD_CONFLICT = "ChildConflict"
     # Placed
     PLANNED = "Planned"
     INSUFFICIENT_CAPACITY = "InsufficientCapacity"
@@ -64,6 +65,13 @@ INFERENCE_DEPLOYMENT_CONDITIONS: tuple[tuple[ConditionType, str, Reason, str], .
         "False",
         Reason.REPLICAS_NOT_READY,
         "Some planned replicas are not ready yet.",
+    ),
+    (
+        ConditionType.READY,
+        "False",
+        Reason.CHILD_CONFLICT,
+        "A Deployment or Service gridplace would create exists and is not gridplace's; it is"
+        " left alone.",
     ),
     (ConditionType.READY, "Unknown", Reason.PENDING, "Not reconciled yet."),
     (ConditionType.PLACED, "True", Reason.PLANNED, "The plan serves all demand within the SLO."),

@@ -1,0 +1,174 @@
+"""How gridplace copes with many InferenceDeployments applied at once, on the local cluster.
+
+Starts a cluster of its own (a scaled-up default topology), applies the CRDs and the example
+Regions, runs the operator as users do, applies N InferenceDeployments in one go and measures:
+time until every one is placed and its Deployments exist, the operator's API writes per
+InferenceDeployment, its peak RSS, and its write rate once settled. Prints one JSON object.
+
+    uv run python bench/operator_scale.py [--count 500] [--scale 4] [--settle 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gridplace_e2e.cluster.local import LocalCluster, poll
+from gridplace_e2e.cluster.topology import DEFAULT_TOPOLOGY, Topology, load_topology
+from gridplace_e2e.operator_run import OperatorProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+ZONES = ["us-east", "us-west", "eu-central", "ap-northeast", "ap-southeast", "au-southeast"]
+GPU_CHOICES = [
+    ["NVIDIA-H100-80GB-HBM3"],
+    ["NVIDIA-H100-80GB-HBM3", "NVIDIA-L40S"],
+    ["NVIDIA-L40S"],
+]
+
+
+def scaled(topology: Topology, factor: int) -> Topology:
+    return Topology(
+        pools=tuple(dataclasses.replace(p, nodes=p.nodes * factor) for p in topology.pools)
+    )
+
+
+def inference_deployments(count: int, namespaces: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        zones = rng.sample(ZONES, rng.randint(1, 3))
+        out.append(
+            {
+                "apiVersion": "gridplace.dev/v1alpha1",
+                "kind": "InferenceDeployment",
+                "metadata": {"name": f"model-{i:04d}", "namespace": f"bench-{i % namespaces}"},
+                "spec": {
+                    "model": {
+                        "name": "meta-llama/Meta-Llama-3.1-8B-Instruct",
+                        "gpuTypes": rng.choice(GPU_CHOICES),
+                    },
+                    "slo": {"p95TimeToFirstTokenSeconds": 1.0},
+                    "scaling": {"minReplicas": 1, "maxReplicas": 4},
+                    "demand": {
+                        "static": [
+                            {"zone": z, "requestsPerSecond": round(rng.uniform(0.2, 2.0), 2)}
+                            for z in zones
+                        ]
+                    },
+                },
+            }
+        )
+    return out
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def placed_and_deployed(cluster: LocalCluster, count: int) -> tuple[int, int]:
+    """(InferenceDeployments with a plan, those whose planned Deployments all exist)."""
+    ideps = json.loads(cluster.kubectl("get", "idep", "-A", "-o", "json").stdout)["items"]
+    deps = json.loads(
+        cluster.kubectl(
+            "get", "deployments", "-A", "-l", "app.kubernetes.io/managed-by=gridplace", "-o", "json"
+        ).stdout
+    )["items"]
+    have: dict[tuple[str, str], int] = {}
+    for d in deps:
+        key = (
+            d["metadata"]["namespace"],
+            d["metadata"]["labels"]["gridplace.dev/inference-deployment"],
+        )
+        have[key] = have.get(key, 0) + 1
+    placed = deployed = 0
+    for obj in ideps:
+        pools = (obj.get("status") or {}).get("placement") or []
+        if not pools:
+            continue
+        placed += 1
+        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        deployed += have.get(key, 0) == len(pools)
+    return placed, deployed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=500)
+    parser.add_argument("--namespaces", type=int, default=10)
+    parser.add_argument("--scale", type=int, default=4, help="node count multiplier")
+    parser.add_argument("--settle", type=float, default=30.0, help="seconds of steady state")
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+
+    cluster = LocalCluster("gridplace-bench", progress=lambda _: None)
+    work = Path(tempfile.mkdtemp(prefix="gridplace-bench-"))
+    cluster.down()
+    topology = scaled(load_topology(DEFAULT_TOPOLOGY), args.scale)
+    cluster.up(topology)
+    operator = OperatorProcess(cluster.kubeconfig, work / "operator.log", plan_period=10.0)
+    try:
+        cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+        cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        cluster.kubectl("apply", "-f", str(ROOT / "examples" / "regions.yaml"))
+        for n in range(args.namespaces):
+            cluster.kubectl("create", "namespace", f"bench-{n}")
+        operator.start()
+        manifest = work / "ideps.yaml"
+        manifest.write_text(
+            yaml.safe_dump_all(inference_deployments(args.count, args.namespaces, args.seed))
+        )
+        started = time.monotonic()
+        cluster.kubectl("apply", "--server-side", "-f", str(manifest), timeout=600)
+        applied = time.monotonic() - started
+        done = poll(
+            lambda: placed_and_deployed(cluster, args.count)[1] >= args.count, args.timeout, 1.0
+        )
+        settled = time.monotonic() - started
+        placed, deployed = placed_and_deployed(cluster, args.count)
+        writes_settled = operator.writes()
+        operator.wait_cycles(1)
+        before = operator.writes()
+        time.sleep(args.settle)
+        steady = (operator.writes() - before) / args.settle
+        assert operator.process is not None
+        result = {
+            "benchmark": "operator_scale",
+            "inference_deployments": args.count,
+            "gpus": sum(p.nodes * p.gpus_per_node for p in topology.pools),
+            "apply_seconds": round(applied, 1),
+            "all_placed_and_deployed": done,
+            "seconds_until_placed_and_deployed": round(settled, 1),
+            "placed": placed,
+            "deployed": deployed,
+            "writes_per_inference_deployment": round(writes_settled / args.count, 2),
+            "writes_by_kind": {
+                kind: operator.writes(kind=kind)
+                for kind in ("Deployment", "Service", "InferenceDeployment", "Region", "Event")
+            },
+            "plan_cycles": operator.cycles(),
+            "steady_state_writes_per_second": round(steady, 3),
+            "operator_peak_rss_mib": round(peak_rss_mib(operator.process.pid), 1),
+            "targets": {"seconds": 60, "steady_writes": 0, "rss_mib": 300},
+        }
+        print(json.dumps(result))
+    finally:
+        operator.stop()
+        cluster.down()
+        subprocess.run(["rm", "-rf", str(work)], check=False)
+
+
+if __name__ == "__main__":
+    main()
