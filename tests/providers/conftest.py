@@ -33,13 +33,12 @@ def make_providers(
 
     def make(api_client: client.ApiClient | None = None, **settings: Any) -> Providers:
         sleeps: list[float] = []
-        chosen = replace(
-            FAST,
-            electricity_maps_url=f"{server.url}/v3",
-            watt_time_url=server.url,
-            prometheus_url=server.url,
-            **settings,
-        )
+        local = {
+            "electricity_maps_url": f"{server.url}/v3",
+            "watt_time_url": server.url,
+            "prometheus_url": server.url,
+        }
+        chosen = replace(FAST, **{**local, **settings})
 
         def sleep(seconds: float) -> None:
             sleeps.append(seconds)  # recorded, not slept: the backoff schedule is under test

@@ -26,10 +26,12 @@ PRICES = """datetime_utc,price_usd_mwh
 T10 = datetime(2026, 11, 27, 10, 30, tzinfo=UTC)
 
 
-def price_source(url: str, max_age_seconds: int = 3600, **fields: Any) -> PowerPriceSource:
+def price_source(
+    url: str, fields: dict[str, Any] | None = None, max_age_seconds: int = 3600
+) -> PowerPriceSource:
     return PowerPriceSource.model_validate(
         {
-            "file": {"url": url, "valueColumn": "price_usd_mwh", **fields},
+            "file": {"url": url, "valueColumn": "price_usd_mwh", **(fields or {})},
             "maxAgeSeconds": max_age_seconds,
         }
     )
@@ -113,7 +115,7 @@ def test_a_bad_file_names_the_file_and_the_problem(
 ) -> None:
     server.script("/p.csv", Answer(200, body if isinstance(body, bytes) else body.encode()))
     with pytest.raises(SignalError, match=f"CSV file {server.url}/p.csv: .*{message}"):
-        make_providers().read(price_source(f"{server.url}/p.csv", **fields), T10)
+        make_providers().read(price_source(f"{server.url}/p.csv", fields), T10)
 
 
 def test_a_forecast_file_starting_later_is_an_error_until_its_first_row(
