@@ -128,7 +128,7 @@ def recommend(inputs: Inputs, policy: Policy) -> tuple[int, str]:
     base = inputs.current if sized is None else sized
     sized_text = "no demand estimate" if sized is None else f"capacity model {sized}"
     p95 = inputs.observed_p95_s
-    if not inputs.metrics_available or p95 is None or not math.isfinite(p95):
+    if not inputs.metrics_available or p95 is None or math.isnan(p95):
         # Without latency the demand sizing is all there is; without either, hold.
         if sized is None:
             return inputs.current, "no latency and no demand estimate: holding"

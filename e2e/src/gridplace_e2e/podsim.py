@@ -1,0 +1,267 @@
+"""Back every Running pod of gridplace's vLLM Deployments with a real simulator process.
+
+The local cluster's pods are fake (kwok runs no containers). `PodSimulators.sync()` lists the pods
+labelled by gridplace and, for each Running one, starts a `gridplace-vllm-sim` on 127.0.0.1 that
+serves the pod's `--model`, with latency parameters of the pod's GPU type and few batch slots so it
+queues under load. It writes a Prometheus file_sd target per pod with the labels a PodMonitor
+would set in a real cluster (namespace, inference_deployment, region, gpu_type, pod) and stops the
+process and removes the target when the pod goes away. `ClusterRouter` sends each user zone's
+requests to the simulators of the regions named in the InferenceDeployment's `status.traffic`,
+in proportion to the planned split, so the load follows gridplace's decisions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from gridplace_e2e.vllmsim.process import SimProcess, start_simulator
+
+log = logging.getLogger(__name__)
+
+IDEP_LABEL = "gridplace.dev/inference-deployment"
+REGION_LABEL = "gridplace.dev/region"
+GPU_LABEL = "gridplace.dev/gpu-type"
+TARGET_PREFIX = "podsim-"
+
+
+@dataclass(frozen=True)
+class SimLatency:
+    """Simulator latency flags (milliseconds) and batch slots for one GPU type."""
+
+    time_to_first_token_ms: float
+    prefill_time_per_token_ms: float
+    inter_token_latency_ms: float
+    inter_token_latency_per_seq_ms: float
+    max_num_seqs: int
+
+    def flags(self, model: str) -> list[str]:
+        return [
+            f"--model={model}",
+            f"--time-to-first-token={self.time_to_first_token_ms}",
+            f"--prefill-time-per-token={self.prefill_time_per_token_ms}",
+            f"--inter-token-latency={self.inter_token_latency_ms}",
+            f"--inter-token-latency-per-seq={self.inter_token_latency_per_seq_ms}",
+            f"--max-num-seqs={self.max_num_seqs}",
+        ]
+
+
+# Relative speeds follow the GPUs' memory bandwidth (decode) and compute (prefill); the slots
+# are few on purpose so a handful of requests per second make a replica queue.
+GPU_LATENCY: Mapping[str, SimLatency] = {
+    "NVIDIA-H100-80GB-HBM3": SimLatency(10, 0.03, 6, 0.2, 4),
+    "NVIDIA-A100-SXM4-80GB": SimLatency(15, 0.05, 9, 0.3, 4),
+    "NVIDIA-L40S": SimLatency(20, 0.08, 14, 0.5, 4),
+}
+DEFAULT_LATENCY = GPU_LATENCY["NVIDIA-L40S"]
+
+
+@dataclass(frozen=True)
+class PodKey:
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class BackedPod:
+    """A pod, the facts the simulator was started from, and its process."""
+
+    key: PodKey
+    inference_deployment: str
+    region: str
+    gpu_type: str
+    model: str
+    sim: SimProcess = field(compare=False)
+
+    @property
+    def address(self) -> str:
+        return self.sim.base_url.removeprefix("http://")
+
+
+def pod_model(pod: Mapping[str, Any]) -> str | None:
+    """The model a gridplace vLLM pod serves: its container's `--model=` argument."""
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for arg in container.get("args") or []:
+            if isinstance(arg, str) and arg.startswith("--model="):
+                return arg.removeprefix("--model=")
+    return None
+
+
+def target_group(pod: BackedPod) -> list[dict[str, Any]]:
+    """The file_sd entry of one backed pod, with the labels the autoscaler's queries group by."""
+    return [
+        {
+            "targets": [pod.address],
+            "labels": {
+                "namespace": pod.key.namespace,
+                "inference_deployment": pod.inference_deployment,
+                "region": pod.region,
+                "gpu_type": pod.gpu_type,
+                "pod": pod.key.name,
+            },
+        }
+    ]
+
+
+def write_target(directory: Path, pod: BackedPod) -> Path:
+    """Write atomically: Prometheus re-reads the directory and must never see half a file."""
+    path = directory / f"{TARGET_PREFIX}{pod.key.namespace}-{pod.key.name}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(target_group(pod)))
+    tmp.replace(path)
+    return path
+
+
+class PodSimulators:
+    """Keeps one simulator per Running gridplace pod; call `sync()` (or `start()` to poll)."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        file_sd_dir: Path,
+        *,
+        namespace: str | None = None,
+        latency: Mapping[str, SimLatency] = GPU_LATENCY,
+        start: Callable[[Sequence[str]], SimProcess] = start_simulator,
+    ) -> None:
+        self._core = client.CoreV1Api(api)
+        self._dir = file_sd_dir
+        self._namespace = namespace
+        self._latency = latency
+        self._start = start
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.pods: dict[PodKey, BackedPod] = {}
+
+    def _running_pods(self) -> list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {"label_selector": IDEP_LABEL}
+        if self._namespace:
+            listed = self._core.list_namespaced_pod(self._namespace, **kwargs)
+        else:
+            listed = self._core.list_pod_for_all_namespaces(**kwargs)
+        pods = self._core.api_client.sanitize_for_serialization(listed)["items"]
+        return [
+            p
+            for p in pods
+            if (p.get("status") or {}).get("phase") == "Running"
+            and not p["metadata"].get("deletionTimestamp")
+        ]
+
+    def sync(self) -> None:
+        """Start simulators for new Running pods; stop those whose pod is gone or not running."""
+        seen: set[PodKey] = set()
+        with self._lock:
+            for pod in self._running_pods():
+                meta = pod["metadata"]
+                key = PodKey(meta["namespace"], meta["name"])
+                model = pod_model(pod)
+                lbl = meta.get("labels") or {}
+                if model is None or key in self.pods:
+                    seen.add(key)
+                    continue
+                gpu = lbl.get(GPU_LABEL, "")
+                latency = self._latency.get(gpu, DEFAULT_LATENCY)
+                sim = self._start(latency.flags(model))
+                backed = BackedPod(
+                    key, lbl.get(IDEP_LABEL, ""), lbl.get(REGION_LABEL, ""), gpu, model, sim
+                )
+                self.pods[key] = backed
+                write_target(self._dir, backed)
+                seen.add(key)
+                log.info("pod %s/%s -> simulator %s", key.namespace, key.name, sim.base_url)
+            for key in set(self.pods) - seen:
+                self._retire(key)
+
+    def _retire(self, key: PodKey) -> None:
+        backed = self.pods.pop(key)
+        path = self._dir / f"{TARGET_PREFIX}{key.namespace}-{key.name}.json"
+        path.unlink(missing_ok=True)
+        backed.sim.stop()
+        log.info("pod %s/%s gone: simulator stopped", key.namespace, key.name)
+
+    def endpoints(self, namespace: str, inference_deployment: str) -> dict[str, list[str]]:
+        """Simulator base URLs of one InferenceDeployment by region."""
+        with self._lock:
+            out: dict[str, list[str]] = {}
+            for pod in self.pods.values():
+                if (pod.key.namespace, pod.inference_deployment) == (
+                    namespace,
+                    inference_deployment,
+                ):
+                    out.setdefault(pod.region, []).append(pod.sim.base_url)
+            return {region: sorted(urls) for region, urls in out.items()}
+
+    def start(self, period_s: float = 1.0) -> None:
+        """Poll in a background thread until `close()`."""
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.sync()
+                except Exception:  # a failed list is retried on the next tick
+                    log.exception("pod simulator sync failed")
+                self._stop.wait(period_s)
+
+        self._thread = threading.Thread(target=loop, name="podsim", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop polling, every simulator, and remove their targets."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        with self._lock:
+            for key in list(self.pods):
+                self._retire(key)
+
+
+def split(traffic: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """`status.traffic` as zone -> region -> requests per second."""
+    out: dict[str, dict[str, float]] = {}
+    for route in traffic:
+        rate = float(route.get("requestsPerSecond") or 0.0)
+        if rate > 0:
+            out.setdefault(str(route["zone"]), {})[str(route["region"])] = rate
+    return out
+
+
+@dataclass
+class ClusterRouter:
+    """Routes a zone's request to a region by the planned split, then round-robin over the
+    region's simulators. `traffic` and `endpoints` are read on every request, so the load follows
+    re-plans and new replicas as they come."""
+
+    traffic: Callable[[], Mapping[str, Mapping[str, float]]]
+    endpoints: Callable[[], Mapping[str, Sequence[str]]]
+    seed: int = 0
+    _rng: random.Random = field(init=False)
+    _turn: dict[str, int] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def region_for(self, zone: str) -> str:
+        endpoints = self.endpoints()
+        weights = {r: w for r, w in self.traffic().get(zone, {}).items() if endpoints.get(r)}
+        if not weights:  # no plan for this zone yet: any region with a simulator
+            weights = {r: 1.0 for r, urls in endpoints.items() if urls}
+        if not weights:
+            raise ValueError(f"no simulator serves zone {zone!r} yet")
+        regions = sorted(weights)
+        return self._rng.choices(regions, weights=[weights[r] for r in regions])[0]
+
+    def __call__(self, zone: str) -> str:
+        region = self.region_for(zone)
+        urls = self.endpoints()[region]
+        turn = self._turn.get(region, 0)
+        self._turn[region] = turn + 1
+        return urls[turn % len(urls)]
