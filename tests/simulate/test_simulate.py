@@ -9,6 +9,7 @@ zone but has few GPUs; in `mid` carbon rises through the day, so the best placem
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -230,3 +231,42 @@ def test_public_scenario_replays_six_hours() -> None:
         assert totals[BOUND]["carbon_kg"] <= totals[name]["carbon_kg"]
         assert totals[name]["slo_attainment"] > 0.99
     assert np.all(np.array(sim.bound_carbon_g) > 0)
+
+
+def test_cli_writes_json_and_png(tiny_scenario: Path, tmp_path: Path, capsys: Any) -> None:
+    from gridplace_operator.cli import main  # noqa: PLC0415 - the operator package is optional here
+
+    out_dir = tmp_path / "sim-out"
+    code = main(
+        ["simulate", str(tiny_scenario), "--output-dir", str(out_dir), "--hours", "4", "--json"]
+    )
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    written = json.loads((out_dir / "simulation.json").read_text())
+    assert printed["totals"] == written["totals"]
+    assert written["hours"] == 4 and len(written["hourly"]["gridplace"]["carbon_g"]) == 4
+    assert set(printed["totals"]) == {*DEFAULT_POLICIES, BOUND}
+    assert (out_dir / "simulation.png").stat().st_size > 20_000
+
+
+def test_cli_policies_and_table(tiny_scenario: Path, tmp_path: Path, capsys: Any) -> None:
+    from gridplace_operator.cli import main  # noqa: PLC0415
+
+    code = main(
+        [
+            "simulate",
+            str(tiny_scenario),
+            "--output-dir",
+            str(tmp_path),
+            "--quiet",
+            "--policies",
+            "gridplace",
+            "latency-nearest",
+            "--no-bound",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "\ngridplace " in out and "\nlatency-nearest " in out
+    assert "lowest-carbon" not in out and "\nbound" not in out
+    assert "gridplace vs latency-nearest: carbon " in out

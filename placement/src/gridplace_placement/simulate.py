@@ -319,7 +319,7 @@ def summary_table(sim: Simulation) -> str:
         p95 = t["mean_p95_ttft_s"]
         lines.append(
             f"{name:<16}{t['carbon_kg']:>11.2f}{t['cost_usd']:>10.2f}"
-            f"{100 * t['slo_attainment']:>8.2f}%"
+            f"{100 * t['slo_attainment']:>8.3f}%"
             f"{100 * t['unserved_share']:>9.3f}%{'-' if p95 is None else f'{p95:.3f}':>7}"
             f"{t['churn_replicas']:>7}{t['replica_hours']:>11}"
             f"{1000 * t['solve_seconds_p50']:>9.1f}ms"
