@@ -85,8 +85,10 @@ def placement_model(
     ref: IdepRef,
     spec: InferenceDeploymentSpec,
     demand: Mapping[str, float],
+    total: int | None = None,
 ) -> PlacementModel | Rejection:
-    """The placement engine's view of one InferenceDeployment."""
+    """The placement engine's view of one InferenceDeployment. `total`: the autoscaler's
+    replica count, which the plan then distributes (spec.scaling.replicas pins it instead)."""
     ttft = _ttft_target(spec)
     if isinstance(ttft, Rejection):
         return ttft
@@ -94,13 +96,14 @@ def placement_model(
     scaling = spec.scaling
     placement = spec.placement
     floor = placement.availability
+    fixed = scaling.replicas if scaling.replicas is not None else total
     data: dict[str, Any] = {
         "name": ref.key,
         "gpuTypes": list(model.gpu_types),
         "gpusPerReplica": model.effective_gpus_per_replica(),
         "sloP95TtftSeconds": ttft,
-        "minReplicas": scaling.replicas if scaling.replicas is not None else scaling.min_replicas,
-        "maxReplicas": scaling.replicas if scaling.replicas is not None else scaling.max_replicas,
+        "minReplicas": fixed if fixed is not None else scaling.min_replicas,
+        "maxReplicas": fixed if fixed is not None else scaling.max_replicas,
         "availability": {
             "minRegions": floor.min_regions,
             "perRegionMin": floor.min_replicas_per_region,
@@ -159,6 +162,7 @@ def build_problem(
     inventory: Inventory,
     current: Sequence[Assignment],
     churn_budget: int | None,
+    totals: Mapping[IdepRef, int] | None = None,
 ) -> Translation:
     """One joint problem for every valid InferenceDeployment; rejects are reported per object."""
     known = {r.metadata.name for r in regions if r.metadata.name in signals}
@@ -221,7 +225,7 @@ def build_problem(
                 }
             )
             spec_for_problem = spec_for_problem.model_copy(update={"placement": placement})
-        model = placement_model(ref, spec_for_problem, zone_demand)
+        model = placement_model(ref, spec_for_problem, zone_demand, (totals or {}).get(ref))
         if isinstance(model, Rejection):
             out.rejected[ref] = model
             continue
