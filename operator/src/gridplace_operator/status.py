@@ -15,6 +15,7 @@ from gridplace_operator import labels
 from gridplace_operator.api.common import Condition
 from gridplace_operator.api.conditions import ConditionType, Reason
 from gridplace_operator.api.inference_deployment import (
+    AutoscalerStatus,
     InferenceDeploymentStatus,
     Prediction,
     RegionPlacement,
@@ -82,6 +83,8 @@ class IdepFacts:
     ready: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (region, gpu) -> ready
     rtt_ms: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     conflict: str | None = None  # a child's name is taken by an object gridplace does not own
+    autoscaler: AutoscalerStatus | None = None  # the last decision, when the autoscaler runs
+    scaling: tuple[Reason, str] | None = None  # that decision's reason and message
 
 
 Verdict = tuple[Status, Reason, str]
@@ -152,9 +155,21 @@ def _ready(facts: IdepFacts, placed: Status, desired: int, ready: int) -> Verdic
     return "True", Reason.AVAILABLE, f"{ready} of {desired} replicas ready"
 
 
+_SCALED_STATUS: Mapping[Reason, Status] = {
+    Reason.ON_TARGET: "True",
+    Reason.SCALING_UP: "False",
+    Reason.SCALING_DOWN: "False",
+    Reason.AT_MAX_REPLICAS: "False",
+    Reason.METRICS_UNAVAILABLE: "Unknown",
+}
+
+
 def _scaled(facts: IdepFacts) -> Verdict:
     if facts.pinned:
         return "True", Reason.PINNED, "spec.scaling.replicas pins the total replica count"
+    if facts.scaling is not None:
+        reason, message = facts.scaling
+        return _SCALED_STATUS.get(reason, "Unknown"), reason, message
     return (
         "Unknown",
         Reason.METRICS_UNAVAILABLE,
@@ -243,6 +258,7 @@ def idep_status(
         unmet_requests_per_second=round(plan.outcome.unserved_rps, 3) if plan else 0.0,
         explanation=list(plan.outcome.reasons[:16]) if plan else [],
         last_plan_time=plan.made_at if plan else previous.get("lastPlanTime"),
+        autoscaler=facts.autoscaler,
     )
 
 
