@@ -63,6 +63,24 @@ class OperatorMetrics:
             ["region", "signal"],
             registry=r,
         )
+        self.desired_replicas = Gauge(
+            "gridplace_autoscaler_desired_replicas",
+            "Total replicas the autoscaler decided.",
+            list(_IDEP),
+            registry=r,
+        )
+        self.observed_p95 = Gauge(
+            "gridplace_observed_p95_seconds",
+            "p95 of the SLO metric measured by Prometheus, by region (RTT not included).",
+            [*_IDEP, "region"],
+            registry=r,
+        )
+        self.scale_decisions = Counter(
+            "gridplace_autoscaler_decisions_total",
+            "Autoscaler decisions by reason.",
+            [*_IDEP, "reason"],
+            registry=r,
+        )
 
     def serve(self, port: int, address: str) -> None:
         start_http_server(port, addr=address, registry=self.registry)
