@@ -1,7 +1,8 @@
 """Fixtures shared by the whole suite.
 
 `cluster` starts the local control plane (kwokctl + Prometheus, see docs/development.md) once per
-test session and stops it at the end. With GRIDPLACE_KUBECONFIG set, it uses that cluster instead
+test session, named after the test process so that concurrent runs do not meet, and stops it at
+the end. With GRIDPLACE_KUBECONFIG set, it uses that cluster instead
 (e.g. kind with kwok installed) and leaves it running; the GPU nodes of the default topology are
 applied to it either way. A cluster that cannot start fails the tests with the reason.
 """
@@ -18,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from gridplace_e2e.cluster.build import BuildError
-from gridplace_e2e.cluster.handle import ClusterHandle
-from gridplace_e2e.cluster.local import ClusterError, LocalCluster, poll
+from gridplace_e2e.cluster.handle import TEST_CLUSTER_PREFIX, ClusterHandle, session_cluster_name
+from gridplace_e2e.cluster.local import ClusterError, LocalCluster, abandoned_clusters, poll
 from gridplace_e2e.cluster.topology import DEFAULT_TOPOLOGY, load_topology
 
 # Separate names let several test runs (e.g. in parallel checkouts) have a cluster each.
@@ -30,13 +31,14 @@ TEST_CLUSTER_NAME = os.environ.get("GRIDPLACE_TEST_CLUSTER", "gridplace-test")
 def cluster() -> Iterator[ClusterHandle]:
     external = os.environ.get("GRIDPLACE_KUBECONFIG")
     topology = load_topology(DEFAULT_TOPOLOGY)
+    for name in abandoned_clusters(TEST_CLUSTER_PREFIX):  # left by runs that crashed
+        LocalCluster(name).down()
     if external:
         # Only Prometheus runs locally; the cluster itself is someone else's to stop.
-        local = LocalCluster(f"{TEST_CLUSTER_NAME}-prometheus", kubeconfig=Path(external))
+        local = LocalCluster(session_cluster_name("prometheus"), kubeconfig=Path(external))
     else:
-        local = LocalCluster(TEST_CLUSTER_NAME)
+        local = LocalCluster(session_cluster_name())
     try:
-        local.down()  # whatever a crashed earlier session left behind
         if external:
             local.apply_topology(topology)
             local.start_prometheus()

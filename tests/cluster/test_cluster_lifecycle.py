@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -9,8 +10,8 @@ import pytest
 
 from gridplace_e2e.cluster.build import cache_dir
 from gridplace_e2e.cluster.cli import main as cluster_cli
-from gridplace_e2e.cluster.handle import ClusterHandle
-from gridplace_e2e.cluster.local import CLUSTER_PROGRAMS, LocalCluster
+from gridplace_e2e.cluster.handle import ClusterHandle, session_cluster_name
+from gridplace_e2e.cluster.local import CLUSTER_PROGRAMS, LocalCluster, abandoned_clusters
 from gridplace_e2e.cluster.topology import parse_topology
 
 pytestmark = pytest.mark.cluster
@@ -46,8 +47,7 @@ def is_loopback(address: str) -> bool:
 
 
 def test_up_is_idempotent_and_down_leaves_nothing(cluster: ClusterHandle) -> None:
-    other = LocalCluster("gridplace-test-lifecycle")
-    other.down()
+    other = LocalCluster(session_cluster_name("lifecycle"))
     try:
         other.up(SMALL)
         first = other.status()
@@ -98,3 +98,13 @@ def test_cli_status_and_down_of_an_unknown_cluster(
     assert cluster_cli([*root, "status"]) == 3
     assert "not running" in capsys.readouterr().out
     assert cluster_cli([*root, "down"]) == 0
+
+
+def test_abandoned_test_clusters_are_found_by_their_dead_owner(tmp_path: Path) -> None:
+    for name in ("gridplace-test-999999999", "gridplace-test-999999999-b", "gridplace-demo"):
+        (tmp_path / "clusters" / name).mkdir(parents=True)
+    (tmp_path / "kwok" / "clusters" / f"gridplace-test-{os.getpid()}").mkdir(parents=True)
+    assert abandoned_clusters("gridplace-test", root=tmp_path) == [
+        "gridplace-test-999999999",
+        "gridplace-test-999999999-b",
+    ]

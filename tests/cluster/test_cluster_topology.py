@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gridplace_e2e.cluster.build import helm_ldflags, kubernetes_ldflags
+from gridplace_e2e.cluster.local import ClusterError, LocalCluster
 from gridplace_e2e.cluster.topology import (
     DEFAULT_TOPOLOGY,
     GPU_RESOURCE,
@@ -125,3 +126,9 @@ def test_version_stamps() -> None:
     helm = helm_ldflags("v3.21.4", "v1.34.4")
     assert "-X helm.sh/helm/v3/internal/version.version=v3.21.4" in helm
     assert "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=34" in helm
+
+
+@pytest.mark.parametrize("name", ["", "Demo", "a/b", "../x", "-x", "x" * 41])
+def test_cluster_names_are_checked(name: str, tmp_path: Path) -> None:
+    with pytest.raises(ClusterError, match="cluster name"):
+        LocalCluster(name, root=tmp_path)

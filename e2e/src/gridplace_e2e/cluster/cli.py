@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
 
     progress = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     kubeconfig = getattr(args, "kubeconfig", None)
-    cluster = LocalCluster(args.name, args.workdir, kubeconfig=kubeconfig, progress=progress)
     try:
+        cluster = LocalCluster(args.name, args.workdir, kubeconfig=kubeconfig, progress=progress)
         if args.command == "build":
             binaries = ensure_binaries(progress)
             print(f"binaries in {binaries.bin_dir}")

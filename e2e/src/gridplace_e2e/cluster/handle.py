@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,14 @@ from kubernetes.client import ApiClient
 
 from gridplace_e2e.cluster.local import LocalCluster, api_client, run_kubectl
 from gridplace_e2e.cluster.topology import Topology
+
+TEST_CLUSTER_PREFIX = "gridplace-test"
+
+
+def session_cluster_name(suffix: str = "") -> str:
+    """The name of a cluster owned by this test process; concurrent test runs on one machine
+    each get their own, and a later run removes those whose process has ended."""
+    return f"{TEST_CLUSTER_PREFIX}-{os.getpid()}" + (f"-{suffix}" if suffix else "")
 
 
 @dataclass(frozen=True)

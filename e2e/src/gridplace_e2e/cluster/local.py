@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -96,6 +97,10 @@ class LocalCluster:
         kubeconfig: Path | None = None,
         progress: Progress = print,
     ) -> None:
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?", name):
+            raise ClusterError(
+                f"cluster name {name!r}: use up to 40 lowercase letters, digits, '-'"
+            )
         self.name = name
         self.root = (root or default_root()).resolve()
         self.workdir = self.root / "clusters" / name
@@ -169,6 +174,14 @@ class LocalCluster:
                 "kubectlBinary": str(b.kubectl),
                 "cacheDir": str(self.kwok_workdir / "cache"),
             },
+            # The default Service range (10.0.0.0/24) runs out at ~250 Services; every model
+            # has one per region, so scale tests need far more.
+            "componentsPatches": [
+                {
+                    "name": "kube-apiserver",
+                    "extraArgs": [{"key": "service-cluster-ip-range", "value": "10.96.0.0/16"}],
+                }
+            ],
         }
 
     def kwokctl_create_args(self) -> list[str]:
@@ -350,6 +363,24 @@ class LocalCluster:
             nodes=nodes,
             processes=self.processes(),
         )
+
+
+def abandoned_clusters(prefix: str, root: Path | None = None) -> list[str]:
+    """Clusters named `<prefix>-<pid>[-suffix]` whose owning process (the pid) has ended."""
+    root = (root or default_root()).resolve()
+    pattern = re.compile(rf"{re.escape(prefix)}-(\d+)(-[a-z0-9-]+)?")
+    names = {
+        folder.name
+        for parent in (root / "clusters", root / "kwok" / "clusters")
+        if parent.is_dir()
+        for folder in parent.iterdir()
+    }
+    owners = {name: pattern.fullmatch(name) for name in sorted(names)}
+    return [
+        name
+        for name, match in owners.items()
+        if match and _process_state(int(match.group(1))) in (None, "Z")
+    ]
 
 
 def api_client(kubeconfig: Path) -> ApiClient:
