@@ -38,7 +38,12 @@ def build_providers(
         backoff_seconds=settings.backoff_seconds,
         sleep=sleep,
     )
-    refs = KubeRefs(api_client, settings.namespace, settings.secret_ttl_seconds)
+    refs = KubeRefs(
+        api_client,
+        settings.namespace,
+        ttl_seconds=settings.secret_ttl_seconds,
+        timeout_seconds=settings.http_timeout_seconds,
+    )
     return {
         **PROVIDERS,
         "file": FileProvider(http, refs, settings),

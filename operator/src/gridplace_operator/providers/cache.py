@@ -7,6 +7,7 @@ Time is the planner's `now`, so the cache follows the clock the planner plans wi
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Generic, TypeVar
 from gridplace_operator.signals import SignalError
 
 V = TypeVar("V")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class TimedCache(Generic[V]):
         try:
             value = fetch()
         except SignalError as err:
+            log.warning("%s", err)  # once per pause, not every cycle; never holds a secret
             with self._lock:
                 self._entries[key] = _Entry(now, None, str(err))
             raise

@@ -13,6 +13,7 @@ Prices come in the zone's currency; gridplace plans in USD/MWh, so other currenc
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -49,7 +50,7 @@ def timestamp(body: Any, name: str, what: str) -> datetime:
         raise SignalError(f"{what}: {name} {raw!r} is not an ISO 8601 time") from None
 
 
-def usd_per_mwh(value: float, unit: str, rates: dict[str, float], what: str) -> float:
+def usd_per_mwh(value: float, unit: str, rates: Mapping[str, float], what: str) -> float:
     currency, _, energy = unit.partition("/")
     if energy != "MWh":
         raise SignalError(f"{what}: unit {unit!r} is not a price per MWh")
@@ -102,6 +103,6 @@ class ElectricityMapsProvider:
         else:
             unit = str(field(body, "unit", what))
             value = usd_per_mwh(
-                number(body, "value", what), unit, dict(self.settings.usd_per_currency), what
+                number(body, "value", what), unit, self.settings.usd_per_currency, what
             )
         return Reading(value=value, observed_at=observed_at, source="ElectricityMaps")

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -16,7 +17,9 @@ from gridplace_operator.providers.cache import TimedCache
 from gridplace_operator.signals import SignalError
 
 
-def _api_problem(err: ApiException, what: str) -> SignalError:
+def _api_problem(err: ApiException | urllib3.exceptions.HTTPError, what: str) -> SignalError:
+    if not isinstance(err, ApiException):
+        return SignalError(f"{what}: the API server did not answer ({type(err).__name__})")
     if err.status == 404:
         return SignalError(f"{what} not found")
     if err.status == 403:
@@ -28,10 +31,17 @@ class KubeRefs:
     """Reads keys of Secrets and ConfigMaps; a reference without a namespace means `namespace`
     (the one gridplace runs in)."""
 
-    def __init__(self, api_client: client.ApiClient, namespace: str, ttl_seconds: float) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        namespace: str,
+        ttl_seconds: float,
+        timeout_seconds: float,
+    ) -> None:
         self.core = client.CoreV1Api(api_client)
         self.namespace = namespace
         self.ttl_seconds = ttl_seconds
+        self.timeout_seconds = timeout_seconds
         self._secrets: TimedCache[Mapping[str, str]] = TimedCache()
 
     def secret(self, name: str, namespace: str | None, now: datetime) -> Mapping[str, str]:
@@ -41,8 +51,10 @@ class KubeRefs:
 
         def fetch() -> Mapping[str, str]:
             try:
-                found: Any = self.core.read_namespaced_secret(name, ns)
-            except ApiException as err:
+                found: Any = self.core.read_namespaced_secret(
+                    name, ns, _request_timeout=self.timeout_seconds
+                )
+            except (ApiException, urllib3.exceptions.HTTPError) as err:
                 raise _api_problem(err, what) from None
             try:
                 return {k: base64.b64decode(v).decode() for k, v in (found.data or {}).items()}
@@ -70,8 +82,10 @@ class KubeRefs:
         ns = namespace or self.namespace
         what = f"ConfigMap {ns}/{name}"
         try:
-            found: Any = self.core.read_namespaced_config_map(name, ns)
-        except ApiException as err:
+            found: Any = self.core.read_namespaced_config_map(
+                name, ns, _request_timeout=self.timeout_seconds
+            )
+        except (ApiException, urllib3.exceptions.HTTPError) as err:
             raise _api_problem(err, what) from None
         data: dict[str, str] = found.data or {}
         if key not in data:

@@ -39,11 +39,13 @@ def sample(body: Any) -> tuple[datetime, float]:
             f"the query returned a {kind or 'malformed'} result, expected a scalar"
             " or a one-element vector"
         )
+    if not (isinstance(point, list) and len(point) == 2):
+        raise SignalError(f"malformed sample in the answer: {point!r}")
+    at, raw = point
     try:
-        at, raw = point  # type: ignore[misc]
         value = float(raw)
         observed_at = datetime.fromtimestamp(float(at), UTC)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise SignalError(f"malformed sample in the answer: {point!r}") from None
     if not math.isfinite(value):
         raise SignalError(f"the query returned {raw}, not a finite number")

@@ -1,0 +1,60 @@
+"""Provider settings from the operator's environment: public defaults, overrides, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from gridplace_operator.providers.settings import ProviderSettings, parse_rates
+
+
+def test_defaults_are_the_public_apis() -> None:
+    settings = ProviderSettings.from_env({})
+    assert settings.electricity_maps_url == "https://api.electricitymap.org/v3"
+    assert settings.watt_time_url == "https://api.watttime.org"
+    assert settings.prometheus_url is None
+    assert settings.usd_per_currency == {}
+
+
+def test_every_variable_overrides_its_setting() -> None:
+    settings = ProviderSettings.from_env(
+        {
+            "GRIDPLACE_ELECTRICITY_MAPS_URL": "http://127.0.0.1:9/v3/",
+            "GRIDPLACE_WATTTIME_URL": "http://127.0.0.1:9",
+            "GRIDPLACE_PROMETHEUS_URL": "http://prometheus:9090/",
+            "GRIDPLACE_NAMESPACE": "gridplace-system",
+            "GRIDPLACE_SIGNAL_HTTP_TIMEOUT": "2.5",
+            "GRIDPLACE_SIGNAL_ATTEMPTS": "5",
+            "GRIDPLACE_SIGNAL_REFRESH": "120",
+            "GRIDPLACE_USD_PER_CURRENCY": "eur=1.08, GBP=1.27",
+        }
+    )
+    assert settings.electricity_maps_url == "http://127.0.0.1:9/v3"
+    assert settings.prometheus_url == "http://prometheus:9090"
+    assert settings.namespace == "gridplace-system"
+    assert (settings.http_timeout_seconds, settings.attempts, settings.refresh_seconds) == (
+        2.5,
+        5,
+        120,
+    )
+    assert settings.usd_per_currency == {"EUR": 1.08, "GBP": 1.27}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"GRIDPLACE_SIGNAL_HTTP_TIMEOUT": "soon"},
+            "GRIDPLACE_SIGNAL_HTTP_TIMEOUT must be a number, got 'soon'",
+        ),
+        ({"GRIDPLACE_SIGNAL_ATTEMPTS": "0"}, "GRIDPLACE_SIGNAL_ATTEMPTS must be positive, got '0'"),
+        ({"GRIDPLACE_USD_PER_CURRENCY": "EUR"}, "expected CURRENCY=RATE .*got 'EUR'"),
+        ({"GRIDPLACE_USD_PER_CURRENCY": "EUR=-1"}, "got 'EUR=-1'"),
+    ],
+)
+def test_bad_values_name_the_variable_and_the_value(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ProviderSettings.from_env(env)
+
+
+def test_empty_rates() -> None:
+    assert parse_rates(" , ") == {}
