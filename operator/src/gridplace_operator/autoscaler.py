@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from gridplace_operator.api.conditions import Reason
-from gridplace_operator.api.inference_deployment import ScalingSpec
+from gridplace_operator.api.inference_deployment import AutoscalerStatus, ScalingSpec
+from gridplace_placement.problem import Model as PlacementModel
 
 # Largest p95 ratio one correction acts on: a saturated queue reports p95s many times the target
 # while a few more replicas are enough.
@@ -201,3 +203,54 @@ def direction_changes(counts: Sequence[int]) -> int:
     """How often a series of replica counts turns from growing to shrinking or back (flapping)."""
     moves = [b - a for a, b in itertools.pairwise(counts) if b != a]
     return sum(1 for a, b in itertools.pairwise(moves) if (a > 0) != (b > 0))
+
+
+def capacity_size(model: PlacementModel, rps: float, gpu_types: Iterable[str], limit: int) -> int:
+    """Fewest replicas that carry `rps` within the p95 budget on the slowest of `gpu_types`
+    (the plan may put them on any); `limit + 1` when even `limit` replicas fall short."""
+    sizes = [0]
+    for gpu in gpu_types:
+        replica = model.replica_model(gpu)
+        if rps <= 0:
+            continue
+        if replica.capacity(limit) < rps:
+            return limit + 1
+        lo, hi = 1, limit  # capacity grows with replicas: bisect for the first that suffices
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if replica.capacity(mid) >= rps:
+                hi = mid
+            else:
+                lo = mid + 1
+        sizes.append(lo)
+    return max(sizes)
+
+
+def user_p95(server_p95_s: Mapping[str, float], rtt_s: Mapping[str, float]) -> float | None:
+    """The worst p95 users see: each region's measured p95 plus the longest RTT routed to it."""
+    seen = [p95 + rtt_s.get(region, 0.0) for region, p95 in server_p95_s.items()]
+    return max(seen) if seen else None
+
+
+def longest_rtt_s(
+    routes: Iterable[tuple[str, str]], rtt_ms: Mapping[str, Mapping[str, float]]
+) -> dict[str, float]:
+    """Per region, the longest RTT (seconds) of the user zones routed to it ((zone, region))."""
+    out: dict[str, float] = {}
+    for zone, region in routes:
+        seconds = rtt_ms.get(zone, {}).get(region, 0.0) / 1000
+        out[region] = max(out.get(region, 0.0), seconds)
+    return out
+
+
+def status_of(decision: Decision) -> AutoscalerStatus:
+    """The decision as InferenceDeployment status.autoscaler."""
+    inputs, last = decision.inputs, decision.history.last_scale_s
+    p95, rps = inputs.observed_p95_s, inputs.observed_rps
+    return AutoscalerStatus(
+        desired_replicas=decision.desired,
+        observed_p95_seconds=round(p95, 4) if p95 is not None and math.isfinite(p95) else None,
+        observed_requests_per_second=round(rps, 3) if rps is not None else None,
+        reason=decision.reason.value,
+        last_scale_time=datetime.fromtimestamp(last, UTC) if last is not None else None,
+    )

@@ -21,11 +21,29 @@ from gridplace_operator.api.common import describe_validation_error
 from gridplace_operator.api.conditions import Reason
 from gridplace_operator.api.inference_deployment import InferenceDeploymentSpec
 from gridplace_operator.api.region import Region
+from gridplace_operator.autoscaler import (
+    Decision,
+    History,
+    Inputs,
+    Policy,
+    capacity_size,
+    decide,
+    longest_rtt_s,
+    status_of,
+    user_p95,
+)
 from gridplace_operator.children import Owner, desired_children
 from gridplace_operator.diff import Apply, Delete, ObservedChild, writes_for
 from gridplace_operator.inventory import Inventory, build_inventory
 from gridplace_operator.kube import Kube
 from gridplace_operator.metrics import OperatorMetrics
+from gridplace_operator.prom import (
+    LatencyMetric,
+    LoadReading,
+    Prometheus,
+    PrometheusError,
+    Target,
+)
 from gridplace_operator.signals import (
     PROVIDERS,
     Provider,
@@ -51,6 +69,7 @@ from gridplace_operator.translate import (
     build_problem,
     current_assignments,
     parse_spec,
+    placement_model,
     static_demand,
 )
 from gridplace_operator.world import World
@@ -67,6 +86,8 @@ class PlannerSettings:
     solve_time_limit_seconds: float = 10.0
     # Longest a scale-down waits for the replicas replacing it to become ready.
     make_before_break_timeout_seconds: float = 600.0
+    # PromQL range of the autoscaler's rate() and histogram_quantile() queries.
+    rate_window: str = "2m"
 
 
 class ChildConflictError(Exception):
@@ -87,6 +108,7 @@ class Planner:
         settings: PlannerSettings | None = None,
         providers: Mapping[str, Provider] = PROVIDERS,
         clock: Callable[[], datetime] = _utcnow,
+        prometheus: Prometheus | None = None,
     ) -> None:
         self.world = world
         self.kube = kube
@@ -105,12 +127,18 @@ class Planner:
         self.moves: dict[str, deque[tuple[float, int]]] = {}
         self.hold_since: dict[str, float] = {}
         self.summaries: dict[str, str] = {}
+        self.prometheus = prometheus  # None: no autoscaler, replicas sized from declared demand
+        self.scaling: dict[str, History] = {}
+        self.decisions: dict[str, Decision] = {}
+        self.measured_demand: dict[IdepRef, dict[str, float]] = {}
 
     # ---------------------------------------------------------------------------------------
     async def cycle(self, replan: bool) -> None:
         now = self.clock()
         regions, invalid_regions = self._regions()
         signals = await self._signals(regions, now)
+        if self.prometheus is not None and await self._autoscale(now):
+            replan = True
         if replan or not self.planned:
             pods = await self.kube.list_gpu_pods()
             selectors = {r.metadata.name: r.node_selector() for r in regions}
@@ -211,12 +239,13 @@ class Planner:
                 continue
             translation = build_problem(
                 group,
-                demand={ref: static_demand(spec) for ref, spec in group.items()},
+                demand={ref: self._demand(ref, spec) for ref, spec in group.items()},
                 regions=regions,
                 signals=signals,
                 inventory=inventory,
                 current=current,
                 churn_budget=self._churn_budget(group) if enforced else None,
+                totals={r: self.decisions[r.key].desired for r in group if r.key in self.decisions},
             )
             self.rejections.update(translation.rejected)
             self.missing_regions.update(translation.missing_regions)
@@ -237,6 +266,104 @@ class Planner:
                 self._record_moves(plan)
                 inventory = inventory.minus(_gpus_taken(plan, problem))
         self.plans, self.planned = plans, True
+
+    def _demand(self, ref: IdepRef, spec: InferenceDeploymentSpec) -> dict[str, float]:
+        """Measured demand wins; the declared one is the fallback."""
+        measured = self.measured_demand.get(ref)
+        return measured if measured is not None else static_demand(spec)
+
+    async def _autoscale(self, now: datetime) -> bool:
+        """Decide every InferenceDeployment's total; True when one changed (re-plan then)."""
+        changed = False
+        for (namespace, name), body in sorted(self.world.ideps.items()):
+            spec = parse_spec(body)
+            if isinstance(spec, Rejection):
+                continue
+            try:
+                decision = await self._scale(IdepRef(namespace, name), spec, now)
+            except Exception:
+                self.metrics.errors.labels(stage="autoscale").inc()
+                log.exception("autoscaling %s/%s failed", namespace, name)
+                continue
+            if decision.changed and decision.inputs.current > 0:
+                message = f"total replicas {decision.message}"
+                await self.kube.event(body, reason=decision.reason, message=message)
+            changed = changed or decision.changed
+        return changed
+
+    async def _scale(self, ref: IdepRef, spec: InferenceDeploymentSpec, now: datetime) -> Decision:
+        assert self.prometheus is not None
+        prom, window = self.prometheus, self.settings.rate_window
+        if spec.demand.prometheus is not None:
+            source = spec.demand.prometheus
+            try:
+                self.measured_demand[ref] = await asyncio.to_thread(
+                    prom.demand, source.query, source.zone_label
+                )
+            except PrometheusError as err:
+                log.warning(
+                    "%s: measured demand unavailable, using the declared one: %s", ref.key, err
+                )
+                self.measured_demand.pop(ref, None)
+        metric: LatencyMetric = (
+            "ttft" if spec.slo.p95_time_to_first_token_seconds is not None else "e2e"
+        )
+        target = spec.slo.p95_time_to_first_token_seconds or spec.slo.p95_end_to_end_seconds
+        assert target is not None  # the schema requires one of the two
+        reading: LoadReading | None = None
+        try:
+            reading = await asyncio.to_thread(
+                prom.load, Target(ref.namespace, ref.name), metric, window
+            )
+        except PrometheusError as err:
+            log.warning("%s: no latency from Prometheus: %s", ref.key, err)
+        current, ready = self._current_total(ref)
+        demand = self._demand(ref, spec)
+        sized = None
+        model = placement_model(ref, spec, demand)
+        if not isinstance(model, Rejection):
+            present = {g for (_, g) in self.inventory.pools} & set(spec.model.gpu_types)
+            rps = max(sum(demand.values()), reading.total_rps if reading else 0.0)
+            sized = capacity_size(
+                model, rps, sorted(present or spec.model.gpu_types), spec.scaling.max_replicas
+            )
+        routes = self.plans[ref.key].routes if ref.key in self.plans else []
+        rtt_s = longest_rtt_s(((r.zone, r.region) for r in routes), self.plan_rtt())
+        floor = spec.placement.availability
+        inputs = Inputs(
+            now_s=now.timestamp(),
+            target_p95_s=target,
+            current=current,
+            ready=ready,
+            metrics_available=reading is not None,
+            observed_p95_s=user_p95(reading.p95_seconds, rtt_s) if reading else None,
+            observed_rps=reading.total_rps if reading else None,
+            model_replicas=sized,
+            pinned=spec.scaling.replicas,
+        )
+        policy = Policy.of(spec.scaling, floor.regions_needed() * floor.min_replicas_per_region)
+        decision = decide(inputs, policy, self.scaling.get(ref.key, History()))
+        self.scaling[ref.key], self.decisions[ref.key] = decision.history, decision
+        ids = {"namespace": ref.namespace, "inference_deployment": ref.name}
+        self.metrics.desired_replicas.labels(**ids).set(decision.desired)
+        self.metrics.scale_decisions.labels(**ids, reason=decision.reason).inc()
+        for region, p95 in (reading.p95_seconds if reading else {}).items():
+            self.metrics.observed_p95.labels(**ids, region=region).set(p95)
+        return decision
+
+    def _current_total(self, ref: IdepRef) -> tuple[int, int]:
+        """Replicas planned (else running, after a restart) and ready, over all regions."""
+        if ref.key in self.plans:
+            current = sum(p.replicas for p in self.plans[ref.key].pools)
+        else:
+            deployments = [
+                c for (kind, _, _), c in self.world.children.items() if kind == "Deployment"
+            ]
+            current = sum(
+                a.replicas for a in current_assignments(deployments) if a.model == ref.key
+            )
+        ready = sum(self._ready_by_pool(ref.namespace, ref.name).values())
+        return current, min(ready, current)
 
     async def _solve(self, problem: Problem) -> Plan | None:
         options = SolveOptions(time_limit_seconds=self.settings.solve_time_limit_seconds)
@@ -353,6 +480,12 @@ class Planner:
             ready=self._ready_by_pool(ref.namespace, ref.name),
             rtt_ms=rtt,
             conflict=conflict,
+            autoscaler=status_of(self.decisions[ref.key]) if ref.key in self.decisions else None,
+            scaling=(
+                (self.decisions[ref.key].reason, self.decisions[ref.key].message)
+                if ref.key in self.decisions
+                else None
+            ),
         )
         previous: Mapping[str, Any] = body.get("status") or {}
         status = idep_status(facts, previous, now).to_api()
