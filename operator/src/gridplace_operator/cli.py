@@ -44,8 +44,33 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     run.add_argument("--plan-period", type=float, default=60.0, help="seconds; default: 60")
     run.add_argument("--debounce", type=float, default=1.0, help="seconds; default: 1")
     run.add_argument("--solve-time-limit", type=float, default=10.0, help="seconds; default: 10")
+    run.add_argument(
+        "--prometheus-url",
+        help="Prometheus base URL; turns the p95 autoscaler on (default: off, sized from demand)",
+    )
+    run.add_argument(
+        "--prometheus-rate-window",
+        type=_rate_window,
+        default="2m",
+        help="PromQL range of the latency and rate queries; default: 2m",
+    )
+    run.add_argument(
+        "--autoscale-period",
+        type=float,
+        default=15.0,
+        help="seconds between autoscaler decisions; default: 15",
+    )
     run.add_argument("--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)
+
+
+def _rate_window(text: str) -> str:
+    from gridplace_operator.prom import check_window  # noqa: PLC0415 - keeps `--help` fast
+
+    try:
+        return check_window(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -68,6 +93,9 @@ def _run(args: argparse.Namespace) -> int:
         debounce_seconds=args.debounce,
         max_delay_seconds=max(5.0, args.debounce * 5),
         solve_time_limit_seconds=args.solve_time_limit,
+        prometheus_url=args.prometheus_url,
+        prometheus_rate_window=args.prometheus_rate_window,
+        autoscale_period_seconds=args.autoscale_period,
     )
     kopf.configure(verbose=args.verbose)
     if not args.verbose:  # one line per watch event drowns what gridplace itself says

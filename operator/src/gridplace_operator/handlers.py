@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from gridplace_operator.kube import Kube, load_client_config
 from gridplace_operator.loop import PlanningLoop
 from gridplace_operator.metrics import OperatorMetrics
 from gridplace_operator.planner import Planner, PlannerSettings
+from gridplace_operator.prom import Prometheus
 from gridplace_operator.providers import ProviderSettings, build_providers
 from gridplace_operator.world import Change, World
 
@@ -35,6 +37,9 @@ class OperatorConfig:
     debounce_seconds: float = 1.0
     max_delay_seconds: float = 5.0
     solve_time_limit_seconds: float = 10.0
+    prometheus_url: str | None = None  # None: no autoscaler, replicas from declared demand
+    prometheus_rate_window: str = "2m"
+    autoscale_period_seconds: float = 15.0
 
 
 def _wake(memo: Any, change: Change) -> None:
@@ -79,8 +84,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         world,
         kube,
         metrics,
-        settings=PlannerSettings(solve_time_limit_seconds=config.solve_time_limit_seconds),
+        settings=PlannerSettings(
+            solve_time_limit_seconds=config.solve_time_limit_seconds,
+            rate_window=config.prometheus_rate_window,
+        ),
         providers=build_providers(api_client, ProviderSettings.from_env()),
+        prometheus=Prometheus(config.prometheus_url) if config.prometheus_url else None,
     )
     loop = PlanningLoop(
         planner.cycle,
@@ -92,6 +101,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         metrics.serve(config.metrics_port, config.metrics_address)
     memo.world, memo.loop, memo.planner = world, loop, planner
     memo.task = asyncio.create_task(loop.run(), name="gridplace-planner")
+    if config.prometheus_url:  # the autoscaler decides on its own beat, between re-plans
+        memo.ticker = asyncio.create_task(
+            _every(config.autoscale_period_seconds, lambda: loop.request(replan=False)),
+            name="gridplace-autoscaler-tick",
+        )
     log.info(
         "gridplace started: %d InferenceDeployment(s), %d Region(s)",
         len(world.ideps),
@@ -99,11 +113,18 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )
 
 
+async def _every(period_seconds: float, action: Callable[[], None]) -> None:
+    while True:
+        await asyncio.sleep(period_seconds)
+        action()
+
+
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    task = memo.get("task")
-    if task is not None:
-        task.cancel()
+    for name in ("task", "ticker"):
+        task = memo.get(name)
+        if task is not None:
+            task.cancel()
 
 
 @kopf.on.event(GROUP, VERSION, "inferencedeployments")
