@@ -76,6 +76,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.level = logging.WARNING  # gridplace writes its own, meaningful Events
     config: OperatorConfig = memo.get("config") or OperatorConfig()
     metrics = OperatorMetrics()
+    try:
+        provider_settings = ProviderSettings.from_env()
+    except ValueError as err:  # a malformed GRIDPLACE_* variable: stop, retrying cannot fix it
+        raise kopf.PermanentError(str(err)) from err
     api_client = load_client_config(config.kubeconfig)
     kube = Kube(api_client, metrics)
     world = World()
@@ -88,7 +92,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             solve_time_limit_seconds=config.solve_time_limit_seconds,
             rate_window=config.prometheus_rate_window,
         ),
-        providers=build_providers(api_client, ProviderSettings.from_env()),
+        providers=build_providers(api_client, provider_settings),
         prometheus=Prometheus(config.prometheus_url) if config.prometheus_url else None,
     )
     loop = PlanningLoop(
