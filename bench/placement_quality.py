@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gridplace_operator.placement_commands import native_output_to_stderr
 from gridplace_placement.scenario import ScenarioData, load_scenario
 from gridplace_placement.scenario.spec import ObjectiveWeights
 from gridplace_placement.simulate import BOUND, DEFAULT_POLICIES, plot, simulate
@@ -47,12 +48,13 @@ def run(scenario: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     data = with_weights(load_scenario(scenario, args.data_dir), args.weights)
     hours = QUICK_HOURS if args.quick else args.hours
     started = time.perf_counter()
-    sim = simulate(
-        data,
-        policies=DEFAULT_POLICIES,
-        options=SolveOptions(time_limit_seconds=args.time_limit),
-        hours=hours,
-    )
+    with native_output_to_stderr():  # keep stdout to JSON lines
+        sim = simulate(
+            data,
+            policies=DEFAULT_POLICIES,
+            options=SolveOptions(time_limit_seconds=args.time_limit),
+            hours=hours,
+        )
     elapsed = time.perf_counter() - started
     if args.plot is not None:
         plot(sim, args.plot if len(args.scenarios) == 1 else args.plot.with_stem(sim.scenario))

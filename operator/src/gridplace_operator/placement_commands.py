@@ -7,8 +7,11 @@ does not parse, or data that fails validation (each error names the field and th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +89,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+@contextlib.contextmanager
+def native_output_to_stderr() -> Iterator[None]:
+    """Send what native solver code prints on file descriptor 1 to stderr meanwhile, so stdout
+    carries only this program's output (HiGHS can print diagnostics from C++)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _guarded(command: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
@@ -118,7 +136,8 @@ def _plan(args: argparse.Namespace) -> int:
         problem = Problem.model_validate(raw)
     except ValidationError as err:
         raise InputError(f"{path}: invalid problem\n{describe(err)}") from None
-    plan = solve(problem, SolveOptions(time_limit_seconds=args.time_limit), args.policy)
+    with native_output_to_stderr():
+        plan = solve(problem, SolveOptions(time_limit_seconds=args.time_limit), args.policy)
     if args.output == "json":
         print(plan.model_dump_json(by_alias=True, indent=2))
     else:
@@ -225,14 +244,15 @@ def _simulate(args: argparse.Namespace) -> int:
             print(f"{policy}: {hour}/{total} hours", file=sys.stderr)
 
     try:
-        sim = simulate(
-            data,
-            policies=args.policies,
-            options=SolveOptions(time_limit_seconds=args.time_limit),
-            hours=args.hours,
-            bound=not args.no_bound,
-            progress=progress,
-        )
+        with native_output_to_stderr():
+            sim = simulate(
+                data,
+                policies=args.policies,
+                options=SolveOptions(time_limit_seconds=args.time_limit),
+                hours=args.hours,
+                bound=not args.no_bound,
+                progress=progress,
+            )
     except ValidationError as err:  # e.g. a model profile that does not cover a GPU type
         raise InputError(
             f"{path}: the scenario gives an invalid problem\n{describe(err)}"
