@@ -30,7 +30,9 @@ class Helm:
         with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
             yaml.safe_dump(dict(values or {}), file)
             file.flush()
-            command = [str(self.binary), *args, "--values", file.name]
+            command = [str(self.binary), *args]
+            if values is not None:
+                command += ["--values", file.name]
             if self.kubeconfig is not None:
                 command += ["--kubeconfig", str(self.kubeconfig)]
             done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300)
