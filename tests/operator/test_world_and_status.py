@@ -1,0 +1,154 @@
+"""What wakes the planner, and the status an InferenceDeployment shows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gridplace_operator.api.conditions import Reason
+from gridplace_operator.status import IdepFacts, ModelPlan, comparable, idep_status
+from gridplace_operator.world import Change, World
+from gridplace_placement.plan import ModelOutcome, PoolPlan, Route, ZoneOutcome
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+H100 = "NVIDIA-H100-80GB-HBM3"
+
+
+def obj(name: str, generation: int = 1, **extra: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "ns", "generation": generation}, **extra}
+
+
+def node(ready: str = "True", gpus: str = "8", heartbeat: str = "t0") -> dict[str, Any]:
+    return {
+        "metadata": {"name": "n1", "labels": {"topology.kubernetes.io/region": "r"}},
+        "status": {
+            "allocatable": {"nvidia.com/gpu": gpus},
+            "conditions": [{"type": "Ready", "status": ready, "lastHeartbeatTime": heartbeat}],
+        },
+    }
+
+
+def test_only_spec_changes_replan_inference_deployments() -> None:
+    world = World()
+    assert world.observe_idep(obj("a"), deleted=False) is Change.REPLAN
+    status_write = obj("a", status={"replicas": 3})
+    assert world.observe_idep(status_write, deleted=False) is Change.NONE
+    assert world.observe_idep(obj("a", generation=2), deleted=False) is Change.REPLAN
+    assert world.observe_idep(obj("a"), deleted=True) is Change.REPLAN
+    assert world.observe_idep(obj("a"), deleted=True) is Change.NONE
+
+
+def test_node_heartbeats_do_not_replan_but_capacity_changes_do() -> None:
+    world = World()
+    assert world.observe_node(node(), deleted=False) is Change.REPLAN
+    assert world.observe_node(node(heartbeat="t1"), deleted=False) is Change.NONE
+    assert world.observe_node(node(ready="False"), deleted=False) is Change.REPLAN
+    assert world.observe_node(node(ready="False", gpus="4"), deleted=False) is Change.REPLAN
+
+
+def test_children_readiness_refreshes_without_replanning() -> None:
+    world = World()
+    dep = {"kind": "Deployment", **obj("a-r"), "spec": {"replicas": 2}, "status": {}}
+    assert world.observe_child(dep, deleted=False) is Change.REFRESH
+    assert world.observe_child(dep, deleted=False) is Change.NONE
+    ready = {**dep, "status": {"readyReplicas": 2}}
+    assert world.observe_child(ready, deleted=False) is Change.REFRESH
+    assert world.observe_child(ready, deleted=True) is Change.REFRESH
+
+
+def plan(unserved: float = 0.0, slo_met: bool = True) -> ModelPlan:
+    return ModelPlan(
+        outcome=ModelOutcome(
+            name="ns/a",
+            replicas=2,
+            regions=["r"],
+            carbon_g_per_hour=100.0,
+            usd_per_hour=1.0,
+            unserved_rps=unserved,
+            stopped_replicas=0,
+            reasons=["GPU capacity full in r"],
+        ),
+        pools=[
+            PoolPlan(
+                model="ns/a",
+                region="r",
+                gpu_type=H100,
+                replicas=2,
+                current_replicas=0,
+                load_rps=4.0,
+                capacity_rps=8.0,
+                p95_wait_seconds=0.1,
+            )
+        ],
+        routes=[Route(model="ns/a", zone="z", region="r", gpu_type=H100, rate_rps=4.0, share=1.0)],
+        zones=[
+            ZoneOutcome(
+                model="ns/a",
+                zone="z",
+                demand_rps=4.0 + unserved,
+                unserved_rps=unserved,
+                predicted_p95_ttft_seconds=0.4,
+                slo_met=slo_met,
+            )
+        ],
+        made_at=NOW,
+    )
+
+
+def facts(**kw: Any) -> IdepFacts:
+    base: dict[str, Any] = {
+        "name": "a",
+        "generation": 3,
+        "advise": False,
+        "pinned": False,
+        "plan": plan(),
+        "ready": {("r", H100): 2},
+        "rtt_ms": {"z": {"r": 12.0}},
+    }
+    base.update(kw)
+    return IdepFacts(**base)
+
+
+def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+def test_a_placed_and_ready_model() -> None:
+    status = idep_status(facts(), {}, NOW).to_api()
+    assert conditions(status)["Ready"] == ("True", Reason.AVAILABLE)
+    assert conditions(status)["Placed"] == ("True", Reason.PLANNED)
+    assert status["placementSummary"] == "r=2"
+    assert status["traffic"] == [
+        {"zone": "z", "region": "r", "requestsPerSecond": 4.0, "rttMs": 12.0}
+    ]
+    assert all(c["observedGeneration"] == 3 for c in status["conditions"])
+
+
+def test_shortage_and_starting_replicas_are_reported() -> None:
+    status = idep_status(facts(plan=plan(unserved=2.5), ready={}), {}, NOW).to_api()
+    assert conditions(status)["Placed"] == ("False", Reason.INSUFFICIENT_CAPACITY)
+    assert conditions(status)["Ready"] == ("False", Reason.REPLICAS_NOT_READY)
+    assert status["unmetRequestsPerSecond"] == 2.5
+
+
+def test_invalid_spec_and_advise_mode() -> None:
+    invalid = facts(plan=None, rejection=(Reason.INVALID_SPEC, "spec.model.name: unknown"))
+    assert conditions(idep_status(invalid, {}, NOW).to_api())["Ready"] == (
+        "False",
+        Reason.INVALID_SPEC,
+    )
+    advised = idep_status(facts(advise=True, ready={}), {}, NOW).to_api()
+    assert conditions(advised)["Ready"] == ("True", Reason.ADVISED)
+    assert advised["readyReplicas"] == 0
+
+
+def test_transition_time_moves_only_when_status_flips() -> None:
+    first = idep_status(facts(), {}, NOW).to_api()
+    later = NOW + timedelta(minutes=5)
+    same = idep_status(facts(), first, later).to_api()
+    assert same["conditions"] == first["conditions"]
+    assert comparable(same) == comparable(first)
+    flipped = idep_status(facts(ready={}), first, later).to_api()
+    ready = next(c for c in flipped["conditions"] if c["type"] == "Ready")
+    assert ready["lastTransitionTime"] == later.isoformat().replace("+00:00", "Z")
+    assert comparable(flipped) != comparable(first)
