@@ -98,5 +98,5 @@ def test_without_a_prometheus_url_the_error_says_what_to_set(
     make_providers: Callable[..., Providers],
 ) -> None:
     providers = make_providers(prometheus_url=None)
-    with pytest.raises(SignalError, match="set GRIDPLACE_PROMETHEUS_URL"):
+    with pytest.raises(SignalError, match="--prometheus-url, or set GRIDPLACE_PROMETHEUS_URL"):
         providers.read(query("vector(1)"), now())

@@ -39,6 +39,15 @@ def test_every_variable_overrides_its_setting() -> None:
     assert settings.usd_per_currency == {"EUR": 1.08, "GBP": 1.27}
 
 
+def test_prometheus_sources_use_the_operators_prometheus_unless_told_otherwise() -> None:
+    flag = "http://127.0.0.1:9090"
+    assert ProviderSettings.from_env({}, prometheus_url=flag).prometheus_url == flag
+    other = {"GRIDPLACE_PROMETHEUS_URL": "http://prices:9090"}
+    assert (
+        ProviderSettings.from_env(other, prometheus_url=flag).prometheus_url == "http://prices:9090"
+    )
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [

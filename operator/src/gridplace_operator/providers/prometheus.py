@@ -73,7 +73,8 @@ class PrometheusProvider:
         base = self.settings.prometheus_url
         if base is None:
             raise SignalError(
-                "no Prometheus is configured for prometheus sources (set GRIDPLACE_PROMETHEUS_URL)"
+                "no Prometheus is configured for prometheus sources (run gridplace with"
+                " --prometheus-url, or set GRIDPLACE_PROMETHEUS_URL)"
             )
         body = self.http.get_json(
             f"{base}/api/v1/query", what=f"Prometheus query {query!r}", params={"query": query}

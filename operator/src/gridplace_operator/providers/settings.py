@@ -38,8 +38,12 @@ class ProviderSettings:
     usd_per_currency: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ProviderSettings:
-        """Settings from GRIDPLACE_* variables; anything unset keeps its default."""
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, prometheus_url: str | None = None
+    ) -> ProviderSettings:
+        """Settings from GRIDPLACE_* variables; anything unset keeps its default.
+        `prometheus_url` is the operator's own Prometheus (`--prometheus-url`), used by
+        `prometheus` sources unless GRIDPLACE_PROMETHEUS_URL names another."""
         env = os.environ if env is None else env
         default = cls()
         return cls(
@@ -47,7 +51,8 @@ class ProviderSettings:
                 "GRIDPLACE_ELECTRICITY_MAPS_URL", default.electricity_maps_url
             ).rstrip("/"),
             watt_time_url=env.get("GRIDPLACE_WATTTIME_URL", default.watt_time_url).rstrip("/"),
-            prometheus_url=(env.get("GRIDPLACE_PROMETHEUS_URL") or "").rstrip("/") or None,
+            prometheus_url=(env.get("GRIDPLACE_PROMETHEUS_URL") or prometheus_url or "").rstrip("/")
+            or None,
             namespace=env.get("GRIDPLACE_NAMESPACE") or _own_namespace(default.namespace),
             http_timeout_seconds=_number(
                 env, "GRIDPLACE_SIGNAL_HTTP_TIMEOUT", default.http_timeout_seconds
