@@ -77,7 +77,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     config: OperatorConfig = memo.get("config") or OperatorConfig()
     metrics = OperatorMetrics()
     try:
-        provider_settings = ProviderSettings.from_env()
+        provider_settings = ProviderSettings.from_env(prometheus_url=config.prometheus_url)
     except ValueError as err:  # a malformed GRIDPLACE_* variable: stop, retrying cannot fix it
         raise kopf.PermanentError(str(err)) from err
     api_client = load_client_config(config.kubeconfig)
