@@ -23,6 +23,8 @@ KUBERNETES_VERSION = "v1.34.4"
 ETCD_VERSION = "v3.6.10"
 KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.21.4"
+# The manifest linter the chart tests run on rendered manifests.
+KUBE_SCORE_VERSION = "v1.20.0"
 
 # The wrapper Go modules (go.mod + go.sum) that pin Kubernetes and etcd.
 GO_MODULES = Path(__file__).resolve().parents[3] / "go"
@@ -49,6 +51,7 @@ class Binaries:
     kwok: Path
     kwokctl: Path
     helm: Path
+    kube_score: Path
     prometheus: Path
 
 
@@ -217,6 +220,24 @@ def _build_helm(out: Path, progress: Progress) -> None:
     )
 
 
+def _build_kube_score(out: Path, progress: Progress) -> None:
+    _run(
+        f"go install kube-score {KUBE_SCORE_VERSION}",
+        [
+            "go",
+            "install",
+            "-v",
+            "-trimpath",
+            "-buildvcs=false",
+            "-ldflags",
+            "-s -w",
+            f"github.com/zegl/kube-score/cmd/kube-score@{KUBE_SCORE_VERSION}",
+        ],
+        progress,
+        env=_go_env(gobin=out),
+    )
+
+
 def prometheus_package_version() -> str:
     """The version of Debian's `prometheus` package that apt would download (updates lists once)."""
 
@@ -280,6 +301,7 @@ def ensure_binaries(progress: Progress = print) -> Binaries:
         etcd = _ensure(root / f"etcd-{ETCD_VERSION}", _build_etcd, progress)
         kwok = _ensure(root / f"kwok-{KWOK_VERSION}", _build_kwok, progress)
         helm = _ensure(root / f"helm-{HELM_VERSION}", _build_helm, progress)
+        kube_score = _ensure(root / f"kube-score-{KUBE_SCORE_VERSION}", _build_kube_score, progress)
         prometheus = _find_prometheus(root)
         if prometheus is None:
             version = prometheus_package_version()
@@ -298,6 +320,7 @@ def ensure_binaries(progress: Progress = print) -> Binaries:
             kwok=kwok / "kwok",
             kwokctl=kwok / "kwokctl",
             helm=helm / "helm",
+            kube_score=kube_score / "kube-score",
             prometheus=prometheus / "usr" / "bin" / "prometheus",
         )
         _link_path_dir(binaries)
