@@ -3,6 +3,8 @@ binaries) and the manifest linter."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from helmchart import Helm
 
@@ -15,3 +17,11 @@ def helm() -> Helm:
         return Helm(ensure_binaries(progress=lambda _: None).helm)
     except BuildError as err:
         pytest.fail(f"helm could not be built: {err}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kube_score() -> Path:
+    try:
+        return ensure_binaries(progress=lambda _: None).kube_score
+    except BuildError as err:
+        pytest.fail(f"kube-score could not be built: {err}", pytrace=False)
