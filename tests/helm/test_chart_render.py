@@ -322,3 +322,13 @@ def test_dashboard_shows_the_operators_metrics(helm: Helm) -> None:
         assert metric in operator_metrics, metric
         assert metric in exprs[title], title
     assert "vllm:time_to_first_token_seconds_bucket" in exprs["p95 time to first token vs SLO"]
+
+
+def test_values_table_in_the_install_guide_is_current() -> None:
+    check = subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "values_table.py"), "--check"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr
