@@ -32,11 +32,16 @@ EFFICIENCY_TARGET = 0.9
 QUICK_HOURS = 48
 
 
-def with_weights(data: ScenarioData, weights: ObjectiveWeights | None) -> ScenarioData:
-    if weights is None:
-        return data
-    models = [m.model_copy(update={"weights": weights}) for m in data.spec.models]
-    return dataclasses.replace(data, spec=data.spec.model_copy(update={"models": models}))
+def with_overrides(
+    data: ScenarioData, weights: ObjectiveWeights | None, churn_penalty: float | None
+) -> ScenarioData:
+    """The scenario with every model's weights and the churn penalty replaced, if given."""
+    update: dict[str, Any] = {}
+    if weights is not None:
+        update["models"] = [m.model_copy(update={"weights": weights}) for m in data.spec.models]
+    if churn_penalty is not None:
+        update["churn_penalty"] = churn_penalty
+    return dataclasses.replace(data, spec=data.spec.model_copy(update=update))
 
 
 def parse_weights(text: str) -> ObjectiveWeights:
@@ -45,7 +50,7 @@ def parse_weights(text: str) -> ObjectiveWeights:
 
 
 def run(scenario: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
-    data = with_weights(load_scenario(scenario, args.data_dir), args.weights)
+    data = with_overrides(load_scenario(scenario, args.data_dir), args.weights, args.churn_penalty)
     hours = QUICK_HOURS if args.quick else args.hours
     started = time.perf_counter()
     with native_output_to_stderr():  # keep stdout to JSON lines
@@ -64,6 +69,7 @@ def run(scenario: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
         "start": sim.hours[0].isoformat(),
         "hours": len(sim.hours),
         "weights": {m.name: m.weights.model_dump() for m in data.spec.models},
+        "churn_penalty": data.spec.churn_penalty,
     }
     rows: list[dict[str, Any]] = []
     for policy in sim.runs:
@@ -98,6 +104,9 @@ def main() -> int:
     parser.add_argument("--time-limit", type=float, default=2.0, help="seconds per hourly solve")
     parser.add_argument(
         "--weights", type=parse_weights, help="override every model's weights: LATENCY,CARBON,COST"
+    )
+    parser.add_argument(
+        "--churn-penalty", type=float, help="override the objective cost per stopped replica"
     )
     parser.add_argument("--plot", type=Path, help="also write the simulation plot (PNG) here")
     args = parser.parse_args()

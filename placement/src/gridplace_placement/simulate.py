@@ -70,6 +70,7 @@ def problem_at(data: ScenarioData, hour: int, current: Sequence[Assignment] = ()
         }
         for r in spec.regions
     ]
+    churn = {} if spec.churn_penalty is None else {"churnPenalty": spec.churn_penalty}
     return Problem.model_validate(
         {
             "models": models,
@@ -77,6 +78,7 @@ def problem_at(data: ScenarioData, hour: int, current: Sequence[Assignment] = ()
             "rttMs": data.rtt_ms,
             "current": [a.model_dump() for a in current],
             "churnBudget": spec.churn_budget,
+            **churn,
         }
     )
 

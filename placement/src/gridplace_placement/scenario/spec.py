@@ -130,6 +130,11 @@ class ScenarioSpec(_Strict):
     churn_budget: NonNegativeInt | None = Field(
         default=None, alias="churnBudget", description="Replica moves allowed per hourly re-plan."
     )
+    churn_penalty: Annotated[float, Field(ge=0)] | None = Field(
+        default=None,
+        alias="churnPenalty",
+        description="Objective cost per stopped replica (default: the placement problem's).",
+    )
 
     @model_validator(mode="after")
     def _references_resolve(self) -> ScenarioSpec:
