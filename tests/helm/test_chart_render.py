@@ -332,3 +332,15 @@ def test_values_table_in_the_install_guide_is_current() -> None:
         text=True,
     )
     assert check.returncode == 0, check.stderr
+
+
+def test_gitops_examples_install_the_chart_with_valid_values(helm: Helm) -> None:
+    argocd = list(yaml.safe_load_all((ROOT / "gitops" / "argocd" / "application.yaml").read_text()))
+    flux = list(yaml.safe_load_all((ROOT / "gitops" / "flux" / "helmrelease.yaml").read_text()))
+    chart_app = next(a for a in argocd if a["spec"]["source"].get("path") == "charts/gridplace")
+    release = next(d for d in flux if d["kind"] == "HelmRelease")
+    assert release["spec"]["chart"]["spec"]["chart"] == "charts/gridplace"
+    assert "ServerSideApply=true" in chart_app["spec"]["syncPolicy"]["syncOptions"]
+    for values in (chart_app["spec"]["source"]["helm"]["valuesObject"], release["spec"]["values"]):
+        signals = one(helm.template(values), "Role", "-signals")
+        assert ("", "secrets", "get", ("electricity-maps",)) in rules(signals)
