@@ -19,6 +19,7 @@ class Answer:
     body: bytes = b""
     content_type: str = "application/json"
     delay_seconds: float = 0.0  # wait this long before answering (a slow upstream)
+    release: threading.Event | None = None  # hold the answer until the test sets it (10 s at most)
 
 
 def json_answer(payload: Any, status: int = 200, delay_seconds: float = 0.0) -> Answer:
@@ -70,6 +71,8 @@ class ScriptedServer:
                 server.requests[parts.path].append(Request(parts.path, query, dict(self.headers)))
                 queue = server.answers.get(parts.path) or [Answer(404, b'{"error":"no route"}')]
                 answer = queue.pop(0) if len(queue) > 1 else queue[0]
+                if answer.release is not None:
+                    answer.release.wait(10)
                 if answer.delay_seconds:
                     # Wake early when the server stops, so a slow answer never outlives a test.
                     server._stop.wait(answer.delay_seconds)

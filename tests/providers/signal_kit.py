@@ -24,7 +24,11 @@ class Providers:
 
 
 FAST = ProviderSettings(
-    http_timeout_seconds=0.5, attempts=3, backoff_seconds=0.05, refresh_seconds=300.0
+    http_timeout_seconds=0.5,
+    attempts=3,
+    backoff_seconds=0.05,
+    refresh_seconds=300.0,
+    background_refresh=False,  # refreshes inside the read, so counts can be checked at once
 )
 
 

@@ -70,7 +70,7 @@ class ElectricityMapsProvider:
         self.http = http
         self.refs = refs
         self.settings = settings
-        self.cache: TimedCache[Reading] = TimedCache()
+        self.cache: TimedCache[Reading] = TimedCache(background=settings.background_refresh)
 
     def __call__(self, source: Source, now: datetime) -> Reading:
         spec = source.electricity_maps

@@ -28,7 +28,7 @@ class FileProvider:
         self.http = http
         self.refs = refs
         self.settings = settings
-        self.cache: TimedCache[Series] = TimedCache()
+        self.cache: TimedCache[Series] = TimedCache(background=settings.background_refresh)
 
     def __call__(self, source: Source, now: datetime) -> Reading:
         spec = source.file

@@ -56,7 +56,7 @@ class PrometheusProvider:
     def __init__(self, http: HttpClient, settings: ProviderSettings) -> None:
         self.http = http
         self.settings = settings
-        self.cache: TimedCache[Reading] = TimedCache()
+        self.cache: TimedCache[Reading] = TimedCache(background=settings.background_refresh)
 
     def __call__(self, source: Source, now: datetime) -> Reading:
         spec = source.prometheus

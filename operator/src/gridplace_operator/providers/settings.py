@@ -33,6 +33,8 @@ class ProviderSettings:
     refresh_fraction: float = 0.25
     # After a failure the source is asked again no sooner than this (or the refresh interval).
     retry_after_failure_seconds: float = 30.0
+    # Refresh known values in a background thread instead of inside the planning cycle.
+    background_refresh: bool = True
     secret_ttl_seconds: float = 60.0
     # USD per unit of another currency, for Electricity Maps prices outside the US (EUR/MWh...).
     usd_per_currency: Mapping[str, float] = field(default_factory=dict)

@@ -47,7 +47,7 @@ class WattTimeProvider:
         self.http = http
         self.refs = refs
         self.settings = settings
-        self.cache: TimedCache[Reading] = TimedCache()
+        self.cache: TimedCache[Reading] = TimedCache(background=settings.background_refresh)
         self.tokens: TimedCache[str] = TimedCache()
 
     def __call__(self, source: Source, now: datetime) -> Reading:
