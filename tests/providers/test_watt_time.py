@@ -102,8 +102,10 @@ def test_bad_credentials_are_reported_without_the_password(
     server.script("/login", json_answer({"error": "invalid credentials"}, status=401))
     with pytest.raises(SignalError) as raised:
         wt.read(source(), NOW)
-    assert f"WattTime login as {USER}: HTTP 401" in str(raised.value)
+    assert "WattTime login with Secret " in str(raised.value)
+    assert "/watttime: HTTP 401" in str(raised.value)
     assert PASSWORD not in str(raised.value)
+    assert USER not in str(raised.value)
     assert server.count("/v3/forecast") == 0
 
 

@@ -107,7 +107,7 @@ class WattTimeProvider:
         password = self.refs.secret_key(ref.name, "password", ref.namespace, now)
         body = self.http.get_json(
             f"{self.settings.watt_time_url}/login",
-            what=f"WattTime login as {username}",
+            what=f"WattTime login with Secret {ref.namespace or self.refs.namespace}/{ref.name}",
             auth=(username, password),
         )
         token = field(body, "token", "WattTime login")
