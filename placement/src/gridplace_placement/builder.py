@@ -15,7 +15,8 @@ shows up in the plan instead of an infeasible solve.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,7 +29,9 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 J_PER_KWH = 3.6e6
-SLACK_FACTOR = 10.0  # unserved demand costs this many times its most expensive service
+# Unserved demand costs this many times the per-request cost of the model's most expensive pool
+# at full replicas: leaving even 1% of a replica's capacity unserved costs more than starting it.
+SLACK_FACTOR = 100.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Routes:
     pool: IntArray
     rtt_s: FloatArray
     cost: FloatArray  # normalised objective per req/s: latency + energy
+    pair: IntArray  # index of the route's (model, zone) demand
 
     @property
     def size(self) -> int:
@@ -127,6 +131,10 @@ class Milp:
         self.cols.append(np.asarray(cols, dtype=np.int64))
         self.vals.append(np.broadcast_to(np.asarray(vals, dtype=np.float64), rows.shape).copy())
 
+    def with_bounds(self, lower: FloatArray, upper: FloatArray) -> Milp:
+        """The same model with new variable bounds (full-length arrays)."""
+        return replace(self, lower=[lower], upper=[upper])
+
     def arrays(
         self,
     ) -> tuple[
@@ -161,23 +169,102 @@ class Columns:
     capacity_rows: IntArray  # one per (region, gpu) pair in capacity_key
     capacity_key: IntArray  # shape (k, 2)
     churn_row: IntArray
+    demand_rows: IntArray  # per demand pair
+    pool_rows: IntArray  # per pool
+    gpu_rows: IntArray  # per region * len(gpu_types) + gpu, -1 where no pool uses it
+    max_rows: IntArray  # per model
+    cut_rows: IntArray  # per model, -1 without a rounding cut
+    served_rows: IntArray  # per model, -1 unless it must survive a region loss
 
 
 @dataclass(frozen=True)
-class Compiled:
+class Candidates:
+    """Every pool and SLO-eligible route that could matter, with their coefficients."""
+
     problem: Problem
     gpu_types: tuple[str, ...]
     pools: Pools
     routes: Routes
     demands: Demands
     slo_excluded: dict[int, list[tuple[str, str]]]  # model -> (zone, nearest region excluded)
+    floor_penalty: float
+    capacity: FloatArray  # GPUs by (region, GPU type)
+    best_rate: FloatArray  # per model, over every candidate pool (for the rounding cut)
+    whole_model: NDArray[np.bool_]  # models whose pools all stay (floors, survival, minimum)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """The MILP over a subset of the candidates' routes (and the pools they touch)."""
+
+    problem: Problem
+    gpu_types: tuple[str, ...]
+    pools: Pools
+    routes: Routes
+    demands: Demands
+    slo_excluded: dict[int, list[tuple[str, str]]]
     milp: Milp
     columns: Columns
     floor_penalty: float
+    candidates: Candidates
+    pool_ids: IntArray  # index of each pool among the candidates
+    route_ids: IntArray  # index of each route among the candidates
 
 
 def compile_problem(problem: Problem) -> Compiled:
-    """Prune, compute per-pool coefficients and build the MILP arrays."""
+    """The MILP over every candidate route."""
+    cands = candidates(problem)
+    return restrict(cands, np.ones(cands.routes.size, dtype=bool))
+
+
+def restrict(cands: Candidates, route_mask: NDArray[np.bool_]) -> Compiled:
+    """Build the MILP over the masked routes, the pools they use, pools running now and every
+    pool of models with floors (whose pricing would need rows that do not exist yet)."""
+    p = cands.pools
+    keep = (p.current > 0) | cands.whole_model[p.model]
+    keep[cands.routes.pool[route_mask]] = True
+    pool_ids = np.flatnonzero(keep)
+    remap = np.full(p.size, -1, dtype=np.int64)
+    remap[pool_ids] = np.arange(pool_ids.size)
+    route_ids = np.flatnonzero(route_mask)
+    pools = _take(p, pool_ids)
+    routes = _take(cands.routes, route_ids)
+    routes = replace(routes, pool=remap[routes.pool])
+    milp, columns = _build(
+        cands.problem,
+        pools=pools,
+        routes=routes,
+        demands=cands.demands,
+        cap=cands.capacity,
+        floor_penalty=cands.floor_penalty,
+        n_gpu=len(cands.gpu_types),
+        best_rate=cands.best_rate,
+    )
+    return Compiled(
+        cands.problem,
+        cands.gpu_types,
+        pools,
+        routes,
+        cands.demands,
+        cands.slo_excluded,
+        milp,
+        columns,
+        cands.floor_penalty,
+        cands,
+        pool_ids,
+        route_ids,
+    )
+
+
+_T = TypeVar("_T", Pools, Routes)
+
+
+def _take(obj: _T, idx: IntArray) -> _T:
+    return type(obj)(**{f.name: getattr(obj, f.name)[idx] for f in fields(obj)})
+
+
+def candidates(problem: Problem) -> Candidates:
+    """Prune what cannot matter and compute per-pool and per-route coefficients."""
     models, regions = problem.models, problem.regions
     gpu_types = tuple(
         sorted({g for r in regions for g in r.gpus} | {g for m in models for g in m.gpu_types})
@@ -345,9 +432,10 @@ def compile_problem(problem: Problem) -> Compiled:
         pool=k_pool,
         rtt_s=k_rtt,
         cost=w_l[k_m] * k_rtt + cost_req[k_pool],
+        pair=_pair_index(k_m, k_u, dm, du),
     )
     # Unserved demand costs more than serving it anywhere, even with a replica of its own.
-    unit = cost_rep / np.minimum(p_rate, np.maximum(demand_m[p_m], 1e-9)) + cost_req
+    unit = cost_rep / p_rate + cost_req
     worst = np.zeros(n_m)
     np.maximum.at(worst, p_m, unit)
     penalty_m = SLACK_FACTOR * (worst + w_l * slo) + 1.0 / scale_load
@@ -363,12 +451,23 @@ def compile_problem(problem: Problem) -> Compiled:
             nearest = out[np.argmin(rtt[u, out])]
             slo_excluded.setdefault(m, []).append((zones[u], regions[int(nearest)].name))
 
-    floor_penalty = SLACK_FACTOR * float(np.sum(penalty_m * scale_load)) + 1.0
-    milp, columns = _build(
-        problem, pools=pools, routes=routes, demands=demands, cap=cap, floor_penalty=floor_penalty
+    floor_penalty = 10.0 * float(np.sum(penalty_m * scale_load)) + 1.0
+    whole = needs_regions | np.array(
+        [m.availability.survive_region_loss for m in models], dtype=bool
     )
-    return Compiled(
-        problem, gpu_types, pools, routes, demands, slo_excluded, milp, columns, floor_penalty
+    best_rate = np.zeros(n_m)
+    np.maximum.at(best_rate, p_m, p_rate)
+    return Candidates(
+        problem,
+        gpu_types,
+        pools,
+        routes,
+        demands,
+        slo_excluded,
+        floor_penalty,
+        cap,
+        best_rate,
+        whole,
     )
 
 
@@ -380,6 +479,8 @@ def _build(
     demands: Demands,
     cap: FloatArray,
     floor_penalty: float,
+    n_gpu: int,
+    best_rate: FloatArray,
 ) -> tuple[Milp, Columns]:
     models = problem.models
     n_m = len(models)
@@ -389,30 +490,50 @@ def _build(
     s = lp.variables(demands.rate.size, 0.0, demands.rate, demands.penalty)
 
     # Demand: routed + unserved = demand, per (model, zone).
-    pair = _pair_index(routes.model, routes.zone, demands.model, demands.zone)
-    rows = lp.constraints(demands.rate.size, demands.rate, demands.rate)
-    lp.terms(rows[pair], x, 1.0)
-    lp.terms(rows, s, 1.0)
+    pair = routes.pair
+    demand_rows = lp.constraints(demands.rate.size, demands.rate, demands.rate)
+    lp.terms(demand_rows[pair], x, 1.0)
+    lp.terms(demand_rows, s, 1.0)
 
     # Pool capacity (linearised queueing model): sum routed <= rate * replicas.
-    rows = lp.constraints(pools.size, -np.inf, 0.0)
-    lp.terms(rows[routes.pool], x, 1.0)
-    lp.terms(rows, n, -pools.rate)
+    pool_rows = lp.constraints(pools.size, -np.inf, 0.0)
+    lp.terms(pool_rows[routes.pool], x, 1.0)
+    lp.terms(pool_rows, n, -pools.rate)
+
+    # Integer rounding cut per model (mixed-integer rounding of sum rate*n >= demand - unserved):
+    # with beta = demand / best rate and f its fractional part,
+    #   sum_p n[p] + sum_u s[m,u] / (best_rate * f) >= ceil(beta).
+    # Valid for every integer plan; it lifts the LP bound by each model's last partial replica.
+    demand_m = np.bincount(demands.model, weights=demands.rate, minlength=n_m)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        beta = np.where(best_rate > 0, demand_m / best_rate, 0.0)
+    frac = beta - np.floor(beta)
+    cut_models = np.flatnonzero((frac > 1e-6) & (best_rate > 0))
+    cut_of = np.full(n_m, -1)
+    rows = lp.constraints(cut_models.size, np.ceil(beta[cut_models]), np.inf)
+    cut_of[cut_models] = rows
+    sel = cut_of[pools.model] >= 0
+    lp.terms(cut_of[pools.model][sel], n[sel], 1.0)
+    sel = cut_of[demands.model] >= 0
+    m_sel = demands.model[sel]
+    lp.terms(cut_of[m_sel], s[sel], 1.0 / (best_rate[m_sel] * frac[m_sel]))
 
     # GPU capacity per (region, GPU type): sum GPUs of the pools <= GPUs there.
-    key = pools.region * (int(pools.gpu.max(initial=0)) + 1) + pools.gpu
+    key = pools.region * n_gpu + pools.gpu
     uniq, inverse = np.unique(key, return_inverse=True)
     first = np.zeros(uniq.size, dtype=np.int64)
     first[inverse] = np.arange(key.size)
     cap_key = np.stack([pools.region[first], pools.gpu[first]], axis=1)
     cap_rows = lp.constraints(uniq.size, -np.inf, cap[cap_key[:, 0], cap_key[:, 1]])
     lp.terms(cap_rows[inverse], n, pools.gpus_per_replica.astype(np.float64))
+    gpu_rows = np.full(len(problem.regions) * n_gpu, -1, dtype=np.int64)
+    gpu_rows[uniq] = cap_rows
 
     # Replica bounds per model and the availability floors (soft, heavily penalised).
     max_rep = np.array([m.max_replicas if m.max_replicas is not None else np.inf for m in models])
     min_rep = np.array([float(m.min_replicas) for m in models])
-    rows = lp.constraints(n_m, -np.inf, max_rep)
-    lp.terms(rows[pools.model], n, 1.0)
+    max_rows = lp.constraints(n_m, -np.inf, max_rep)
+    lp.terms(max_rows[pools.model], n, 1.0)
     needs_min = np.flatnonzero(min_rep > 0)
     short_min = lp.variables(needs_min.size, 0.0, np.inf, floor_penalty)
     rows = lp.constraints(needs_min.size, min_rep[needs_min], np.inf)
@@ -442,6 +563,7 @@ def _build(
 
     # Survive the loss of any one region: C[m] - C[m,r] >= served[m] for every region r.
     survive = np.flatnonzero([m.availability.survive_region_loss for m in models])
+    served_rows = np.full(n_m, -1, dtype=np.int64)
     if survive.size:
         cap_m = lp.variables(survive.size, 0.0, np.inf, 0.0)
         served = lp.variables(survive.size, 0.0, np.inf, 0.0)
@@ -452,6 +574,7 @@ def _build(
         lp.terms(rows[idx[pools.model][sp]], n[sp], pools.rate[sp])
         lp.terms(rows, cap_m, -1.0)
         rows = lp.constraints(survive.size, 0.0, 0.0)  # S[m] = sum routed
+        served_rows[survive] = rows
         sr = idx[routes.model] >= 0
         lp.terms(rows[idx[routes.model][sr]], x[sr], 1.0)
         lp.terms(rows, served, -1.0)
@@ -490,6 +613,12 @@ def _build(
         capacity_rows=cap_rows,
         capacity_key=cap_key,
         churn_row=churn_row,
+        demand_rows=demand_rows,
+        pool_rows=pool_rows,
+        gpu_rows=gpu_rows,
+        max_rows=max_rows,
+        cut_rows=cut_of,
+        served_rows=served_rows,
     )
 
 

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
+from numpy.typing import NDArray
 from ortools.linear_solver.python import model_builder_helper as mbh
 from pydantic import BaseModel, ConfigDict, Field
+from scipy.sparse import coo_matrix, csr_matrix
 
-from gridplace_placement.builder import Compiled, FloatArray, Milp, compile_problem
-from gridplace_placement.extract import Assignment, assemble
+from gridplace_placement.builder import (
+    Candidates,
+    Compiled,
+    FloatArray,
+    IntArray,
+    Milp,
+    candidates,
+    restrict,
+)
+from gridplace_placement.extract import Assignment, assemble, evaluate
 from gridplace_placement.plan import Plan, Timing
 from gridplace_placement.problem import Problem
 
-Backend = Literal["highs", "scip", "cp_sat"]
+Backend = Literal["highs", "scip"]
 Policy = Literal[
     "gridplace", "latency-nearest", "even-spread", "cheapest-power", "lowest-carbon", "naive"
 ]
@@ -25,38 +35,21 @@ POLICIES: tuple[Policy, ...] = get_args(Policy)
 class SolveOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    backend: Backend = "highs"
-    time_limit_seconds: float = Field(default=10.0, gt=0)
+    backend: Backend = "scip"
+    time_limit_seconds: float = Field(default=2.0, gt=0, description="for the integer search")
     relative_gap: float = Field(default=0.005, ge=0, description="stop within this certified gap")
     deterministic: bool = Field(default=True, description="one thread and a fixed seed")
     seed: int = 0
-    warm_start: bool = Field(default=True, description="hint the MILP with the rounded LP")
-
-
-class ScalingError(ValueError):
-    """Integer scaling of the objective would drop or distort a non-zero cost term."""
-
-
-def integer_objective(
-    costs: FloatArray, precision: float = 1e-4, limit: float = 2.0**53
-) -> FloatArray:
-    """Scale costs to integers for CP-SAT so that no non-zero term rounds to zero.
-
-    The scale makes the smallest non-zero |cost| at least 1/precision; if that pushes the largest
-    beyond `limit` (exact integers in a double) the costs span too many orders of magnitude and
-    CP-SAT cannot optimise them faithfully, so this raises instead of returning a wrong objective.
-    """
-    nonzero = np.abs(costs[costs != 0])
-    if nonzero.size == 0:
-        return np.zeros_like(costs)
-    scale = 2.0 ** math.ceil(math.log2(1.0 / (precision * float(nonzero.min()))))
-    scaled = np.round(costs * scale)
-    if float(np.abs(scaled).max()) > limit or np.any(scaled[costs != 0] == 0):
-        raise ScalingError(
-            f"objective coefficients span {float(nonzero.min()):.3g}..{float(nonzero.max()):.3g}: "
-            f"scaling by {scale:.3g} for CP-SAT would exceed {limit:.3g}; use backend 'highs'"
-        )
-    return scaled
+    warm_start: bool = Field(default=True, description="hint SCIP with the LP-diving plan")
+    routes_per_zone: int = Field(
+        default=8, ge=1, description="cheapest routes per (model, zone) the LP starts from"
+    )
+    neighbourhood: int = Field(
+        default=8, ge=0, description="pools per model beyond the LP's that the integer search sees"
+    )
+    exact: bool = Field(
+        default=False, description="search all candidate pools (slower; bound from the MILP too)"
+    )
 
 
 def solve(
@@ -66,16 +59,19 @@ def solve(
     demand, floors or churn budget show up in the plan's status, outcomes and reasons."""
     options = options or SolveOptions()
     t0 = time.perf_counter()
-    compiled = compile_problem(problem)
+    cands = candidates(problem)
     t1 = time.perf_counter()
-    bound, lp_values = lp_relaxation(compiled)
+    compiled, bound, lp_values = lp_bound(cands, options.routes_per_zone)
     t2 = time.perf_counter()
     if policy == "gridplace":
-        assignment, solved, optimal, mip_bound = _solve_milp(compiled, options, lp_values)
-        bound = max(bound, mip_bound)
+        compiled, assignment, optimal, mip_bound = _integer_plan(compiled, options, lp_values)
+        solved = True
+        if options.exact:
+            bound = max(bound, mip_bound)  # the MILP's own bound counts only over all pools
     else:
         from gridplace_placement.baselines import run_baseline  # noqa: PLC0415 (cycle)
 
+        compiled = restrict(cands, np.ones(cands.routes.size, dtype=bool))
         assignment, solved, optimal = run_baseline(compiled, policy, options)
     t3 = time.perf_counter()
     timing = Timing(
@@ -99,32 +95,213 @@ def solve(
     return plan.model_copy(update={"timing": final})
 
 
+def lp_bound(
+    cands: Candidates, routes_per_zone: int = 8, max_rounds: int = 30
+) -> tuple[Compiled, float, FloatArray]:
+    """LP relaxation (GLOP) by column generation: a certified lower bound for every plan.
+
+    Starts from the cheapest routes of each (model, zone), then prices every other candidate
+    route (with the pool it would open) against the duals and adds those with negative reduced
+    cost. When none is left the restricted LP's optimum is the full LP's, so its value bounds
+    every plan; the restricted model is returned for the integer search.
+    """
+    mask = _cheapest_routes(cands, routes_per_zone)
+    for _ in range(max_rounds):
+        compiled = restrict(cands, mask)
+        if compiled.milp.num_vars == 0:
+            return compiled, 0.0, np.zeros(0)
+        solver = mbh.ModelSolverHelper("glop")
+        solver.solve(_helper(compiled.milp, integer=False))
+        if not solver.has_solution():  # slacks keep it feasible; this is a solver failure
+            raise RuntimeError(f"LP relaxation failed: {solver.status()}")
+        values = np.asarray(solver.variable_values(), dtype=np.float64)
+        entering = _entering_routes(compiled, np.asarray(solver.dual_values(), dtype=np.float64))
+        entering &= ~mask
+        if not entering.any():
+            return compiled, float(solver.objective_value()), values
+        mask |= entering
+    compiled = restrict(cands, np.ones(cands.routes.size, dtype=bool))
+    bound, values = _solve_lp(compiled.milp)
+    return compiled, bound, values
+
+
 def lp_relaxation(c: Compiled) -> tuple[float, FloatArray]:
-    """Optimum of the LP relaxation (GLOP): a certified lower bound for every plan."""
+    """Optimum and solution of the LP relaxation (GLOP) of one compiled model, as it is."""
     if c.milp.num_vars == 0:
         return 0.0, np.zeros(0)
-    helper = _helper(c.milp, integer=False)
+    return _solve_lp(c.milp)
+
+
+def _cheapest_routes(cands: Candidates, k: int) -> NDArray[np.bool_]:
+    r, p = cands.routes, cands.pools
+    unit = r.cost + (p.cost_per_replica / p.rate)[r.pool]
+    order = np.lexsort((unit, r.pair))
+    first = np.searchsorted(r.pair[order], r.pair[order], side="left")
+    rank = np.empty(r.size, dtype=np.int64)
+    rank[order] = np.arange(r.size) - first
+    return rank < k
+
+
+def _entering_routes(c: Compiled, y: FloatArray, tol: float = 1e-9) -> NDArray[np.bool_]:
+    """Candidate routes with negative reduced cost c - y.A (GLOP's dual sign convention)."""
+    cands, cols = c.candidates, c.columns
+    r, p = cands.routes, cands.pools
+    local = np.full(p.size, -1, dtype=np.int64)
+    local[c.pool_ids] = np.arange(c.pool_ids.size)
+
+    def dual(rows: IntArray) -> FloatArray:
+        return np.where(rows >= 0, y[np.maximum(rows, 0)], 0.0)
+
+    lam = y[cols.demand_rows[r.pair]]
+    served = dual(cols.served_rows[r.model])
+    q = local[r.pool]
+    inside = q >= 0
+    rc = np.empty(r.size)
+    rc[inside] = r.cost[inside] - lam[inside] - y[cols.pool_rows[q[inside]]] - served[inside]
+    # A route to a pool not in the model also opens the pool: 1/rate replicas per req/s.
+    out = ~inside
+    pool = r.pool[out]
+    key = p.region[pool] * len(cands.gpu_types) + p.gpu[pool]
+    per_replica = (
+        p.cost_per_replica[pool]
+        - p.gpus_per_replica[pool] * dual(cols.gpu_rows[key])
+        - dual(cols.max_rows[p.model[pool]])
+        - dual(cols.cut_rows[p.model[pool]])
+    )
+    rc[out] = (
+        r.cost[out] - lam[out] + np.minimum(per_replica, 0.0) * 1e9 + per_replica / p.rate[pool]
+    )
+    scale = max(float(np.abs(r.cost).max(initial=0.0)), 1.0)
+    return rc < -tol * scale
+
+
+def _integer_plan(
+    lp: Compiled, options: SolveOptions, lp_values: FloatArray
+) -> tuple[Compiled, Assignment, bool, float]:
+    """MILP over the LP's neighbourhood (every route into its pools), with LP diving as the
+    fallback and, for SCIP, the hint."""
+    if lp.milp.num_vars == 0:  # nothing to place: no demand and no floors
+        return lp, Assignment(np.zeros(0), np.zeros(0)), True, 0.0
+    cands = lp.candidates
+    if options.exact:
+        pools = np.ones(cands.pools.size, dtype=bool)
+    else:
+        pools = _neighbourhood(cands, options.neighbourhood)
+        pools[lp.pool_ids] = True  # every pool the column generation priced in
+    c = restrict(cands, pools[cands.routes.pool])
+    _, values = _solve_lp(c.milp)
+    dive = consolidate(c, round_and_route(c, values))
+    found, solved, optimal, mip_bound = _solve_milp(c, options, dive)
+    if not solved or evaluate(c, dive).objective < evaluate(c, found).objective:
+        return c, dive, False, mip_bound
+    return c, found, optimal, mip_bound
+
+
+def consolidate(c: Compiled, a: Assignment, passes: int = 2) -> Assignment:
+    """Give back replicas a model barely uses: drop the last replica of a pool and re-route the
+    model's demand into its other replicas (one small LP per try), keeping it if cheaper.
+
+    Models with floors or running replicas are left alone (their replicas may be held by the
+    floor or the churn budget). GPU capacity cannot break: replicas only go.
+    """
+    p, k, d = c.pools, c.routes, c.demands
+    n, routed = a.replicas.copy(), a.routed.copy()
+    by_model_pool = _group(p.model, len(c.problem.models))
+    by_model_route = _group(k.model, len(c.problem.models))
+    by_model_pair = _group(d.model, len(c.problem.models))
+    frozen = c.candidates.whole_model
+    for _ in range(passes):
+        changed = False
+        for m in range(len(c.problem.models)):
+            pools = by_model_pool[m]
+            if frozen[m] or pools.size == 0 or (p.current[pools] > 0).any():
+                continue
+            routes, pairs = by_model_route[m], by_model_pair[m]
+            load = np.bincount(k.pool[routes], weights=routed[routes], minlength=p.size)[pools]
+            spare_last = n[pools] - load / p.rate[pools]  # unused part of the replicas, 0..1
+            for i in np.argsort(-spare_last).tolist():
+                q = int(pools[i])
+                if n[q] <= 0:
+                    continue
+                trial = n[pools].copy()
+                trial[i] -= 1
+                cost_now = _route_cost(c, routes, pairs, routed[routes])
+                result = _route_model(c, pools, routes, pairs, trial)
+                if result is None:
+                    continue
+                cost_new, flows = result
+                if cost_new - p.cost_per_replica[q] < cost_now - 1e-9:
+                    n[q] -= 1
+                    routed[routes] = flows
+                    changed = True
+        if not changed:
+            break
+    return Assignment(n, routed)
+
+
+def _group(keys: IntArray, size: int) -> list[IntArray]:
+    order = np.argsort(keys, kind="stable")
+    bounds = np.searchsorted(keys[order], np.arange(size + 1))
+    return [order[bounds[i] : bounds[i + 1]] for i in range(size)]
+
+
+def _route_cost(c: Compiled, routes: IntArray, pairs: IntArray, flows: FloatArray) -> float:
+    served = np.bincount(
+        np.searchsorted(pairs, c.routes.pair[routes]), weights=flows, minlength=pairs.size
+    )
+    unserved = np.maximum(c.demands.rate[pairs] - served, 0.0)
+    return float(c.routes.cost[routes] @ flows + c.demands.penalty[pairs] @ unserved)
+
+
+def _route_model(
+    c: Compiled, pools: IntArray, routes: IntArray, pairs: IntArray, replicas: FloatArray
+) -> tuple[float, FloatArray] | None:
+    """Cheapest routing of one model's demand over fixed replicas (GLOP)."""
+    k, d, p = c.routes, c.demands, c.pools
+    n_x, n_s = routes.size, pairs.size
+    pair_row = np.searchsorted(pairs, k.pair[routes])
+    pool_row = n_s + np.searchsorted(pools, k.pool[routes])
+    rows = np.concatenate([pair_row, np.arange(n_s), pool_row])
+    cols = np.concatenate([np.arange(n_x), n_x + np.arange(n_s), np.arange(n_x)])
+    matrix = coo_matrix(
+        (np.ones(rows.size), (rows, cols)), shape=(n_s + pools.size, n_x + n_s)
+    ).tocsr()
+    helper = _sparse_model(
+        matrix,
+        lower=np.zeros(n_x + n_s),
+        upper=np.concatenate([np.full(n_x, np.inf), d.rate[pairs]]),
+        cost=np.concatenate([k.cost[routes], d.penalty[pairs]]),
+        row_lower=np.concatenate([d.rate[pairs], np.full(pools.size, -np.inf)]),
+        row_upper=np.concatenate([d.rate[pairs], replicas * p.rate[pools]]),
+    )
     solver = mbh.ModelSolverHelper("glop")
     solver.solve(helper)
     if not solver.has_solution():
-        raise RuntimeError(f"LP relaxation failed: {solver.status()}")  # slacks make it feasible
-    return float(solver.objective_value()), np.asarray(solver.variable_values(), dtype=np.float64)
+        return None
+    return float(solver.objective_value()), np.asarray(solver.variable_values())[:n_x]
+
+
+def _neighbourhood(cands: Candidates, extra: int) -> NDArray[np.bool_]:
+    """Pools running now, every pool of models with floors, and per model the `extra` cheapest
+    pools by cost per request at full replicas."""
+    p = cands.pools
+    unit = p.cost_per_replica / p.rate + p.cost_per_request
+    order = np.lexsort((unit, p.model))
+    first = np.searchsorted(p.model[order], p.model[order], side="left")
+    rank = np.empty(p.size, dtype=np.int64)
+    rank[order] = np.arange(p.size) - first
+    return (rank < extra) | (p.current > 0) | cands.whole_model[p.model]
 
 
 def _solve_milp(
-    c: Compiled, options: SolveOptions, lp_values: FloatArray
+    c: Compiled, options: SolveOptions, start: Assignment
 ) -> tuple[Assignment, bool, bool, float]:
     cols = c.columns
     milp = c.milp
-    if milp.num_vars == 0:  # nothing to place: no demand and no floors
-        return Assignment(np.zeros(0), np.zeros(0)), True, True, 0.0
-    if options.backend == "cp_sat":
-        milp = _with_costs(milp, integer_objective(np.concatenate(milp.cost)))
     helper = _helper(milp, integer=True)
     # OR-Tools 9.15's HiGHS interface crashes (SIGSEGV) when given a hint, so HiGHS runs cold.
     if options.warm_start and options.backend != "highs":
-        hint = _rounded_hint(c, lp_values)
-        for col, value in zip(cols.replicas.tolist(), hint.tolist(), strict=True):
+        for col, value in zip(cols.replicas.tolist(), start.replicas.tolist(), strict=True):
             helper.add_hint(col, value)
     solver = mbh.ModelSolverHelper(options.backend)
     solver.set_time_limit_in_seconds(options.time_limit_seconds)
@@ -135,52 +312,103 @@ def _solve_milp(
         zero = Assignment(np.zeros(c.pools.size), np.zeros(c.routes.size))
         return zero, False, False, -math.inf
     values = np.asarray(solver.variable_values(), dtype=np.float64)
-    scale = 1.0
-    if options.backend == "cp_sat":
-        raw = np.concatenate(c.milp.cost)
-        nz = raw != 0
-        scale = float(np.concatenate(milp.cost)[nz][0] / raw[nz][0]) if nz.any() else 1.0
-    mip_bound = float(solver.best_objective_bound()) / scale
+    mip_bound = float(solver.best_objective_bound())
     replicas = np.round(values[cols.replicas])
     routed = np.maximum(values[cols.routed], 0.0)
     return Assignment(replicas, routed), True, status == mbh.SolveStatus.OPTIMAL, mip_bound
 
 
-def _rounded_hint(c: Compiled, lp_values: FloatArray) -> FloatArray:
-    """Round the LP replicas up where GPUs allow, so the hint is complete and near the optimum."""
-    p = c.pools
-    n_lp = lp_values[c.columns.replicas]
-    hint = np.minimum(np.ceil(n_lp - 1e-6), p.upper)
-    return np.maximum(hint, 0.0)
+def round_and_route(c: Compiled, lp_values: FloatArray, max_rounds: int = 12) -> Assignment:
+    """LP diving: fix the LP's replicas to integers, re-solve the LP for the rest, repeat.
+
+    Each round rounds up the pools the LP uses where the region still has GPUs of the type
+    (largest fractional part first) and fixes them. Pools that do not fit are capped at their
+    floor but stay free, so the next LP (GLOP) moves their excess to where GPUs remain; the last
+    round fixes whatever is left at its floor. With all replicas integer, pools shrink to the
+    replicas their final load needs.
+    """
+    cols, p = c.columns, c.pools
+    lower, upper = np.concatenate(c.milp.lower), np.concatenate(c.milp.upper)
+    cap = _gpu_capacity(c)
+    key = p.region * len(c.gpu_types) + p.gpu
+    fixed = np.zeros(p.size, dtype=bool)
+    values = lp_values
+    for round_ in range(max_rounds):
+        n_lp = values[cols.replicas]
+        todo = np.flatnonzero(~fixed & (n_lp > 1e-6))
+        if todo.size == 0:
+            break
+        last = round_ == max_rounds - 1
+        used = np.bincount(
+            key,
+            weights=np.where(fixed, lower[cols.replicas], 0.0) * p.gpus_per_replica,
+            minlength=cap.size,
+        )
+        floor = np.floor(n_lp[todo] + 1e-6)
+        used += np.bincount(key[todo], weights=floor * p.gpus_per_replica[todo], minlength=cap.size)
+        target = floor.copy()
+        settled = floor >= n_lp[todo] - 1e-6  # already integer
+        for i in np.argsort(floor - n_lp[todo], kind="stable").tolist():
+            q = int(todo[i])
+            if settled[i] or used[key[q]] + p.gpus_per_replica[q] > cap[key[q]] + 1e-9:
+                continue
+            target[i] += 1
+            used[key[q]] += p.gpus_per_replica[q]
+            settled[i] = True
+        settled |= last
+        target = np.minimum(target, p.upper[todo])
+        lower[cols.replicas[todo[settled]]] = target[settled]
+        upper[cols.replicas[todo]] = target
+        fixed[todo[settled]] = True
+        _, values = _solve_lp(c.milp.with_bounds(lower, upper))
+    n = np.where(fixed, lower[cols.replicas], np.ceil(values[cols.replicas] - 1e-6))
+    routed = np.maximum(values[cols.routed], 0.0)
+    load = np.bincount(c.routes.pool, weights=routed, minlength=p.size)
+    # Spare replicas go, except where the churn budget or a floor may be what holds them.
+    free = (p.current == 0) & ~c.candidates.whole_model[p.model]
+    n = np.where(free, np.minimum(n, np.ceil(load / p.rate - 1e-9)), n)
+    return Assignment(n, routed)
+
+
+def _solve_lp(milp: Milp) -> tuple[float, FloatArray]:
+    solver = mbh.ModelSolverHelper("glop")
+    solver.solve(_helper(milp, integer=False))
+    return float(solver.objective_value()), np.asarray(solver.variable_values(), dtype=np.float64)
+
+
+def _gpu_capacity(c: Compiled) -> FloatArray:
+    cap = np.zeros(len(c.problem.regions) * len(c.gpu_types))
+    for r, reg in enumerate(c.problem.regions):
+        for g, count in reg.gpus.items():
+            cap[r * len(c.gpu_types) + c.gpu_types.index(g)] = count
+    return cap
 
 
 def _helper(milp: Milp, *, integer: bool) -> mbh.ModelBuilderHelper:
     lower, upper, cost, is_int, matrix, row_lo, row_hi = milp.arrays()
-    helper = mbh.ModelBuilderHelper()
-    # The shipped stub spells the array type wrongly (ndarray[float64, ...]).
-    helper.fill_model_from_sparse_data(lower, upper, cost, row_lo, row_hi, matrix)  # type: ignore[arg-type]
+    helper = _sparse_model(
+        matrix, lower=lower, upper=upper, cost=cost, row_lower=row_lo, row_upper=row_hi
+    )
     if integer:
         for col in np.flatnonzero(is_int).tolist():
             helper.set_var_integrality(col, True)
     return helper
 
 
-def _with_costs(milp: Milp, costs: FloatArray) -> Milp:
-    sizes = [len(c) for c in milp.cost]
-    parts = np.split(costs, np.cumsum(sizes)[:-1])
-    return Milp(
-        lower=milp.lower,
-        upper=milp.upper,
-        cost=list(parts),
-        integer=milp.integer,
-        rows=milp.rows,
-        cols=milp.cols,
-        vals=milp.vals,
-        row_lower=milp.row_lower,
-        row_upper=milp.row_upper,
-        num_vars=milp.num_vars,
-        num_rows=milp.num_rows,
-    )
+def _sparse_model(
+    matrix: csr_matrix,
+    *,
+    lower: FloatArray,
+    upper: FloatArray,
+    cost: FloatArray,
+    row_lower: FloatArray,
+    row_upper: FloatArray,
+) -> mbh.ModelBuilderHelper:
+    helper = mbh.ModelBuilderHelper()
+    # The shipped stub spells the array type wrongly (ndarray[float64, ...]), hence Any.
+    fill: Any = helper.fill_model_from_sparse_data
+    fill(lower, upper, cost, row_lower, row_upper, matrix)
+    return helper
 
 
 def _parameters(options: SolveOptions) -> str:
@@ -188,8 +416,5 @@ def _parameters(options: SolveOptions) -> str:
     if options.backend == "highs":
         threads = "\nthreads=1" if options.deterministic else ""
         return f"mip_rel_gap={gap}\nrandom_seed={seed}\noutput_flag=false{threads}"
-    if options.backend == "scip":
-        threads = "\nparallel/maxnthreads = 1" if options.deterministic else ""
-        return f"limits/gap = {gap}\nrandomization/randomseedshift = {seed}{threads}"
-    workers = "num_workers:1 " if options.deterministic else ""
-    return f"{workers}random_seed:{seed} relative_gap_limit:{gap}"
+    threads = "\nparallel/maxnthreads = 1" if options.deterministic else ""
+    return f"limits/gap = {gap}\nrandomization/randomseedshift = {seed}{threads}"
