@@ -14,6 +14,7 @@ from gridplace_operator.autoscaler import (
     History,
     Inputs,
     Policy,
+    Shortfall,
     decide,
     direction_changes,
     recommend,
@@ -227,8 +228,9 @@ def test_a_step_load_scales_up_once_and_down_once_without_flapping() -> None:
         need = 8 if heavy else 4
         # p95 grows as the replicas fall short of what the load needs
         p95 = TARGET * 0.7 * (need / current) ** 3
-        sized = 7 if heavy else 4
-        d = decide(inputs(t, current, p95=p95, model_replicas=sized), policy, history)
+        sized, rps = (7, 20.0) if heavy else (4, 10.0)
+        step = inputs(t, current, p95=p95, model_replicas=sized, observed_rps=rps)
+        d = decide(step, policy, history)
         history, current = d.history, d.desired
         desired.append(current)
     assert max(desired) >= 8
@@ -242,3 +244,32 @@ def test_a_step_load_scales_up_once_and_down_once_without_flapping() -> None:
 )
 def test_direction_changes(counts: list[int], changes: int) -> None:
     assert direction_changes(counts) == changes
+
+
+def test_a_count_that_breached_is_not_returned_to_while_the_rate_holds() -> None:
+    """The capacity model says 3, but 3 breached at this rate: scale-down stops at 4."""
+    policy = replace(POLICY, scale_up_window_s=0, scale_down_window_s=0, metrics_window_s=20)
+    breach = decide(inputs(100, 3, p95=2.0, model_replicas=3, observed_rps=6.0), policy, History())
+    assert breach.history.shortfall == Shortfall(3, 6.0)
+    assert breach.desired == 6
+    calm = decide(
+        inputs(200, 6, p95=0.4, model_replicas=3, observed_rps=6.0), policy, breach.history
+    )
+    assert (calm.desired, calm.reason) == (4, Reason.SCALING_DOWN)
+    assert "3 breached at 6 req/s" in calm.message
+    # the load falls well below the breach's rate: the capacity model decides again
+    low = decide(inputs(300, 4, p95=0.3, model_replicas=1, observed_rps=2.0), policy, calm.history)
+    assert low.history.shortfall is None
+    assert low.desired == 1
+
+
+def test_a_breach_measured_while_the_count_just_changed_is_not_held_against_it() -> None:
+    policy = replace(POLICY, scale_up_window_s=0, metrics_window_s=60)
+    first = decide(inputs(0, 2, p95=3.0, observed_rps=5.0), policy, History())
+    assert first.history.shortfall == Shortfall(2, 5.0)
+    # 30 s later the 4 replicas are ready, but the 60 s window still mostly saw 2
+    lagging = decide(inputs(30, 4, p95=2.5, observed_rps=5.0), policy, first.history)
+    assert lagging.history.shortfall == Shortfall(2, 5.0)
+    # starting replicas: not a steady count either
+    starting = decide(inputs(200, 6, p95=2.5, ready=4, observed_rps=5.0), policy, lagging.history)
+    assert starting.history.shortfall == Shortfall(2, 5.0)

@@ -43,11 +43,13 @@ class Policy:
     scale_down_window_s: float
     max_step: int
     tolerance: float  # fraction of the target, e.g. 0.1
+    metrics_window_s: float = 0.0  # the range the p95 is measured over: it lags by that much
 
     @classmethod
-    def of(cls, spec: ScalingSpec, floor: int = 0) -> Policy:
+    def of(cls, spec: ScalingSpec, floor: int = 0, metrics_window_s: float = 0.0) -> Policy:
         """`floor`: replicas the availability rules need (regions x replicas per region)."""
         return cls(
+            metrics_window_s=metrics_window_s,
             min_replicas=max(spec.min_replicas, min(floor, spec.max_replicas)),
             max_replicas=spec.max_replicas,
             scale_up_window_s=float(spec.scale_up_stabilization_seconds),
@@ -73,11 +75,20 @@ class Inputs:
 
 
 @dataclass(frozen=True)
+class Shortfall:
+    """A replica count that breached the SLO at a request rate: not enough while the rate holds."""
+
+    replicas: int
+    rps: float
+
+
+@dataclass(frozen=True)
 class History:
-    """Recommendations of past decisions (time, replicas), oldest first."""
+    """Recommendations of past decisions (time, replicas), oldest first, and the last shortfall."""
 
     recommendations: tuple[tuple[float, int], ...] = ()
     last_scale_s: float | None = None
+    shortfall: Shortfall | None = None
 
     def add(self, now_s: float, replicas: int, keep_s: float) -> History:
         kept = _in_effect_since(self.recommendations, now_s - keep_s)
@@ -109,7 +120,8 @@ def decide(inputs: Inputs, policy: Policy, history: History) -> Decision:
             inputs,
             History(last_scale_s=history.last_scale_s),
         )
-    raw, why = recommend(inputs, policy)
+    history = replace(history, shortfall=_shortfall(inputs, policy, history))
+    raw, why = recommend(inputs, policy, history.shortfall)
     keep = max(policy.scale_up_window_s, policy.scale_down_window_s)
     history = history.add(inputs.now_s, _clamp(raw, policy), keep)
     if inputs.current == 0:  # nothing runs yet: size at once, there is nothing to destabilize
@@ -124,7 +136,9 @@ def decide(inputs: Inputs, policy: Policy, history: History) -> Decision:
     return Decision(desired, reason, message, raw, inputs, history)
 
 
-def recommend(inputs: Inputs, policy: Policy) -> tuple[int, str]:
+def recommend(
+    inputs: Inputs, policy: Policy, shortfall: Shortfall | None = None
+) -> tuple[int, str]:
     """The replicas wanted right now, before stabilization, step and bounds, and why."""
     sized = inputs.model_replicas
     base = inputs.current if sized is None else sized
@@ -144,7 +158,33 @@ def recommend(inputs: Inputs, policy: Policy) -> tuple[int, str]:
         return max(base, corrected), f"{band} above target; {sized_text}, ratio says {corrected}"
     if ratio >= 1.0 - policy.tolerance:
         return max(base, inputs.current), f"{band} within {policy.tolerance:.0%}; {sized_text}"
+    if shortfall is not None and base <= shortfall.replicas:
+        # The capacity model is optimistic here: a count known to breach at this rate never comes
+        # back, which is what keeps a scale-down from flapping.
+        floor = shortfall.replicas + 1
+        return floor, (
+            f"{band} below target; {sized_text}, but {shortfall.replicas} breached at"
+            f" {shortfall.rps:.3g} req/s"
+        )
     return base, f"{band} below target; {sized_text}"
+
+
+def _shortfall(inputs: Inputs, policy: Policy, history: History) -> Shortfall | None:
+    """Remember the largest count that breached, while the rate stays near the breach's rate.
+    A p95 is attributed to a count only once the count held over the whole metrics window."""
+    previous, rps, p95 = history.shortfall, inputs.observed_rps, inputs.observed_p95_s
+    if rps is None or p95 is None or math.isnan(p95) or not inputs.metrics_available:
+        return previous
+    if previous is not None and rps < previous.rps * (1.0 - policy.tolerance):
+        previous = None  # the load fell: the old shortfall says nothing any more
+    settled = history.last_scale_s is None or (
+        inputs.now_s - history.last_scale_s >= policy.metrics_window_s
+    )
+    breached = p95 > inputs.target_p95_s * (1.0 + policy.tolerance)
+    steady = settled and inputs.ready == inputs.current and inputs.ready > 0
+    if breached and steady and (previous is None or inputs.ready >= previous.replicas):
+        return Shortfall(inputs.ready, rps)
+    return previous
 
 
 def _stabilize(history: History, inputs: Inputs, policy: Policy) -> int:
