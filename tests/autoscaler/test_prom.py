@@ -112,6 +112,8 @@ def test_latency_and_load_by_region_from_real_scrapes(
     assert "r-idle" not in reading.p95_seconds
     assert set(reading.waiting) == {"r-busy", "r-idle"}
     assert set(reading.running) == {"r-busy", "r-idle"}
+    assert set(reading.queue_growth_rps) == {"r-busy", "r-idle"}
+    assert reading.offered_rps >= reading.total_rps
     # another deployment's series are not mixed in
     assert prom.load(Target("prom-ns", "other"), "ttft", WINDOW).requests_per_second == {}
 

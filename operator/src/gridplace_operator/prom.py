@@ -53,6 +53,11 @@ def check_window(window: str) -> str:
     return window
 
 
+def window_seconds(window: str) -> float:
+    unit = next(u for u in ("ms", "s", "m", "h") if check_window(window).endswith(u))
+    return float(window.removesuffix(unit)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+
+
 def p95_query(target: Target, metric: LatencyMetric, window: str) -> str:
     bucket = f"{HISTOGRAMS[metric]}_bucket{{{target.matchers()}}}"
     return f"histogram_quantile(0.95, sum by (le, {BY}) (rate({bucket}[{check_window(window)}])))"
@@ -66,6 +71,12 @@ def request_rate_query(target: Target, window: str) -> str:
 
 def waiting_query(target: Target) -> str:
     return f"sum by ({BY}) (vllm:num_requests_waiting{{{target.matchers()}}})"
+
+
+def queue_growth_query(target: Target, window: str) -> str:
+    """Requests per second the waiting queue grows by: arrivals the served rate does not show."""
+    waiting = f"vllm:num_requests_waiting{{{target.matchers()}}}"
+    return f"sum by ({BY}) (deriv({waiting}[{check_window(window)}]))"
 
 
 def running_query(target: Target) -> str:
@@ -87,10 +98,16 @@ class LoadReading:
     requests_per_second: dict[str, float] = field(default_factory=dict)
     waiting: dict[str, float] = field(default_factory=dict)
     running: dict[str, float] = field(default_factory=dict)
+    queue_growth_rps: dict[str, float] = field(default_factory=dict)
 
     @property
     def total_rps(self) -> float:
         return sum(self.requests_per_second.values())
+
+    @property
+    def offered_rps(self) -> float:
+        """Served requests plus the growth of the queues: what arrives, even when saturated."""
+        return self.total_rps + sum(max(0.0, g) for g in self.queue_growth_rps.values())
 
 
 class Prometheus:
@@ -141,6 +158,7 @@ class Prometheus:
             requests_per_second=self.by_label(request_rate_query(target, window), "region"),
             waiting=self.by_label(waiting_query(target), "region"),
             running=self.by_label(running_query(target), "region"),
+            queue_growth_rps=self.by_label(queue_growth_query(target, window), "region"),
         )
 
     def demand(self, query: str, zone_label: str) -> dict[str, float]:
