@@ -43,6 +43,7 @@ from gridplace_operator.prom import (
     Prometheus,
     PrometheusError,
     Target,
+    window_seconds,
 )
 from gridplace_operator.signals import (
     PROVIDERS,
@@ -86,6 +87,8 @@ class PlannerSettings:
     solve_time_limit_seconds: float = 10.0
     # Longest a scale-down waits for the replicas replacing it to become ready.
     make_before_break_timeout_seconds: float = 600.0
+    # InferenceDeployments reconciled at once (each waits on API round trips, not CPU).
+    reconcile_concurrency: int = 16
     # PromQL range of the autoscaler's rate() and histogram_quantile() queries.
     rate_window: str = "2m"
 
@@ -147,12 +150,18 @@ class Planner:
             self.metrics.plans.labels(outcome="replan").inc()
         else:
             self.metrics.plans.labels(outcome="refresh").inc()
-        for key, body in list(self.world.ideps.items()):
-            try:
-                await self._reconcile(body, now)
-            except Exception:
-                self.metrics.errors.labels(stage="reconcile").inc()
-                log.exception("reconciling %s/%s failed", *key)
+        # Objects are independent once planned: reconcile several at a time.
+        gate = asyncio.Semaphore(self.settings.reconcile_concurrency)
+
+        async def reconcile(key: tuple[str, str], body: dict[str, Any]) -> None:
+            async with gate:
+                try:
+                    await self._reconcile(body, now)
+                except Exception:
+                    self.metrics.errors.labels(stage="reconcile").inc()
+                    log.exception("reconciling %s/%s failed", *key)
+
+        await asyncio.gather(*(reconcile(k, b) for k, b in list(self.world.ideps.items())))
         for body in list(self.world.regions.values()):
             try:
                 await self._write_region_status(body, invalid_regions, now)
@@ -323,7 +332,7 @@ class Planner:
         model = placement_model(ref, spec, demand)
         if not isinstance(model, Rejection):
             present = {g for (_, g) in self.inventory.pools} & set(spec.model.gpu_types)
-            rps = max(sum(demand.values()), reading.total_rps if reading else 0.0)
+            rps = max(sum(demand.values()), reading.offered_rps if reading else 0.0)
             sized = capacity_size(
                 model, rps, sorted(present or spec.model.gpu_types), spec.scaling.max_replicas
             )
@@ -337,11 +346,15 @@ class Planner:
             ready=ready,
             metrics_available=reading is not None,
             observed_p95_s=user_p95(reading.p95_seconds, rtt_s) if reading else None,
-            observed_rps=reading.total_rps if reading else None,
+            observed_rps=reading.offered_rps if reading else None,
             model_replicas=sized,
             pinned=spec.scaling.replicas,
         )
-        policy = Policy.of(spec.scaling, floor.regions_needed() * floor.min_replicas_per_region)
+        policy = Policy.of(
+            spec.scaling,
+            floor.regions_needed() * floor.min_replicas_per_region,
+            window_seconds(window),
+        )
         decision = decide(inputs, policy, self.scaling.get(ref.key, History()))
         self.scaling[ref.key], self.decisions[ref.key] = decision.history, decision
         ids = {"namespace": ref.namespace, "inference_deployment": ref.name}
@@ -382,10 +395,16 @@ class Planner:
             return None
         for model in problem.models:
             self.failures.pop(model.name, None)
+        t = plan.timing
         log.info(
-            "planned %d model(s) in %.2fs: status %s, gap %.2g%%",
+            "planned %d model(s) in %.2fs (compile %.2f, bound %.2f, solve %.2f, extract %.2f):"
+            " status %s, gap %.2g%%",
             len(plan.models),
-            plan.timing.total_seconds,
+            t.total_seconds,
+            t.compile_seconds,
+            t.bound_seconds,
+            t.solve_seconds,
+            t.extract_seconds,
             plan.status.value,
             plan.gap * 100,
         )
