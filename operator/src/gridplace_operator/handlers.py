@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ import kopf
 
 from gridplace_operator import labels
 from gridplace_operator.api.common import GROUP, VERSION
-from gridplace_operator.kube import Kube, load_client_config
+from gridplace_operator.kube import CONCURRENCY, Kube, load_client_config
 from gridplace_operator.loop import PlanningLoop
 from gridplace_operator.metrics import OperatorMetrics
 from gridplace_operator.planner import Planner, PlannerSettings
@@ -75,6 +76,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )
     settings.posting.level = logging.WARNING  # gridplace writes its own, meaningful Events
     config: OperatorConfig = memo.get("config") or OperatorConfig()
+    # API calls run in worker threads; the default pool (CPUs + 4) would serialise them.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=CONCURRENCY))
     metrics = OperatorMetrics()
     try:
         provider_settings = ProviderSettings.from_env(prometheus_url=config.prometheus_url)
@@ -107,7 +110,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.task = asyncio.create_task(loop.run(), name="gridplace-planner")
     if config.prometheus_url:  # the autoscaler decides on its own beat, between re-plans
         memo.ticker = asyncio.create_task(
-            _every(config.autoscale_period_seconds, lambda: loop.request(replan=False)),
+            _autoscale_ticks(loop, config.autoscale_period_seconds, config.plan_period_seconds),
             name="gridplace-autoscaler-tick",
         )
     log.info(
@@ -117,10 +120,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )
 
 
-async def _every(period_seconds: float, action: Callable[[], None]) -> None:
+async def _autoscale_ticks(loop: PlanningLoop, every: float, plan_period: float) -> None:
+    """Wake the loop for an autoscaler decision; these wake-ups would starve the loop's own
+    periodic re-plan, so every `plan_period` one of them asks for it instead."""
+    last_replan = time.monotonic()
     while True:
-        await asyncio.sleep(period_seconds)
-        action()
+        await asyncio.sleep(every)
+        replan = time.monotonic() - last_replan >= plan_period
+        if replan:
+            last_replan = time.monotonic()
+        loop.request(replan=replan)
 
 
 @kopf.on.cleanup()
