@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from gridplace_e2e.cluster.build import cache_dir
 from gridplace_e2e.cluster.cli import main as cluster_cli
 from gridplace_e2e.cluster.handle import ClusterHandle, session_cluster_name
-from gridplace_e2e.cluster.local import CLUSTER_PROGRAMS, LocalCluster, abandoned_clusters
+from gridplace_e2e.cluster.local import CLUSTER_PROGRAMS, LocalCluster, abandoned_clusters, poll
 from gridplace_e2e.cluster.topology import parse_topology
 
 pytestmark = pytest.mark.cluster
@@ -46,7 +47,7 @@ def is_loopback(address: str) -> bool:
     return host in {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1
 
 
-def test_up_is_idempotent_and_down_leaves_nothing(cluster: ClusterHandle) -> None:
+def test_up_is_idempotent_heals_and_down_leaves_nothing(cluster: ClusterHandle) -> None:
     other = LocalCluster(session_cluster_name("lifecycle"))
     try:
         other.up(SMALL)
@@ -66,6 +67,14 @@ def test_up_is_idempotent_and_down_leaves_nothing(cluster: ClusterHandle) -> Non
         if cluster.local is not None:
             session_ports = listening_addresses(set(cluster.local.processes()))
             assert not addresses & session_ports
+
+        # A component that died is brought back by the next `up`.
+        (scheduler,) = [pid for pid, name in first.processes.items() if name == "kube-scheduler"]
+        os.kill(scheduler, signal.SIGKILL)
+        assert poll(lambda: "kube-scheduler" not in other.processes().values(), 30)
+        other.up(SMALL)
+        assert set(other.processes().values()) == CLUSTER_PROGRAMS
+        assert other.status().nodes == 1
     finally:
         other.down()
 

@@ -39,17 +39,11 @@ from gridplace_e2e.cluster.topology import Topology
 
 DEFAULT_NAME = "gridplace"
 
-# The programs a cluster runs; only these are ever stopped by `down`.
-CLUSTER_PROGRAMS = frozenset(
-    {
-        "etcd",
-        "kube-apiserver",
-        "kube-controller-manager",
-        "kube-scheduler",
-        "kwok-controller",
-        "prometheus",
-    }
+CONTROL_PLANE_PROGRAMS = frozenset(
+    {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller"}
 )
+# The programs a cluster runs; only these are ever stopped by `down`.
+CLUSTER_PROGRAMS = CONTROL_PLANE_PROGRAMS | {"prometheus"}
 
 
 class ClusterError(RuntimeError):
@@ -213,10 +207,14 @@ class LocalCluster:
         self.start_prometheus(wait)
 
     def start_control_plane(self) -> None:
+        """Creates the cluster, or restarts it when any of its components is not running."""
         self._save_state(kubeconfig=str(self.kubeconfig))
-        if self.api_server_ready():
+        running = set(self.processes().values())
+        if running >= CONTROL_PLANE_PROGRAMS and self.api_server_ready():
             return
         if (self.kwok_cluster_dir / "kwok.yaml").is_file():
+            if running - {"prometheus"}:
+                self.kwokctl("stop", "cluster", "--name", self.name)
             verb, args = "start", ["start", "cluster", "--name", self.name, "--wait", "2m"]
         else:
             verb, args = "create", self.kwokctl_create_args()
