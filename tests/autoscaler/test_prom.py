@@ -16,6 +16,7 @@ from gridplace_e2e.loadgen.runner import RunOptions, round_robin, run_plan
 from gridplace_e2e.podsim import GPU_LATENCY, BackedPod, PodKey, write_target
 from gridplace_e2e.vllmsim.process import start_simulator
 from gridplace_operator.prom import (
+    LoadReading,
     Prometheus,
     PrometheusError,
     Target,
@@ -45,6 +46,15 @@ def test_queries_group_by_model_and_region_and_filter_by_the_deployment() -> Non
 def test_bad_windows_are_refused_with_the_value(window: str) -> None:
     with pytest.raises(ValueError, match=f"rate window '{window}'"):
         check_window(window)
+
+
+def test_offered_rate_adds_queue_growth_and_the_backlog_to_drain() -> None:
+    reading = LoadReading(
+        requests_per_second={"a": 3.0, "b": 1.0},
+        waiting={"a": 20.0, "b": 0.0},
+        queue_growth_rps={"a": 0.5, "b": -2.0},  # a shrinking queue is no extra demand
+    )
+    assert reading.offered_rps(40) == 3.0 + 1.0 + 0.5 + 20 / 40
 
 
 def test_an_unreachable_prometheus_is_an_explicit_error() -> None:
@@ -113,7 +123,7 @@ def test_latency_and_load_by_region_from_real_scrapes(
     assert set(reading.waiting) == {"r-busy", "r-idle"}
     assert set(reading.running) == {"r-busy", "r-idle"}
     assert set(reading.queue_growth_rps) == {"r-busy", "r-idle"}
-    assert reading.offered_rps >= reading.total_rps
+    assert reading.offered_rps(30) >= reading.total_rps
     # another deployment's series are not mixed in
     assert prom.load(Target("prom-ns", "other"), "ttft", WINDOW).requests_per_second == {}
 

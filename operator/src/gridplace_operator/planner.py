@@ -181,35 +181,39 @@ class Planner:
         return valid, invalid
 
     async def _signals(self, regions: list[Region], now: datetime) -> dict[str, RegionSignalValues]:
-        values: dict[str, RegionSignalValues] = {}
-        for region in regions:
-            name = region.metadata.name
-            got: dict[SignalKind, float] = {}
-            sources: tuple[tuple[SignalKind, Any], ...] = (
-                ("carbonIntensity", region.spec.carbon_intensity),
-                ("powerPrice", region.spec.power_price),
-            )
-            for kind, source in sources:
-                error = None
-                try:
-                    self.readings[(name, kind)] = await asyncio.to_thread(
-                        read, source, now, self.providers
-                    )
-                except Exception as err:  # a failing source degrades to its fallback
-                    error = str(err) or type(err).__name__
-                    self.metrics.errors.labels(stage="signals").inc()
-                resolved = resolve(kind, source, self.readings.get((name, kind)), error, now)
-                if resolved is None:
-                    self.resolved.pop((name, kind), None)
-                    continue
-                self.resolved[(name, kind)] = resolved
-                got[kind] = resolved.value
-                self.metrics.signal_age.labels(region=name, signal=kind).set(
-                    resolved.status.age_seconds
+        """Every Region's two signals, read concurrently: one slow source delays no other."""
+        sources: list[tuple[str, SignalKind, Any]] = []
+        for r in regions:
+            sources.append((r.metadata.name, "carbonIntensity", r.spec.carbon_intensity))
+            sources.append((r.metadata.name, "powerPrice", r.spec.power_price))
+
+        async def fetch(name: str, kind: SignalKind, source: Any) -> str | None:
+            try:
+                self.readings[(name, kind)] = await asyncio.to_thread(
+                    read, source, now, self.providers
                 )
-            if len(got) == 2:
-                values[name] = RegionSignalValues(got["carbonIntensity"], got["powerPrice"])
-        return values
+            except Exception as err:  # a failing source degrades to its fallback
+                self.metrics.errors.labels(stage="signals").inc()
+                return str(err) or type(err).__name__
+            return None
+
+        errors = await asyncio.gather(*(fetch(*s) for s in sources))
+        got: dict[str, dict[SignalKind, float]] = {}
+        for (name, kind, source), error in zip(sources, errors, strict=True):
+            resolved = resolve(kind, source, self.readings.get((name, kind)), error, now)
+            if resolved is None:
+                self.resolved.pop((name, kind), None)
+                continue
+            self.resolved[(name, kind)] = resolved
+            got.setdefault(name, {})[kind] = resolved.value
+            self.metrics.signal_age.labels(region=name, signal=kind).set(
+                resolved.status.age_seconds
+            )
+        return {
+            name: RegionSignalValues(v["carbonIntensity"], v["powerPrice"])
+            for name, v in got.items()
+            if len(v) == 2
+        }
 
     def _churn_budget(self, specs: Mapping[IdepRef, InferenceDeploymentSpec]) -> int:
         """Replicas re-plans may still stop this hour, summed over the models."""
@@ -332,7 +336,10 @@ class Planner:
         model = placement_model(ref, spec, demand)
         if not isinstance(model, Rejection):
             present = {g for (_, g) in self.inventory.pools} & set(spec.model.gpu_types)
-            rps = max(sum(demand.values()), reading.offered_rps if reading else 0.0)
+            rps = max(
+                sum(demand.values()),
+                reading.offered_rps(window_seconds(window)) if reading else 0.0,
+            )
             sized = capacity_size(
                 model, rps, sorted(present or spec.model.gpu_types), spec.scaling.max_replicas
             )
@@ -346,7 +353,7 @@ class Planner:
             ready=ready,
             metrics_available=reading is not None,
             observed_p95_s=user_p95(reading.p95_seconds, rtt_s) if reading else None,
-            observed_rps=reading.offered_rps if reading else None,
+            observed_rps=reading.offered_rps(window_seconds(window)) if reading else None,
             model_replicas=sized,
             pinned=spec.scaling.replicas,
         )

@@ -104,10 +104,12 @@ class LoadReading:
     def total_rps(self) -> float:
         return sum(self.requests_per_second.values())
 
-    @property
-    def offered_rps(self) -> float:
-        """Served requests plus the growth of the queues: what arrives, even when saturated."""
-        return self.total_rps + sum(max(0.0, g) for g in self.queue_growth_rps.values())
+    def offered_rps(self, drain_s: float) -> float:
+        """What arrives, even when saturated: served requests plus the growth of the queues,
+        plus the rate that drains the requests waiting now within `drain_s`."""
+        growth = sum(max(0.0, g) for g in self.queue_growth_rps.values())
+        backlog = sum(self.waiting.values()) / drain_s if drain_s > 0 else 0.0
+        return self.total_rps + growth + backlog
 
 
 class Prometheus:
