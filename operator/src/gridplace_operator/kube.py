@@ -24,18 +24,22 @@ log = logging.getLogger(__name__)
 APPLY = "application/apply-patch+yaml"
 
 
+# Concurrent requests the operator may have in flight (worker threads and pooled connections).
+CONCURRENCY = 16
+
+
 def load_client_config(kubeconfig: str | None = None) -> client.ApiClient:
     """In-cluster credentials when running as a Pod, else the kubeconfig."""
-    if kubeconfig is None:
-        try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-            return client.ApiClient()
-        except config.ConfigException:
-            pass
     configuration = client.Configuration()
-    config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=kubeconfig, client_configuration=configuration
-    )
+    try:
+        if kubeconfig is not None:
+            raise config.ConfigException("a kubeconfig was given")
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration
+        )
+    configuration.connection_pool_maxsize = CONCURRENCY
     return client.ApiClient(configuration)
 
 
