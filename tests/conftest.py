@@ -1,10 +1,10 @@
 """Fixtures shared by the whole suite.
 
 `cluster` starts the local control plane (kwokctl + Prometheus, see docs/development.md) once per
-test session, named after the test process so that concurrent runs do not meet, and stops it at
-the end. With GRIDPLACE_KUBECONFIG set, it uses that cluster instead
-(e.g. kind with kwok installed) and leaves it running; the GPU nodes of the default topology are
-applied to it either way. A cluster that cannot start fails the tests with the reason.
+test session and stops it at the end. It is named after the test process, so that concurrent runs
+do not meet, or as $GRIDPLACE_TEST_CLUSTER says. With GRIDPLACE_KUBECONFIG set, it uses that
+cluster instead (e.g. kind with kwok installed) and leaves it running; the GPU nodes of the default
+topology are applied to it either way. A cluster that cannot start fails the tests with the reason.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ from pathlib import Path
 import pytest
 
 from gridplace_e2e.cluster.build import BuildError
-from gridplace_e2e.cluster.handle import TEST_CLUSTER_PREFIX, ClusterHandle, session_cluster_name
+from gridplace_e2e.cluster.handle import (
+    CHOSEN_NAME,
+    TEST_CLUSTER_PREFIX,
+    ClusterHandle,
+    session_cluster_name,
+)
 from gridplace_e2e.cluster.local import ClusterError, LocalCluster, abandoned_clusters, poll
 from gridplace_e2e.cluster.topology import DEFAULT_TOPOLOGY, load_topology
-
-# Separate names let several test runs (e.g. in parallel checkouts) have a cluster each.
-TEST_CLUSTER_NAME = os.environ.get("GRIDPLACE_TEST_CLUSTER", "gridplace-test")
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +41,8 @@ def cluster() -> Iterator[ClusterHandle]:
     else:
         local = LocalCluster(session_cluster_name())
     try:
+        if os.environ.get(CHOSEN_NAME):
+            local.down()  # what an earlier run under the same chosen name left behind
         if external:
             local.apply_topology(topology)
             local.start_prometheus()

@@ -13,12 +13,15 @@ from gridplace_e2e.cluster.local import LocalCluster, api_client, run_kubectl
 from gridplace_e2e.cluster.topology import Topology
 
 TEST_CLUSTER_PREFIX = "gridplace-test"
+CHOSEN_NAME = "GRIDPLACE_TEST_CLUSTER"  # environment variable: a name of one's own choosing
 
 
 def session_cluster_name(suffix: str = "") -> str:
-    """The name of a cluster owned by this test process; concurrent test runs on one machine
-    each get their own, and a later run removes those whose process has ended."""
-    return f"{TEST_CLUSTER_PREFIX}-{os.getpid()}" + (f"-{suffix}" if suffix else "")
+    """The name of a cluster owned by this test process: $GRIDPLACE_TEST_CLUSTER, or else
+    `gridplace-test-<pid>`, so that concurrent test runs on one machine each get their own and a
+    later run can remove those whose process has ended."""
+    base = os.environ.get(CHOSEN_NAME) or f"{TEST_CLUSTER_PREFIX}-{os.getpid()}"
+    return base + (f"-{suffix}" if suffix else "")
 
 
 @dataclass(frozen=True)
