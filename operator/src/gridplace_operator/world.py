@@ -26,6 +26,13 @@ class Change(Enum):
     REPLAN = 2
 
 
+def _slim(obj: Obj) -> dict[str, Any]:
+    """A private copy without managedFields, often the bulk of an object and never read here."""
+    body = copy.deepcopy(dict(obj))
+    body.get("metadata", {}).pop("managedFields", None)
+    return body
+
+
 def _key(obj: Obj) -> tuple[str, str]:
     meta = obj.get("metadata", {})
     return (meta.get("namespace") or "", meta.get("name") or "")
@@ -76,7 +83,7 @@ class World:
         if deleted:
             return Change.REPLAN if self.ideps.pop(key, None) is not None else Change.NONE
         old = self.ideps.get(key)
-        self.ideps[key] = copy.deepcopy(dict(body))
+        self.ideps[key] = _slim(body)
         return Change.REPLAN if self._generation_changed(old, body) else Change.NONE
 
     def observe_region(self, body: Obj, deleted: bool) -> Change:
@@ -84,7 +91,7 @@ class World:
         if deleted:
             return Change.REPLAN if self.regions.pop(name, None) is not None else Change.NONE
         old = self.regions.get(name)
-        self.regions[name] = copy.deepcopy(dict(body))
+        self.regions[name] = _slim(body)
         return Change.REPLAN if self._generation_changed(old, body) else Change.NONE
 
     def observe_node(self, body: Obj, deleted: bool) -> Change:
@@ -92,7 +99,7 @@ class World:
         if deleted:
             self._node_prints.pop(name, None)
             return Change.REPLAN if self.nodes.pop(name, None) is not None else Change.NONE
-        self.nodes[name] = copy.deepcopy(dict(body))
+        self.nodes[name] = _slim(body)
         printed = node_fingerprint(body)
         changed = self._node_prints.get(name) != printed
         self._node_prints[name] = printed
@@ -104,7 +111,7 @@ class World:
         if deleted:
             self._child_prints.pop(key, None)
             return Change.REFRESH if self.children.pop(key, None) is not None else Change.NONE
-        self.children[key] = copy.deepcopy(dict(body))
+        self.children[key] = _slim(body)
         printed = child_fingerprint(body)
         changed = self._child_prints.get(key) != printed
         self._child_prints[key] = printed
