@@ -111,7 +111,7 @@ def operator(
 ) -> Iterator[OperatorProcess]:
     process = OperatorProcess(sa_kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
     try:
-        process.start()
+        process.start(timeout=120)  # the machine may be busy; the log tail says why it failed
     except RuntimeError as err:
         pytest.fail(str(err), pytrace=False)
     yield process
@@ -425,6 +425,46 @@ def test_upgrade_to_one_watched_namespace_narrows_the_rbac(
         )
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="with --namespace the operator still lists InferenceDeployments, Deployments and "
+    "Services cluster-wide at start (handlers._seed), which namespace-scoped RBAC forbids",
+)
+def test_operator_restricted_to_its_namespace_reconciles_with_the_narrowed_rbac(
+    cluster: ClusterHandle,
+    serving: str,
+    sa_kubeconfig: Path,
+    operator: OperatorProcess,
+    tmp_path: Path,
+) -> None:
+    operator.stop()  # one planner at a time
+    scoped = OperatorProcess(
+        sa_kubeconfig, tmp_path / "operator.log", extra_args=[f"--namespace={serving}"]
+    )
+    try:
+        scoped.start(timeout=30)
+        cluster.kubectl(
+            "patch",
+            "inferencedeployment",
+            "llama-8b-chat",
+            "-n",
+            serving,
+            "--type=merge",
+            "-p",
+            '{"spec": {"scaling": {"maxReplicas": 38}}}',
+        )
+        wait_for(
+            lambda: ready_for_generation(
+                get_json(cluster, "inferencedeployment", "llama-8b-chat", "-n", serving)
+            ),
+            60,
+            "llama-8b-chat reconciled by the namespaced operator",
+            scoped,
+        )
+    finally:
+        scoped.stop()
+
+
 def test_uninstall_keeps_crds_and_models_and_leaves_no_orphans(
     cluster: ClusterHandle, helm: Helm, release: str, serving: str, operator: OperatorProcess
 ) -> None:
@@ -462,7 +502,7 @@ def test_uninstall_after_an_upgrade_to_keep_false_removes_the_crds(
     """Reinstalling adopts the kept CRDs as they are; an upgrade is what turns `keep` off
     (Helm's three-way merge removes the annotation the previous release revision set)."""
     chart = (RELEASE, str(CHART), "-n", release, "--wait", "--timeout=120s")
-    helm.run("install", *chart, values=INSTALL_VALUES)
+    helm.run("upgrade", "--install", *chart, values=INSTALL_VALUES)
     helm.run("upgrade", *chart, values={**INSTALL_VALUES, "crds": {"enabled": True, "keep": False}})
     for name in CRD_NAMES:
         annotations = get_json(cluster, "crd", name)["metadata"]["annotations"]
