@@ -273,3 +273,17 @@ def test_a_breach_measured_while_the_count_just_changed_is_not_held_against_it()
     # starting replicas: not a steady count either
     starting = decide(inputs(200, 6, p95=2.5, ready=4, observed_rps=5.0), policy, lagging.history)
     assert starting.history.shortfall == Shortfall(2, 5.0)
+
+
+def test_a_breach_right_after_a_scale_down_is_held_against_the_lower_count() -> None:
+    policy = replace(POLICY, scale_up_window_s=0, scale_down_window_s=0, metrics_window_s=60)
+    down = decide(inputs(0, 6, p95=0.4, model_replicas=3, observed_rps=6.0), policy, History())
+    assert down.desired == 3
+    breach = decide(
+        inputs(10, 3, p95=2.0, model_replicas=3, observed_rps=6.0), policy, down.history
+    )
+    assert breach.history.shortfall == Shortfall(3, 6.0)
+    calm = decide(
+        inputs(80, 6, p95=0.4, model_replicas=3, observed_rps=6.0), policy, breach.history
+    )
+    assert calm.desired == 4

@@ -88,6 +88,7 @@ class History:
 
     recommendations: tuple[tuple[float, int], ...] = ()
     last_scale_s: float | None = None
+    scaled_down: bool = False  # the last change lowered the count
     shortfall: Shortfall | None = None
 
     def add(self, now_s: float, replicas: int, keep_s: float) -> History:
@@ -131,7 +132,7 @@ def decide(inputs: Inputs, policy: Policy, history: History) -> Decision:
         step = max(-policy.max_step, min(policy.max_step, stabilized - inputs.current))
         desired = _clamp(inputs.current + step, policy)
     if desired != inputs.current:
-        history = replace(history, last_scale_s=inputs.now_s)
+        history = replace(history, last_scale_s=inputs.now_s, scaled_down=desired < inputs.current)
     reason, message = _explain(inputs, policy, raw, desired, why)
     return Decision(desired, reason, message, raw, inputs, history)
 
@@ -171,14 +172,17 @@ def recommend(
 
 def _shortfall(inputs: Inputs, policy: Policy, history: History) -> Shortfall | None:
     """Remember the largest count that breached, while the rate stays near the breach's rate.
-    A p95 is attributed to a count only once the count held over the whole metrics window."""
+    A p95 is attributed to a count once the count held over the whole metrics window, or at once
+    after a scale-down (a window that mixes in the higher count only flatters the lower one)."""
     previous, rps, p95 = history.shortfall, inputs.observed_rps, inputs.observed_p95_s
     if rps is None or p95 is None or math.isnan(p95) or not inputs.metrics_available:
         return previous
     if previous is not None and rps < previous.rps * (1.0 - policy.tolerance):
         previous = None  # the load fell: the old shortfall says nothing any more
-    settled = history.last_scale_s is None or (
-        inputs.now_s - history.last_scale_s >= policy.metrics_window_s
+    settled = (
+        history.last_scale_s is None
+        or history.scaled_down
+        or inputs.now_s - history.last_scale_s >= policy.metrics_window_s
     )
     breached = p95 > inputs.target_p95_s * (1.0 + policy.tolerance)
     steady = settled and inputs.ready == inputs.current and inputs.ready > 0
@@ -243,6 +247,12 @@ def direction_changes(counts: Sequence[int]) -> int:
     """How often a series of replica counts turns from growing to shrinking or back (flapping)."""
     moves = [b - a for a, b in itertools.pairwise(counts) if b != a]
     return sum(1 for a, b in itertools.pairwise(moves) if (a > 0) != (b > 0))
+
+
+def sizing_rate(rps: float, policy: Policy) -> float:
+    """The rate the capacity model sizes for: the top of the tolerance band, so a rate that moves
+    within the tolerance (or rises while replicas start) does not breach at once."""
+    return rps * (1.0 + policy.tolerance)
 
 
 def capacity_size(model: PlacementModel, rps: float, gpu_types: Iterable[str], limit: int) -> int:

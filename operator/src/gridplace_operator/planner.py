@@ -29,6 +29,7 @@ from gridplace_operator.autoscaler import (
     capacity_size,
     decide,
     longest_rtt_s,
+    sizing_rate,
     status_of,
     user_p95,
 )
@@ -332,6 +333,12 @@ class Planner:
             log.warning("%s: no latency from Prometheus: %s", ref.key, err)
         current, ready = self._current_total(ref)
         demand = self._demand(ref, spec)
+        floor = spec.placement.availability
+        policy = Policy.of(
+            spec.scaling,
+            floor.regions_needed() * floor.min_replicas_per_region,
+            window_seconds(window),
+        )
         sized = None
         model = placement_model(ref, spec, demand)
         if not isinstance(model, Rejection):
@@ -341,11 +348,13 @@ class Planner:
                 reading.offered_rps(window_seconds(window)) if reading else 0.0,
             )
             sized = capacity_size(
-                model, rps, sorted(present or spec.model.gpu_types), spec.scaling.max_replicas
+                model,
+                sizing_rate(rps, policy),
+                sorted(present or spec.model.gpu_types),
+                spec.scaling.max_replicas,
             )
         routes = self.plans[ref.key].routes if ref.key in self.plans else []
         rtt_s = longest_rtt_s(((r.zone, r.region) for r in routes), self.plan_rtt())
-        floor = spec.placement.availability
         inputs = Inputs(
             now_s=now.timestamp(),
             target_p95_s=target,
@@ -356,11 +365,6 @@ class Planner:
             observed_rps=reading.offered_rps(window_seconds(window)) if reading else None,
             model_replicas=sized,
             pinned=spec.scaling.replicas,
-        )
-        policy = Policy.of(
-            spec.scaling,
-            floor.regions_needed() * floor.min_replicas_per_region,
-            window_seconds(window),
         )
         decision = decide(inputs, policy, self.scaling.get(ref.key, History()))
         self.scaling[ref.key], self.decisions[ref.key] = decision.history, decision
