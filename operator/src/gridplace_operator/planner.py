@@ -462,7 +462,9 @@ class Planner:
         kinds: tuple[SignalKind, ...] = ("carbonIntensity", "powerPrice")
         used = [self.resolved[(r, k)] for r in regions for k in kinds if (r, k) in self.resolved]
         fallback = [s for s in used if s.used_fallback]
-        stale = [s for s in used if not s.fresh and not s.used_fallback]
+        # Same rule as the Region's status: a value within maxAgeSeconds is fresh even while a
+        # refresh is failing.
+        stale = [s for s in used if s.status.stale and not s.used_fallback]
         if fallback:
             return SignalHealth(
                 "False",
