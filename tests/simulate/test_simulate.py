@@ -221,9 +221,11 @@ def test_problem_of_an_hour_carries_that_hours_signals(tiny_scenario: Path) -> N
     assert model.weights.carbon == 4
 
 
-def test_public_scenario_replays_six_hours() -> None:
-    data = load_scenario(ROOT / "examples" / "scenarios" / "public.yaml")
+@pytest.mark.parametrize("name", ["public.yaml", "public-november.yaml"])
+def test_shipped_scenarios_replay_real_data(name: str) -> None:
+    data = load_scenario(ROOT / "examples" / "scenarios" / name)
     assert len(data.hours) == 14 * 24
+    assert {r.name for r in data.spec.regions} == set(data.carbon_g_per_kwh)
     sim = simulate(data, hours=6)
     totals = sim.totals()
     for name, run in sim.runs.items():
