@@ -32,7 +32,7 @@ def test_default_topology_covers_the_scenario_regions_with_a_gpu_mix() -> None:
     topology = load_topology(DEFAULT_TOPOLOGY)
     assert topology.regions == SCENARIO_REGIONS
     products = {pool.product for pool in topology.pools}
-    assert products == {"NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB", "NVIDIA-L40S"}
+    assert products == {"NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-40GB", "NVIDIA-L40S"}
     for region in SCENARIO_REGIONS:
         nodes = sum(pool.nodes for pool in topology.pools if pool.region == region)
         assert 2 <= nodes <= 4, region
