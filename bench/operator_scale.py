@@ -5,7 +5,7 @@ Regions, runs the operator as users do, applies N InferenceDeployments in one go
 time until every one is placed and its Deployments exist, the operator's API writes per
 InferenceDeployment, its peak RSS, and its write rate once settled. Prints one JSON object.
 
-    uv run python bench/operator_scale.py [--count 500] [--scale 4] [--settle 30]
+    uv run python bench/operator_scale.py [--count 500] [--scale 6] [--settle 30]
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from gridplace_e2e.operator_run import OperatorProcess
 ROOT = Path(__file__).resolve().parents[1]
 ZONES = ["us-east", "us-west", "eu-central", "ap-northeast", "ap-southeast", "au-southeast"]
 GPU_CHOICES = [
-    ["NVIDIA-H100-80GB-HBM3"],
     ["NVIDIA-H100-80GB-HBM3", "NVIDIA-L40S"],
-    ["NVIDIA-L40S"],
+    ["NVIDIA-A100-SXM4-40GB", "NVIDIA-L40S"],
+    ["NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-40GB", "NVIDIA-L40S"],
 ]
 
 
@@ -107,13 +107,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--namespaces", type=int, default=10)
-    parser.add_argument("--scale", type=int, default=4, help="node count multiplier")
+    parser.add_argument("--scale", type=int, default=6, help="node count multiplier")
     parser.add_argument("--settle", type=float, default=30.0, help="seconds of steady state")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
-    cluster = LocalCluster("gridplace-bench", progress=lambda _: None)
+    cluster = LocalCluster("bench-operator-scale", progress=lambda _: None)
     work = Path(tempfile.mkdtemp(prefix="gridplace-bench-"))
     cluster.down()
     topology = scaled(load_topology(DEFAULT_TOPOLOGY), args.scale)
