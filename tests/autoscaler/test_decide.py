@@ -287,3 +287,14 @@ def test_a_breach_right_after_a_scale_down_is_held_against_the_lower_count() -> 
         inputs(80, 6, p95=0.4, model_replicas=3, observed_rps=6.0), policy, breach.history
     )
     assert calm.desired == 4
+
+
+def test_replicas_ready_for_only_part_of_the_window_did_not_produce_its_p95() -> None:
+    """Pods ready at once (the p95 still mostly measures the old count): no second scale-up."""
+    policy = replace(POLICY, scale_up_window_s=0, metrics_window_s=20)
+    first = decide(inputs(0, 2, p95=2.4), policy, History())
+    assert first.desired == 4
+    lagging = decide(inputs(9, 4, p95=2.0), policy, first.history)  # 4 ready, window saw 2
+    assert (lagging.desired, lagging.reason) == (4, Reason.ON_TARGET)
+    later = decide(inputs(40, 4, p95=2.0), policy, lagging.history)  # 4 ready for the window
+    assert later.desired == 8

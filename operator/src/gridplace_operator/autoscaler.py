@@ -87,6 +87,7 @@ class History:
     """Recommendations of past decisions (time, replicas), oldest first, and the last shortfall."""
 
     recommendations: tuple[tuple[float, int], ...] = ()
+    ready: tuple[tuple[float, int], ...] = ()  # ready replicas over the metrics window
     last_scale_s: float | None = None
     scaled_down: bool = False  # the last change lowered the count
     shortfall: Shortfall | None = None
@@ -122,7 +123,12 @@ def decide(inputs: Inputs, policy: Policy, history: History) -> Decision:
             History(last_scale_s=history.last_scale_s),
         )
     history = replace(history, shortfall=_shortfall(inputs, policy, history))
-    raw, why = recommend(inputs, policy, history.shortfall)
+    window = policy.metrics_window_s
+    ready = _in_effect_since(history.ready, inputs.now_s - window) if window > 0 else ()
+    history = replace(history, ready=(*ready, (inputs.now_s, inputs.ready)))
+    # The p95 of the window was produced by the replicas ready all through it.
+    served = min(n for _, n in history.ready)
+    raw, why = recommend(replace(inputs, ready=served), policy, history.shortfall)
     keep = max(policy.scale_up_window_s, policy.scale_down_window_s)
     history = history.add(inputs.now_s, _clamp(raw, policy), keep)
     if inputs.current == 0:  # nothing runs yet: size at once, there is nothing to destabilize
