@@ -1,0 +1,246 @@
+"""The closed loop, for real: the operator autoscales on the p95 that Prometheus scrapes from
+simulators backing its pods, while a load generator replays Azure trace requests routed by the
+plan's traffic split. Light load, a step up that breaches the SLO, scale-out and recovery, a step
+down and scale-in after the stabilization window, without flapping."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gridplace_e2e.cluster.handle import ClusterHandle
+from gridplace_e2e.loadgen.plan import Step, Zone, read_trace, step_plan, step_starts
+from gridplace_e2e.loadgen.runner import Outcome, RunOptions, percentile, run_plan
+from gridplace_e2e.operator_run import OperatorProcess, get_json, wait_for
+from gridplace_e2e.podsim import ClusterRouter, PodSimulators, SimLatency, split
+from gridplace_operator.autoscaler import direction_changes
+from gridplace_operator.prom import Prometheus
+
+ROOT = Path(__file__).resolve().parents[2]
+TRACE = (
+    ROOT.parent / "shared" / "scenarios" / "public" / "AzureLLMInferenceTrace_code_2023-11-16.csv"
+)
+GPU = "NVIDIA-L40S"
+MODEL = "sim/code-completion"
+SLO_S = 1.0
+# Eight batch slots and about 1.3 s per request: one replica carries ~6 req/s at full batch.
+LATENCY = {GPU: SimLatency(20, 0.05, 40, 0.5, 8)}
+LIGHT, HEAVY = 2.0, 14.0
+STEPS = (Step(45, LIGHT), Step(150, HEAVY), Step(120, LIGHT))
+NAME = "loop"
+
+
+def inference_deployment() -> dict[str, Any]:
+    """Its performance profile describes the simulator above, so the capacity model fits it."""
+    return {
+        "apiVersion": "gridplace.dev/v1alpha1",
+        "kind": "InferenceDeployment",
+        "metadata": {"name": NAME},
+        "spec": {
+            "model": {
+                "name": MODEL,
+                "gpuTypes": [GPU],
+                "performance": {
+                    "gpus": [
+                        {
+                            "gpuType": GPU,
+                            "maxBatch": 8,
+                            "decodeBaseSeconds": 0.04,
+                            "decodePerSequenceSeconds": 0.0005,
+                            "prefillSecondsPerToken": 0.00005,
+                            "activePowerWatts": 350,
+                            "idlePowerWatts": 100,
+                        }
+                    ]
+                },
+            },
+            "slo": {"p95TimeToFirstTokenSeconds": SLO_S},
+            "scaling": {
+                "minReplicas": 1,
+                "maxReplicas": 6,
+                "scaleUpStabilizationSeconds": 6,
+                "scaleDownStabilizationSeconds": 45,
+                "maxStep": 2,
+            },
+            "placement": {"allowedRegions": ["us-east-1"]},
+            "demand": {
+                "static": [{"zone": "us-east", "requestsPerSecond": LIGHT}],
+                "meanPromptTokens": 2048,
+                "meanOutputTokens": 28,
+            },
+        },
+    }
+
+
+@pytest.fixture
+def regions(cluster: ClusterHandle) -> None:
+    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    cluster.kubectl("apply", "-f", str(ROOT / "examples" / "regions.yaml"))
+
+
+@pytest.fixture
+def simulators(cluster: ClusterHandle, namespace: str) -> Iterator[PodSimulators]:
+    sims = PodSimulators(
+        cluster.api_client(), cluster.file_sd_dir, namespace=namespace, latency=LATENCY
+    )
+    sims.start(period_s=1.0)
+    yield sims
+    sims.close()
+
+
+@pytest.fixture
+def operator(cluster: ClusterHandle, regions: None, tmp_path: Path) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(
+        cluster.kubeconfig,
+        tmp_path / "operator.log",
+        plan_period=5.0,
+        extra_args=[
+            f"--prometheus-url={cluster.prometheus_url}",
+            "--prometheus-rate-window=20s",
+            "--autoscale-period=3",
+        ],
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+class Watch:
+    """Samples the InferenceDeployment every second in the background."""
+
+    def __init__(self, cluster: ClusterHandle, namespace: str) -> None:
+        self.cluster, self.namespace = cluster, namespace
+        self.samples: list[tuple[float, dict[str, Any]]] = []
+        self.status: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            body = get_json(self.cluster, "idep", NAME, "-n", self.namespace)
+            self.status = body.get("status") or {}
+            self.samples.append((time.monotonic(), self.status))
+            self._stop.wait(1.0)
+
+    def __enter__(self) -> Watch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def p95_ttft(outcomes: list[Outcome], start: float, end: float) -> float:
+    ttfts = [o.ttft_s for o in outcomes if start <= o.issued_s < end and o.ttft_s is not None]
+    assert ttfts, f"no answered requests between {start}s and {end}s"
+    value = percentile(ttfts, 0.95)
+    assert value is not None
+    return value
+
+
+@pytest.mark.cluster
+def test_scale_out_on_a_p95_breach_and_back_in_without_flapping(
+    cluster: ClusterHandle, namespace: str, simulators: PodSimulators, operator: OperatorProcess
+) -> None:
+    cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(inference_deployment())
+    )
+
+    prometheus = Prometheus(cluster.prometheus_url)
+    query = f'up{{job="file_sd",namespace="{namespace}",inference_deployment="{NAME}"}} == 1'
+
+    def scraped() -> bool:
+        return bool(simulators.endpoints(namespace, NAME)) and bool(prometheus.query(query))
+
+    wait_for(scraped, 120, "a simulator for the first replica, scraped by Prometheus", operator)
+
+    zones = (Zone("us-east", 5.3),)  # the RTT from us-east to us-east-1
+    plan = step_plan(
+        read_trace(TRACE), zones, steps=STEPS, max_requests=5000, max_duration_s=400, seed=7
+    )
+    with Watch(cluster, namespace) as watch:
+        router = ClusterRouter(
+            traffic=lambda: split(watch.status.get("traffic") or []),
+            endpoints=lambda: simulators.endpoints(namespace, NAME),
+        )
+        started = time.monotonic()
+        outcomes, _ = asyncio.run(run_plan(plan, router, RunOptions(MODEL)))
+        # the last light step ends with the run; allow the scale-in to settle
+        wait_for(lambda: watch.status.get("replicas") == 1, 90, "scale-in to one replica", operator)
+    replicas = [(t - started, s.get("replicas", 0)) for t, s in watch.samples]
+    counts = [n for _, n in replicas if n > 0]
+    starts = step_starts(STEPS)
+    heavy_start, light_start = starts[1], starts[2]
+    errors = [o.error for o in outcomes if o.error is not None]
+    assert len(errors) <= 0.02 * len(outcomes), errors[:5]
+    # Light load: one replica meets the SLO.
+    assert p95_ttft(outcomes, 10, heavy_start) <= SLO_S
+    assert {n for t, n in replicas if t < heavy_start} <= {0, 1}
+    # The step up breaches the SLO, the operator scales out, p95 recovers within the step.
+    assert p95_ttft(outcomes, heavy_start, heavy_start + 40) > SLO_S
+    assert max(counts) >= 2
+    assert p95_ttft(outcomes, light_start - 30, light_start) <= SLO_S
+    # The step down scales in only after the stabilization window, without flapping.
+    at_step_down = next(n for t, n in replicas if t >= light_start)
+    scaled_in = [t for t, n in replicas if t > light_start and n < at_step_down]
+    assert at_step_down >= 2
+    assert scaled_in and scaled_in[0] >= light_start + 45
+    assert counts[-1] == 1
+    assert direction_changes(counts) == 1, replicas
+    body = get_json(cluster, "idep", NAME, "-n", namespace)
+    autoscaler = body["status"]["autoscaler"]
+    assert autoscaler["desiredReplicas"] == 1
+    assert autoscaler["lastScaleTime"]
+    scaled = next(c for c in body["status"]["conditions"] if c["type"] == "Scaled")
+    assert scaled["reason"] in ("OnTarget", "ScalingDown")
+    events = get_json(cluster, "events", "-n", namespace)["items"]
+    reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == NAME}
+    assert {"ScalingUp", "ScalingDown"} <= reasons
+    assert operator.counter("gridplace_autoscaler_desired_replicas", inference_deployment=NAME) == 1
+
+
+@pytest.mark.cluster
+def test_prometheus_down_holds_the_plan_and_says_why(
+    cluster: ClusterHandle, namespace: str, regions: None, tmp_path: Path
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens once it closes
+    process = OperatorProcess(
+        cluster.kubeconfig,
+        tmp_path / "operator.log",
+        extra_args=[f"--prometheus-url={dead}", "--autoscale-period=1"],
+    )
+    process.start()
+    try:
+        body = inference_deployment()
+        body["spec"]["demand"]["static"] = [{"zone": "us-east", "requestsPerSecond": 5.0}]
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
+
+        def scaled() -> dict[str, Any]:
+            status = get_json(cluster, "idep", NAME, "-n", namespace).get("status") or {}
+            return next((c for c in status.get("conditions") or [] if c["type"] == "Scaled"), {})
+
+        wait_for(lambda: scaled().get("reason") == "MetricsUnavailable", 60, "Scaled", process)
+        status = get_json(cluster, "idep", NAME, "-n", namespace)["status"]
+        assert scaled()["status"] == "Unknown"
+        assert "Prometheus unavailable" in scaled()["message"]
+        # sized from the declared demand, placed, and held across autoscaler cycles
+        sized = status["autoscaler"]["desiredReplicas"]
+        assert sized >= 2
+        assert status["replicas"] == sized
+        process.wait_cycles(3)
+        assert get_json(cluster, "idep", NAME, "-n", namespace)["status"]["replicas"] == sized
+        assert process.counter("gridplace_errors_total", stage="autoscale") == 0
+    finally:
+        process.stop()
