@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from gridplace_e2e.cluster.build import cache_dir
-from gridplace_e2e.cluster.cli import main as cluster_cli
 from gridplace_e2e.cluster.handle import ClusterHandle, session_cluster_name
-from gridplace_e2e.cluster.local import CLUSTER_PROGRAMS, LocalCluster, abandoned_clusters, poll
+from gridplace_e2e.cluster.local import CLUSTER_PROGRAMS, LocalCluster, poll
 from gridplace_e2e.cluster.topology import parse_topology
 
 pytestmark = pytest.mark.cluster
@@ -98,22 +97,3 @@ def test_kwokctl_is_told_to_download_nothing(tmp_path: Path) -> None:
     hosts = set(re.findall(r"https?://([^/\s:]+)", plan)) - {"kubernetes.default.svc.cluster.local"}
     assert hosts == {"127.0.0.1"}
     assert "--bind-address=0.0.0.0" not in plan
-
-
-def test_cli_status_and_down_of_an_unknown_cluster(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    root = ["--workdir", str(tmp_path), "--name", "never-started"]
-    assert cluster_cli([*root, "status"]) == 3
-    assert "not running" in capsys.readouterr().out
-    assert cluster_cli([*root, "down"]) == 0
-
-
-def test_abandoned_test_clusters_are_found_by_their_dead_owner(tmp_path: Path) -> None:
-    for name in ("gridplace-test-999999999", "gridplace-test-999999999-b", "gridplace-demo"):
-        (tmp_path / "clusters" / name).mkdir(parents=True)
-    (tmp_path / "kwok" / "clusters" / f"gridplace-test-{os.getpid()}").mkdir(parents=True)
-    assert abandoned_clusters("gridplace-test", root=tmp_path) == [
-        "gridplace-test-999999999",
-        "gridplace-test-999999999-b",
-    ]

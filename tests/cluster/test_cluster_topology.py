@@ -1,13 +1,15 @@
-"""Topology files and build settings (no cluster needed)."""
+"""The parts of the cluster tool that need no cluster: topology files, build settings, names."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from gridplace_e2e.cluster.build import helm_ldflags, kubernetes_ldflags
-from gridplace_e2e.cluster.local import ClusterError, LocalCluster
+from gridplace_e2e.cluster.cli import main as cluster_cli
+from gridplace_e2e.cluster.local import ClusterError, LocalCluster, abandoned_clusters
 from gridplace_e2e.cluster.topology import (
     DEFAULT_TOPOLOGY,
     GPU_RESOURCE,
@@ -132,3 +134,22 @@ def test_version_stamps() -> None:
 def test_cluster_names_are_checked(name: str, tmp_path: Path) -> None:
     with pytest.raises(ClusterError, match="cluster name"):
         LocalCluster(name, root=tmp_path)
+
+
+def test_cli_status_and_down_of_an_unknown_cluster(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = ["--workdir", str(tmp_path), "--name", "never-started"]
+    assert cluster_cli([*root, "status"]) == 3
+    assert "not running" in capsys.readouterr().out
+    assert cluster_cli([*root, "down"]) == 0
+
+
+def test_abandoned_test_clusters_are_found_by_their_dead_owner(tmp_path: Path) -> None:
+    for name in ("gridplace-test-999999999", "gridplace-test-999999999-b", "gridplace-demo"):
+        (tmp_path / "clusters" / name).mkdir(parents=True)
+    (tmp_path / "kwok" / "clusters" / f"gridplace-test-{os.getpid()}").mkdir(parents=True)
+    assert abandoned_clusters("gridplace-test", root=tmp_path) == [
+        "gridplace-test-999999999",
+        "gridplace-test-999999999-b",
+    ]
