@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -107,15 +108,22 @@ def sa_kubeconfig(
 
 @pytest.fixture(scope="module")
 def operator(
-    sa_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
+    release: str, sa_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(sa_kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
-    try:
-        process.start(timeout=120)  # the machine may be busy; the log tail says why it failed
-    except RuntimeError as err:
-        pytest.fail(str(err), pytrace=False)
-    yield process
-    process.stop()
+    """The operator with the chart pod's credentials and environment. Signal APIs point at a
+    closed loopback port: no test may reach the internet."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GRIDPLACE_NAMESPACE", release)
+        env.setenv("GRIDPLACE_WATTTIME_URL", "http://127.0.0.1:9")
+        env.setenv("GRIDPLACE_ELECTRICITY_MAPS_URL", "http://127.0.0.1:9")
+        log = tmp_path_factory.mktemp("operator") / "operator.log"
+        process = OperatorProcess(sa_kubeconfig, log)
+        try:
+            process.start(timeout=120)  # the machine may be busy; the log tail says why it failed
+        except RuntimeError as err:
+            pytest.fail(str(err), pytrace=False)
+        yield process
+        process.stop()
 
 
 def adopt_crds(cluster: ClusterHandle, namespace: str) -> None:
@@ -243,6 +251,88 @@ def test_operator_with_the_service_accounts_credentials_reconciles_the_examples(
     log = operator.tail(200_000)
     assert "Forbidden" not in log and "(403)" not in log, log[-3000:]
     assert chat["metadata"]["generation"] == 1  # status only: the spec was never written
+
+
+def test_signal_sources_read_what_the_chart_grants_and_nothing_else(
+    cluster: ClusterHandle, release: str, operator: OperatorProcess
+) -> None:
+    """A price file in a ConfigMap of the release namespace is read; a Secret the values did not
+    name is refused by the API server, and the Region says so and falls back."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    csv = f"datetime_utc,usd_per_mwh\n{hour.isoformat().replace('+00:00', 'Z')},77.5\n"
+    cluster.kubectl(
+        "create", "configmap", "prices", "-n", release, f"--from-literal=prices.csv={csv}"
+    )
+    cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "watttime",
+        "-n",
+        release,
+        "--from-literal=username=u",
+        "--from-literal=password=p",
+    )
+    rtt = [{"zone": "us-east", "ms": 5}]
+    granted = {
+        "pue": 1.2,
+        "carbonIntensity": {"static": {"gCO2PerKWh": 100}},
+        "powerPrice": {
+            "file": {
+                "configMapRef": {"name": "prices", "key": "prices.csv"},
+                "valueColumn": "usd_per_mwh",
+            }
+        },
+        "rtt": rtt,
+    }
+    denied = {
+        "pue": 1.2,
+        "carbonIntensity": {
+            "wattTime": {"region": "PJM_DC", "credentialsSecretRef": {"name": "watttime"}},
+            "fallback": {"gCO2PerKWh": 300},
+        },
+        "powerPrice": {"static": {"usdPerMWh": 50}},
+        "rtt": rtt,
+    }
+    regions = [
+        {
+            "apiVersion": "gridplace.dev/v1alpha1",
+            "kind": "Region",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        for name, spec in (("signals-granted", granted), ("signals-denied", denied))
+    ]
+    cluster.kubectl(
+        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": regions})
+    )
+    try:
+
+        def signal(region: str, kind: str) -> dict[str, Any]:
+            status = get_json(cluster, "region", region).get("status") or {}
+            return dict((status.get("signals") or {}).get(kind) or {})
+
+        wait_for(
+            lambda: signal("signals-granted", "powerPrice").get("source") == "File",
+            60,
+            "the price read from the ConfigMap",
+            operator,
+        )
+        assert signal("signals-granted", "powerPrice")["value"] == 77.5
+        wait_for(
+            lambda: signal("signals-denied", "carbonIntensity").get("source") == "Fallback",
+            60,
+            "the fallback for the refused Secret",
+            operator,
+        )
+        refused = signal("signals-denied", "carbonIntensity")
+        assert refused["value"] == 300
+        assert (
+            f"Secret {release}/watttime: gridplace is not allowed to read it (RBAC, HTTP 403)"
+            in refused["message"]
+        )
+    finally:
+        cluster.kubectl("delete", "region", "signals-granted", "signals-denied")
 
 
 def test_server_side_apply_of_the_examples_again_changes_nothing(
