@@ -151,6 +151,8 @@ def _monitors(docs: list[dict[str, Any]]) -> None:
     pods = one(docs, "PodMonitor")
     assert pods["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/managed-by": "gridplace"}
     assert pods["spec"]["namespaceSelector"] == {"any": True}
+    relabeled = {r["targetLabel"] for r in pods["spec"]["podMetricsEndpoints"][0]["relabelings"]}
+    assert {"namespace", "inference_deployment", "region"} <= relabeled  # what the queries use
 
 
 def _pinned_image(docs: list[dict[str, Any]]) -> None:
