@@ -43,6 +43,7 @@ def test_defaults_render_a_hardened_single_replica_operator(helm: Helm) -> None:
     assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
     assert "--metrics-port=8081" in container["args"]
     assert not any(a.startswith("--namespace") for a in container["args"])
+    assert not any(a.startswith("--prometheus-url") for a in container["args"])  # demand-sized
     assert {"limits", "requests"} <= container["resources"].keys()
     service = one(docs, "Service", "-metrics")
     assert service["spec"]["ports"][0]["targetPort"] == "metrics"
@@ -160,6 +161,13 @@ def _pinned_image(docs: list[dict[str, Any]]) -> None:
     assert operator_container(docs)["image"] == f"registry.example/gp:1.2.3@{digest}"
 
 
+def _autoscaler(docs: list[dict[str, Any]]) -> None:
+    args = operator_container(docs)["args"]
+    assert "--prometheus-url=http://prometheus-operated.monitoring:9090" in args
+    assert "--prometheus-rate-window=4m" in args
+    assert "--autoscale-period=15" in args
+
+
 def _no_extras(docs: list[dict[str, Any]]) -> None:
     kinds = {d["kind"] for d in docs}
     assert not kinds & {"ConfigMap", "Service", "NetworkPolicy", "ServiceAccount"}
@@ -208,6 +216,15 @@ VALID: dict[str, tuple[dict[str, Any], Check]] = {
             }
         },
         _pinned_image,
+    ),
+    "autoscaler": (
+        {
+            "operator": {
+                "prometheusUrl": "http://prometheus-operated.monitoring:9090",
+                "prometheusRateWindow": "4m",
+            }
+        },
+        _autoscaler,
     ),
     "bare": (
         {
@@ -273,6 +290,10 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
     "interval": (
         {"metrics": {"serviceMonitor": {"interval": "soon"}}},
         "at '/metrics/serviceMonitor/interval': 'soon' does not match",
+    ),
+    "rate-window": (
+        {"operator": {"prometheusRateWindow": "0m"}},
+        "at '/operator/prometheusRateWindow': '0m' does not match",
     ),
     "prometheus-url": (
         {"operator": {"prometheusUrl": "prometheus:9090"}},
