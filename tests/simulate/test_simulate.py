@@ -18,19 +18,23 @@ import numpy as np
 import pytest
 import yaml
 
+from gridplace_operator.cli import main
 from gridplace_placement.builder import compile_problem
-from gridplace_placement.problem import Problem
+from gridplace_placement.problem import Assignment, Problem
 from gridplace_placement.scenario import load_scenario
 from gridplace_placement.simulate import (
     BOUND,
     DEFAULT_POLICIES,
     Simulation,
+    capacity_overruns,
     carbon_bound,
     plot,
     problem_at,
     simulate,
+    stopped_replicas,
     summary_table,
 )
+from gridplace_placement.solver import solve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -236,8 +240,6 @@ def test_shipped_scenarios_replay_real_data(name: str) -> None:
 
 
 def test_cli_writes_json_and_png(tiny_scenario: Path, tmp_path: Path, capsys: Any) -> None:
-    from gridplace_operator.cli import main  # noqa: PLC0415 - the operator package is optional here
-
     out_dir = tmp_path / "sim-out"
     code = main(
         ["simulate", str(tiny_scenario), "--output-dir", str(out_dir), "--hours", "4", "--json"]
@@ -252,8 +254,6 @@ def test_cli_writes_json_and_png(tiny_scenario: Path, tmp_path: Path, capsys: An
 
 
 def test_cli_policies_and_table(tiny_scenario: Path, tmp_path: Path, capsys: Any) -> None:
-    from gridplace_operator.cli import main  # noqa: PLC0415
-
     code = main(
         [
             "simulate",
@@ -272,3 +272,46 @@ def test_cli_policies_and_table(tiny_scenario: Path, tmp_path: Path, capsys: Any
     assert "\ngridplace " in out and "\nlatency-nearest " in out
     assert "lowest-carbon" not in out and "\nbound" not in out
     assert "gridplace vs latency-nearest: carbon " in out
+
+
+def _one_region_problem(gpus: int, current: int = 0) -> Problem:
+    h100 = "NVIDIA-H100-80GB-HBM3"
+    return Problem.model_validate(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "profile": PROFILE,
+                    "gpuTypes": [h100],
+                    "sloP95TtftSeconds": 1.0,
+                    "demand": {"z": 40.0},
+                }
+            ],
+            "regions": [
+                {
+                    "name": "r",
+                    "gpus": {h100: gpus},
+                    "carbonIntensity": 300,
+                    "powerPriceUsdPerMwh": 50,
+                }
+            ],
+            "rttMs": {"z": {"r": 5}},
+            "current": [{"model": "m", "region": "r", "gpuType": h100, "replicas": current}],
+        }
+    )
+
+
+def test_capacity_check_and_churn_count_see_the_plan() -> None:
+    plan = solve(_one_region_problem(gpus=8))
+    replicas = plan.replicas()[("m", "r", "NVIDIA-H100-80GB-HBM3")]
+    assert replicas >= 2
+    assert capacity_overruns(_one_region_problem(gpus=8), plan) == []
+    assert capacity_overruns(_one_region_problem(gpus=1), plan) == [
+        f"r/NVIDIA-H100-80GB-HBM3: {replicas} GPUs > 1"
+    ]
+    before = [
+        Assignment(model="m", region="r", gpu_type="NVIDIA-H100-80GB-HBM3", replicas=replicas + 3),
+        Assignment(model="m", region="elsewhere", gpu_type="NVIDIA-H100-80GB-HBM3", replicas=2),
+    ]
+    assert stopped_replicas(before, plan) == 3 + 2
+    assert stopped_replicas([], plan) == 0
