@@ -111,6 +111,9 @@ def _guarded(command: Any) -> Any:
         except InputError as err:
             print(f"gridplace {args.command}: error: {err}", file=sys.stderr)
             return USAGE_ERROR
+        except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
 
     return run
 
