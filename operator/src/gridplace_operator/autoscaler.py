@@ -69,7 +69,8 @@ class Inputs:
     ready: int  # replicas serving now
     metrics_available: bool  # Prometheus answered
     observed_p95_s: float | None = None  # None: no requests in the window (or no metrics)
-    observed_rps: float | None = None
+    observed_rps: float | None = None  # offered: served plus queue growth and backlog
+    served_rps: float | None = None  # what the replicas actually answered
     model_replicas: int | None = None  # capacity-model size for the demand; None: unknown
     pinned: int | None = None  # spec.scaling.replicas
 
@@ -193,7 +194,8 @@ def _shortfall(inputs: Inputs, policy: Policy, history: History) -> Shortfall | 
     breached = p95 > inputs.target_p95_s * (1.0 + policy.tolerance)
     steady = settled and inputs.ready == inputs.current and inputs.ready > 0
     if breached and steady and (previous is None or inputs.ready >= previous.replicas):
-        return Shortfall(inputs.ready, rps)
+        # The served rate: a backlog inflates the offered one and would forget the breach early.
+        return Shortfall(inputs.ready, min(rps, inputs.served_rps or rps))
     return previous
 
 
