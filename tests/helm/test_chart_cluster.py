@@ -251,6 +251,11 @@ def test_operator_with_the_service_accounts_credentials_reconciles_the_examples(
     log = operator.tail(200_000)
     assert "Forbidden" not in log and "(403)" not in log, log[-3000:]
     assert chat["metadata"]["generation"] == 1  # status only: the spec was never written
+    # nor labels or annotations, which GitOps tools track and compare
+    examples = yaml.safe_load_all((EXAMPLES / "inferencedeployments.yaml").read_text())
+    applied = next(d for d in examples if d and d["metadata"]["name"] == "llama-8b-chat")
+    assert chat["metadata"].get("labels", {}) == applied["metadata"].get("labels", {})
+    assert not chat["metadata"].get("annotations")
 
 
 def test_signal_sources_read_what_the_chart_grants_and_nothing_else(
