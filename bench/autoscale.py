@@ -129,7 +129,7 @@ class Observed:
     p95_s: float | None
     mean_s: float | None
     rps: float  # served rate plus the queue's growth, as the operator reads it
-    served_rps: float = 0.0
+    arrival_rps: float = 0.0  # served plus the queue's signed growth
 
 
 @dataclass
@@ -202,7 +202,7 @@ def gridplace_controller(size: Callable[[float], int], setup: Setup) -> Controll
             metrics_available=True,
             observed_p95_s=seen.p95_s,
             observed_rps=seen.rps,
-            served_rps=seen.served_rps,
+            arrival_rps=seen.arrival_rps,
             model_replicas=size(sizing_rate(seen.rps, policy)),
         )
         decision = decide(inputs, policy, state["history"])
@@ -327,7 +327,9 @@ def observe(
     if seen.size == 0:
         return Observed(None, None, growth)
     p95, mean = float(np.percentile(seen, 95)), float(seen.mean())
-    return Observed(p95, mean, seen.size / window_s + growth, seen.size / window_s)
+    served = seen.size / window_s
+    arrivals = max(0.0, served + ((q1 - q0) / (t1 - t0) if t1 > t0 else 0.0))
+    return Observed(p95, mean, served + growth, arrivals)
 
 
 def per_minute_p95(run: Run, duration_s: float) -> Floats:

@@ -300,7 +300,7 @@ def test_replicas_ready_for_only_part_of_the_window_did_not_produce_its_p95() ->
     assert later.desired == 8
 
 
-def test_the_shortfall_remembers_the_served_rate_not_the_backlog_inflated_one() -> None:
+def test_the_shortfall_remembers_the_arrival_rate_not_the_backlog_inflated_one() -> None:
     policy = replace(POLICY, scale_up_window_s=0, metrics_window_s=0)
-    breach = decide(inputs(0, 4, p95=9.0, observed_rps=26.0, served_rps=14.0), policy, History())
+    breach = decide(inputs(0, 4, p95=9.0, observed_rps=26.0, arrival_rps=14.0), policy, History())
     assert breach.history.shortfall == Shortfall(4, 14.0)

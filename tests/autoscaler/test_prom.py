@@ -55,6 +55,7 @@ def test_offered_rate_adds_queue_growth_and_the_backlog_to_drain() -> None:
         queue_growth_rps={"a": 0.5, "b": -2.0},  # a shrinking queue is no extra demand
     )
     assert reading.offered_rps(40) == 3.0 + 1.0 + 0.5 + 20 / 40
+    assert reading.arrival_rps == 3.0 + 1.0 + 0.5 - 2.0  # a draining queue was served, not new
 
 
 def test_an_unreachable_prometheus_is_an_explicit_error() -> None:

@@ -70,7 +70,7 @@ class Inputs:
     metrics_available: bool  # Prometheus answered
     observed_p95_s: float | None = None  # None: no requests in the window (or no metrics)
     observed_rps: float | None = None  # offered: served plus queue growth and backlog
-    served_rps: float | None = None  # what the replicas actually answered
+    arrival_rps: float | None = None  # served plus the queue's signed growth: what arrives
     model_replicas: int | None = None  # capacity-model size for the demand; None: unknown
     pinned: int | None = None  # spec.scaling.replicas
 
@@ -194,8 +194,10 @@ def _shortfall(inputs: Inputs, policy: Policy, history: History) -> Shortfall | 
     breached = p95 > inputs.target_p95_s * (1.0 + policy.tolerance)
     steady = settled and inputs.ready == inputs.current and inputs.ready > 0
     if breached and steady and (previous is None or inputs.ready >= previous.replicas):
-        # The served rate: a backlog inflates the offered one and would forget the breach early.
-        return Shortfall(inputs.ready, min(rps, inputs.served_rps or rps))
+        # The arrival rate: a backlog inflates the offered rate, and draining it the served one;
+        # either would forget the breach too early.
+        arrivals = inputs.arrival_rps if inputs.arrival_rps is not None else rps
+        return Shortfall(inputs.ready, arrivals)
     return previous
 
 

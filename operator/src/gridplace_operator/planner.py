@@ -363,7 +363,7 @@ class Planner:
             metrics_available=reading is not None,
             observed_p95_s=user_p95(reading.p95_seconds, rtt_s) if reading else None,
             observed_rps=reading.offered_rps(window_seconds(window)) if reading else None,
-            served_rps=reading.total_rps if reading else None,
+            arrival_rps=reading.arrival_rps if reading else None,
             model_replicas=sized,
             pinned=spec.scaling.replicas,
         )

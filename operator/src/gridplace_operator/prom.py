@@ -104,6 +104,11 @@ class LoadReading:
     def total_rps(self) -> float:
         return sum(self.requests_per_second.values())
 
+    @property
+    def arrival_rps(self) -> float:
+        """Arrivals: what was served plus what the queues grew by (minus what they shrank by)."""
+        return max(0.0, self.total_rps + sum(self.queue_growth_rps.values()))
+
     def offered_rps(self, drain_s: float) -> float:
         """What arrives, even when saturated: served requests plus the growth of the queues,
         plus the rate that drains the requests waiting now within `drain_s`."""
