@@ -520,11 +520,6 @@ def test_upgrade_to_one_watched_namespace_narrows_the_rbac(
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with --namespace the operator still lists InferenceDeployments, Deployments and "
-    "Services cluster-wide at start (handlers._seed), which namespace-scoped RBAC forbids",
-)
 def test_operator_restricted_to_its_namespace_reconciles_with_the_narrowed_rbac(
     cluster: ClusterHandle,
     serving: str,

@@ -87,6 +87,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = handlers.OperatorConfig(
         kubeconfig=args.kubeconfig,
+        namespaces=tuple(args.namespaces or ()),
         metrics_port=args.metrics_port,
         metrics_address=args.metrics_address,
         plan_period_seconds=args.plan_period,

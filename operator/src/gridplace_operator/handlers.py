@@ -32,6 +32,7 @@ OWNED = {labels.MANAGED_BY: labels.MANAGED_BY_VALUE}
 @dataclass(frozen=True)
 class OperatorConfig:
     kubeconfig: str | None = None
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
     metrics_port: int = 8081
     metrics_address: str = "0.0.0.0"  # scraped from inside the cluster
     plan_period_seconds: float = 60.0
@@ -50,16 +51,16 @@ def _wake(memo: Any, change: Change) -> None:
         memo.loop.request(replan=False)
 
 
-def _seed(kube: Kube, world: World) -> None:
+def _seed(kube: Kube, world: World, namespaces: tuple[str, ...]) -> None:
     """List everything once so the first plan sees the whole cluster, not a partial watch."""
-    for body in kube.list_all("InferenceDeployment"):
+    for body in kube.list_all("InferenceDeployment", namespaces=namespaces):
         world.observe_idep(body, deleted=False)
     for body in kube.list_all("Region"):
         world.observe_region(body, deleted=False)
     for body in kube.list_all("Node"):
         world.observe_node(body, deleted=False)
     for kind in ("Deployment", "Service"):
-        for body in kube.list_all(kind, label_selector=_selector(OWNED)):
+        for body in kube.list_all(kind, label_selector=_selector(OWNED), namespaces=namespaces):
             world.observe_child(body, deleted=False)
 
 
@@ -86,7 +87,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     api_client = load_client_config(config.kubeconfig)
     kube = Kube(api_client, metrics)
     world = World()
-    await asyncio.to_thread(_seed, kube, world)
+    await asyncio.to_thread(_seed, kube, world, config.namespaces)
     planner = Planner(
         world,
         kube,

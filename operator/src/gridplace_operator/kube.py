@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,10 +68,18 @@ class Kube:
 
         return await asyncio.to_thread(call)
 
-    def list_all(self, kind: str, *, label_selector: str = "") -> list[dict[str, Any]]:
-        """Every object of a kind gridplace watches, as plain JSON (synchronous; used at start)."""
+    def list_all(
+        self, kind: str, *, label_selector: str = "", namespaces: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Every object of a kind gridplace watches, as plain JSON (synchronous; used at start).
+
+        Namespaced kinds are listed in `namespaces` only, when given, so that namespace-scoped
+        RBAC suffices.
+        """
         raw: dict[str, Any] = {"_preload_content": False}
-        calls: dict[str, Callable[[], Any]] = {
+        if label_selector:
+            raw["label_selector"] = label_selector
+        cluster_wide: dict[str, Callable[[], Any]] = {
             "InferenceDeployment": lambda: self.custom.list_cluster_custom_object(
                 GROUP, VERSION, "inferencedeployments", **raw
             ),
@@ -79,15 +87,25 @@ class Kube:
                 GROUP, VERSION, "regions", **raw
             ),
             "Node": lambda: self.core.list_node(**raw),
-            "Deployment": lambda: self.apps.list_deployment_for_all_namespaces(
-                label_selector=label_selector, **raw
-            ),
-            "Service": lambda: self.core.list_service_for_all_namespaces(
-                label_selector=label_selector, **raw
-            ),
+            "Deployment": lambda: self.apps.list_deployment_for_all_namespaces(**raw),
+            "Service": lambda: self.core.list_service_for_all_namespaces(**raw),
         }
-        items: list[dict[str, Any]] = json.loads(calls[kind]().data)["items"]
-        return [{**item, "kind": kind} for item in items]
+        in_namespace: dict[str, Callable[[str], Any]] = {
+            "InferenceDeployment": lambda ns: self.custom.list_namespaced_custom_object(
+                GROUP, VERSION, ns, "inferencedeployments", **raw
+            ),
+            "Deployment": lambda ns: self.apps.list_namespaced_deployment(ns, **raw),
+            "Service": lambda ns: self.core.list_namespaced_service(ns, **raw),
+        }
+        if namespaces and kind in in_namespace:
+            responses = [in_namespace[kind](ns) for ns in namespaces]
+        else:
+            responses = [cluster_wide[kind]()]
+        return [
+            {**item, "kind": kind}
+            for response in responses
+            for item in json.loads(response.data)["items"]
+        ]
 
     # Writes ----------------------------------------------------------------------------------
     async def apply(self, obj: Mapping[str, Any], *, force: bool = True) -> None:

@@ -57,6 +57,12 @@ class OperatorMetrics:
             list(_IDEP),
             registry=r,
         )
+        self.slo = Gauge(
+            "gridplace_slo_seconds",
+            "The p95 latency target of each InferenceDeployment (TTFT or end to end).",
+            [*_IDEP, "metric"],
+            registry=r,
+        )
         self.signal_age = Gauge(
             "gridplace_signal_age_seconds",
             "Age of the signal value a region was planned with.",

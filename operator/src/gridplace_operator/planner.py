@@ -522,7 +522,9 @@ class Planner:
         )
         previous: Mapping[str, Any] = body.get("status") or {}
         status = idep_status(facts, previous, now).to_api()
-        self._record_metrics(ref, model_plan)
+        self._record_metrics(
+            ref, model_plan, spec if isinstance(spec, InferenceDeploymentSpec) else None
+        )
         if comparable(status) != comparable(previous):
             await self.kube.apply_status(
                 "inferencedeployments", ref.namespace, ref.name, status, "InferenceDeployment"
@@ -594,8 +596,18 @@ class Planner:
                     body, reason=cond["reason"], message=cond["message"], warning=True
                 )
 
-    def _record_metrics(self, ref: IdepRef, model_plan: ModelPlan | None) -> None:
+    def _record_metrics(
+        self, ref: IdepRef, model_plan: ModelPlan | None, spec: InferenceDeploymentSpec | None
+    ) -> None:
         ids = {"namespace": ref.namespace, "inference_deployment": ref.name}
+        if spec is not None:
+            slo = spec.slo
+            if slo.p95_time_to_first_token_seconds is not None:
+                self.metrics.slo.labels(**ids, metric="ttft").set(
+                    slo.p95_time_to_first_token_seconds
+                )
+            if slo.p95_end_to_end_seconds is not None:
+                self.metrics.slo.labels(**ids, metric="e2e").set(slo.p95_end_to_end_seconds)
         if model_plan is None:
             return
         self.metrics.carbon.labels(**ids).set(model_plan.outcome.carbon_g_per_hour)
