@@ -1,8 +1,9 @@
 """Baseline policies beside the optimiser, over the same compiled index sets and the same Plan.
 
-Greedy policies route each (model, zone) demand to SLO-eligible pools in the order of their score,
-adding replicas while the region has GPUs of the type (GPU capacity, maxReplicas and SLO
-eligibility always hold), then top up minReplicas and the region floor:
+Greedy policies keep the running replicas, route each (model, zone) demand to SLO-eligible pools
+in the order of their score, adding replicas while the region has GPUs of the type (GPU capacity,
+maxReplicas, SLO eligibility and any churn budget hold), then top up minReplicas and the region
+floor:
 - latency-nearest: lowest RTT first;
 - cheapest-power: lowest electricity price first (RTT breaks ties);
 - lowest-carbon: lowest gCO2 per request at full replicas first;
@@ -53,7 +54,10 @@ def _greedy(c: Compiled, score: FloatArray, *, even: bool) -> Assignment:
     reps_left = np.array(
         [m.max_replicas if m.max_replicas is not None else math.inf for m in prob.models]
     )
-    n = np.zeros(p.size)
+    n = p.current.copy()  # running replicas stay: baselines never stop what runs
+    for q in np.flatnonzero(n > 0).tolist():
+        gpus_left[(int(p.region[q]), int(p.gpu[q]))] -= n[q] * p.gpus_per_replica[q]
+        reps_left[p.model[q]] -= n[q]
     load = np.zeros(p.size)
     routed = np.zeros(k.size)
 

@@ -13,8 +13,10 @@ MAX_ITEMS = 3
 
 
 def reasons_by_model(
-    c: Compiled, replicas: FloatArray, load: FloatArray, unserved: FloatArray
+    c: Compiled, replicas: FloatArray, load: FloatArray, unserved: FloatArray, *, optimised: bool
 ) -> dict[int, list[str]]:
+    """Reasons per model index. Cost comparisons between regions are given only for optimised
+    plans: a baseline did not choose by cost."""
     p, k, d, prob = c.pools, c.routes, c.demands, c.problem
     regions, zones = prob.regions, prob.zones
     gpus_used = np.zeros((len(regions), len(c.gpu_types)))
@@ -54,7 +56,7 @@ def reasons_by_model(
             ms = prob.rtt_ms[zone][region]
             reasons.append(f"{region} is outside the SLO from zone {zone} ({ms:g} ms RTT)")
         spare = mine[routed_pool[mine] & ~full[mine] & (replicas[mine] == 0)]
-        if used.size:
+        if optimised and used.size:
             main = used[np.argmax(load[used])]
             other = spare[~np.isin(p.region[spare], p.region[used])]
             if other.size:

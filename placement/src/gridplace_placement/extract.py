@@ -158,7 +158,7 @@ def assemble(
                 slo_met=p95 is not None and p95 <= model.slo_p95_ttft_seconds + 1e-9,
             )
         )
-    reasons = reasons_by_model(c, n, load, ev.unserved)
+    reasons = reasons_by_model(c, n, load, ev.unserved, optimised=policy == "gridplace")
     unserved_m = np.bincount(d.model, weights=ev.unserved, minlength=len(models))
     stopped_m = np.bincount(p.model, weights=ev.stopped, minlength=len(models))
     model_outcomes = []

@@ -30,6 +30,8 @@ Policy = Literal[
     "gridplace", "latency-nearest", "even-spread", "cheapest-power", "lowest-carbon", "naive"
 ]
 POLICIES: tuple[Policy, ...] = get_args(Policy)
+ENTERING_PER_ZONE = 4  # routes per (model, zone) priced into the LP per round
+BOUND_TOLERANCE = 1e-3  # stop pricing when the bound can fall by less than this share
 
 
 class SolveOptions(BaseModel):
@@ -101,9 +103,10 @@ def lp_bound(
     """LP relaxation (GLOP) by column generation: a certified lower bound for every plan.
 
     Starts from the cheapest routes of each (model, zone), then prices every other candidate
-    route (with the pool it would open) against the duals and adds those with negative reduced
-    cost. When none is left the restricted LP's optimum is the full LP's, so its value bounds
-    every plan; the restricted model is returned for the integer search.
+    route (with the pool it would open) against the duals and adds the most negative ones. It
+    stops when none is left (the restricted LP's optimum is the full LP's) or when the full LP
+    provably lies within 0.1% below it; the bound returned subtracts that remaining amount, so
+    it is valid either way. The restricted model is returned for the integer search.
     """
     mask = _cheapest_routes(cands, routes_per_zone)
     for _ in range(max_rounds):
@@ -115,10 +118,13 @@ def lp_bound(
         if not solver.has_solution():  # slacks keep it feasible; this is a solver failure
             raise RuntimeError(f"LP relaxation failed: {solver.status()}")
         values = np.asarray(solver.variable_values(), dtype=np.float64)
-        entering = _entering_routes(compiled, np.asarray(solver.dual_values(), dtype=np.float64))
+        objective = float(solver.objective_value())
+        entering, shortfall = _entering_routes(
+            compiled, np.asarray(solver.dual_values(), dtype=np.float64)
+        )
         entering &= ~mask
-        if not entering.any():
-            return compiled, float(solver.objective_value()), values
+        if not entering.any() or -shortfall <= BOUND_TOLERANCE * abs(objective):
+            return compiled, objective + min(shortfall, 0.0), values
         mask |= entering
     compiled = restrict(cands, np.ones(cands.routes.size, dtype=bool))
     bound, values = _solve_lp(compiled.milp)
@@ -142,8 +148,12 @@ def _cheapest_routes(cands: Candidates, k: int) -> NDArray[np.bool_]:
     return rank < k
 
 
-def _entering_routes(c: Compiled, y: FloatArray, tol: float = 1e-9) -> NDArray[np.bool_]:
-    """Candidate routes with negative reduced cost c - y.A (GLOP's dual sign convention)."""
+def _entering_routes(
+    c: Compiled, y: FloatArray, tol: float = 1e-9
+) -> tuple[NDArray[np.bool_], float]:
+    """Candidate routes with negative reduced cost c - y.A (GLOP's dual sign convention), and
+    the most the LP could still fall: each route carries at most its zone's demand, so the full
+    LP is at least this LP + sum over zones of demand x the zone's most negative reduced cost."""
     cands, cols = c.candidates, c.columns
     r, p = cands.routes, cands.pools
     local = np.full(p.size, -1, dtype=np.int64)
@@ -172,7 +182,15 @@ def _entering_routes(c: Compiled, y: FloatArray, tol: float = 1e-9) -> NDArray[n
         r.cost[out] - lam[out] + np.minimum(per_replica, 0.0) * 1e9 + per_replica / p.rate[pool]
     )
     scale = max(float(np.abs(r.cost).max(initial=0.0)), 1.0)
-    return rc < -tol * scale
+    negative = np.flatnonzero(rc < -tol * scale)
+    # Only the few most negative per (model, zone) enter each round, so the LP stays small.
+    order = negative[np.lexsort((rc[negative], r.pair[negative]))]
+    first = np.searchsorted(r.pair[order], r.pair[order], side="left")
+    entering = np.zeros(r.size, dtype=bool)
+    entering[order[np.arange(order.size) - first < ENTERING_PER_ZONE]] = True
+    worst = np.zeros(c.demands.rate.size)
+    np.minimum.at(worst, r.pair[negative], rc[negative])
+    return entering, float(c.demands.rate @ worst)
 
 
 def _integer_plan(
