@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from gridplace_placement.solver import SolveOptions
 
 
-def run_baseline(c: Compiled, policy: str, options: SolveOptions) -> tuple[Assignment, bool, bool]:
-    """Run a baseline policy; returns the assignment, whether it solved, whether optimal."""
+def run_baseline(c: Compiled, policy: str, options: SolveOptions) -> tuple[Assignment, bool]:
+    """Run a baseline policy; returns the assignment and whether it found one."""
     if policy == "naive":
         return naive(c, options)
     p, k = c.pools, c.routes
@@ -42,7 +42,7 @@ def run_baseline(c: Compiled, policy: str, options: SolveOptions) -> tuple[Assig
     }
     if policy not in scores:
         raise ValueError(f"policy={policy!r} is not one of {sorted([*scores, 'naive'])}")
-    return _greedy(c, scores[policy], even=policy == "even-spread"), True, False
+    return _greedy(c, scores[policy], even=policy == "even-spread"), True
 
 
 def _greedy(c: Compiled, score: FloatArray, *, even: bool) -> Assignment:
@@ -141,7 +141,7 @@ def _fits(
     return bool(gpus_left[key] >= count * p.gpus_per_replica[q] and reps_left[p.model[q]] >= count)
 
 
-def naive(c: Compiled, options: SolveOptions) -> tuple[Assignment, bool, bool]:
+def naive(c: Compiled, options: SolveOptions) -> tuple[Assignment, bool]:
     """The object-by-object MILP over every route, no pruning (same objective and constraints)."""
     prob, p, k, d = c.problem, c.pools, c.routes, c.demands
     models, regions = prob.models, prob.regions
@@ -235,11 +235,11 @@ def naive(c: Compiled, options: SolveOptions) -> tuple[Assignment, bool, bool]:
     objective.SetMinimization()
     status = solver.Solve()
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
-        return Assignment(np.zeros(p.size), np.zeros(k.size)), False, False
+        return Assignment(np.zeros(p.size), np.zeros(k.size)), False
     replicas = np.zeros(p.size)
     for pool_key, q in pool_of.items():
         replicas[q] = round(n[pool_key].solution_value())
     routed = np.zeros(k.size)
     for route_key, i in route_index.items():
         routed[i] = max(x[route_key].solution_value(), 0.0)
-    return Assignment(replicas, routed), True, status == pywraplp.Solver.OPTIMAL
+    return Assignment(replicas, routed), True

@@ -81,7 +81,7 @@ def assemble(
     *,
     policy: str,
     solved: bool,
-    optimal: bool,
+    target_gap: float,
     bound: float,
     timing: Timing,
 ) -> Plan:
@@ -176,15 +176,15 @@ def assemble(
                 reasons=reasons.get(m, []),
             )
         )
+    objective = ev.objective
+    gap = max(objective - bound, 0.0) / max(abs(objective), 1e-9)
     slack_used = bool(ev.unserved.sum() > EPS or ev.floor_short or ev.churn_over > EPS)
     if not solved:
         status = PlanStatus.NO_SOLUTION
     elif slack_used:
         status = PlanStatus.INFEASIBLE_WITH_SLACK
     else:
-        status = PlanStatus.OPTIMAL if optimal else PlanStatus.FEASIBLE
-    objective = ev.objective
-    gap = max(objective - bound, 0.0) / max(abs(objective), 1e-9)
+        status = PlanStatus.OPTIMAL if gap <= target_gap + 1e-12 else PlanStatus.FEASIBLE
     return Plan(
         policy=policy,
         status=status,

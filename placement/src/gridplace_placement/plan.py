@@ -13,8 +13,8 @@ class _Result(BaseModel):
 
 
 class PlanStatus(StrEnum):
-    OPTIMAL = "OPTIMAL"  # within the requested relative gap of the certified bound
-    FEASIBLE = "FEASIBLE"  # a valid plan, stopped by the time limit before the requested gap
+    OPTIMAL = "OPTIMAL"  # certified within the requested relative gap of the lower bound
+    FEASIBLE = "FEASIBLE"  # a valid plan, not certified within the requested gap
     INFEASIBLE_WITH_SLACK = "INFEASIBLE_WITH_SLACK"  # valid plan, but demand unserved or a floor
     #  or the churn budget missed: the constraint could not be met and the plan says which
     NO_SOLUTION = "NO_SOLUTION"  # the solver found no plan within its time limit

@@ -66,7 +66,7 @@ def solve(
     compiled, bound, lp_values = lp_bound(cands, options.routes_per_zone)
     t2 = time.perf_counter()
     if policy == "gridplace":
-        compiled, assignment, optimal, mip_bound = _integer_plan(compiled, options, lp_values)
+        compiled, assignment, mip_bound = _integer_plan(compiled, options, lp_values)
         solved = True
         if options.exact:
             bound = max(bound, mip_bound)  # the MILP's own bound counts only over all pools
@@ -74,7 +74,7 @@ def solve(
         from gridplace_placement.baselines import run_baseline  # noqa: PLC0415 (cycle)
 
         compiled = restrict(cands, np.ones(cands.routes.size, dtype=bool))
-        assignment, solved, optimal = run_baseline(compiled, policy, options)
+        assignment, solved = run_baseline(compiled, policy, options)
     t3 = time.perf_counter()
     timing = Timing(
         compile_seconds=t1 - t0,
@@ -88,7 +88,7 @@ def solve(
         assignment,
         policy=policy,
         solved=solved,
-        optimal=optimal,
+        target_gap=options.relative_gap,
         bound=bound,
         timing=timing,
     )
@@ -195,11 +195,11 @@ def _entering_routes(
 
 def _integer_plan(
     lp: Compiled, options: SolveOptions, lp_values: FloatArray
-) -> tuple[Compiled, Assignment, bool, float]:
+) -> tuple[Compiled, Assignment, float]:
     """MILP over the LP's neighbourhood (every route into its pools), with LP diving as the
     fallback and, for SCIP, the hint."""
     if lp.milp.num_vars == 0:  # nothing to place: no demand and no floors
-        return lp, Assignment(np.zeros(0), np.zeros(0)), True, 0.0
+        return lp, Assignment(np.zeros(0), np.zeros(0)), 0.0
     cands = lp.candidates
     if options.exact:
         pools = np.ones(cands.pools.size, dtype=bool)
@@ -209,10 +209,10 @@ def _integer_plan(
     c = restrict(cands, pools[cands.routes.pool])
     _, values = _solve_lp(c.milp)
     dive = consolidate(c, round_and_route(c, values))
-    found, solved, optimal, mip_bound = _solve_milp(c, options, dive)
+    found, solved, mip_bound = _solve_milp(c, options, dive)
     if not solved or evaluate(c, dive).objective < evaluate(c, found).objective:
-        return c, dive, False, mip_bound
-    return c, found, optimal, mip_bound
+        return c, dive, mip_bound
+    return c, found, mip_bound
 
 
 def consolidate(c: Compiled, a: Assignment, passes: int = 2) -> Assignment:
@@ -313,7 +313,7 @@ def _neighbourhood(cands: Candidates, extra: int) -> NDArray[np.bool_]:
 
 def _solve_milp(
     c: Compiled, options: SolveOptions, start: Assignment
-) -> tuple[Assignment, bool, bool, float]:
+) -> tuple[Assignment, bool, float]:
     cols = c.columns
     milp = c.milp
     helper = _helper(milp, integer=True)
@@ -325,15 +325,14 @@ def _solve_milp(
     solver.set_time_limit_in_seconds(options.time_limit_seconds)
     solver.set_solver_specific_parameters(_parameters(options))
     solver.solve(helper)
-    status = solver.status()
     if not solver.has_solution():
         zero = Assignment(np.zeros(c.pools.size), np.zeros(c.routes.size))
-        return zero, False, False, -math.inf
+        return zero, False, -math.inf
     values = np.asarray(solver.variable_values(), dtype=np.float64)
     mip_bound = float(solver.best_objective_bound())
     replicas = np.round(values[cols.replicas])
     routed = np.maximum(values[cols.routed], 0.0)
-    return Assignment(replicas, routed), True, status == mbh.SolveStatus.OPTIMAL, mip_bound
+    return Assignment(replicas, routed), True, mip_bound
 
 
 def round_and_route(c: Compiled, lp_values: FloatArray, max_rounds: int = 12) -> Assignment:
