@@ -270,9 +270,9 @@ def test_a_breach_measured_while_the_count_just_changed_is_not_held_against_it()
     # 30 s later the 4 replicas are ready, but the 60 s window still mostly saw 2
     lagging = decide(inputs(30, 4, p95=2.5, observed_rps=5.0), policy, first.history)
     assert lagging.history.shortfall == Shortfall(2, 5.0)
-    # starting replicas: not a steady count either
+    # 4 ready through the whole window, 2 more starting: the 4 breached
     starting = decide(inputs(200, 6, p95=2.5, ready=4, observed_rps=5.0), policy, lagging.history)
-    assert starting.history.shortfall == Shortfall(2, 5.0)
+    assert starting.history.shortfall == Shortfall(4, 5.0)
 
 
 def test_a_breach_right_after_a_scale_down_is_held_against_the_lower_count() -> None:

@@ -90,7 +90,6 @@ class History:
     recommendations: tuple[tuple[float, int], ...] = ()
     ready: tuple[tuple[float, int], ...] = ()  # ready replicas over the metrics window
     last_scale_s: float | None = None
-    scaled_down: bool = False  # the last change lowered the count
     shortfall: Shortfall | None = None
 
     def add(self, now_s: float, replicas: int, keep_s: float) -> History:
@@ -123,13 +122,13 @@ def decide(inputs: Inputs, policy: Policy, history: History) -> Decision:
             inputs,
             History(last_scale_s=history.last_scale_s),
         )
-    history = replace(history, shortfall=_shortfall(inputs, policy, history))
     window = policy.metrics_window_s
     ready = _in_effect_since(history.ready, inputs.now_s - window) if window > 0 else ()
     history = replace(history, ready=(*ready, (inputs.now_s, inputs.ready)))
     # The p95 of the window was produced by the replicas ready all through it.
-    served = min(n for _, n in history.ready)
-    raw, why = recommend(replace(inputs, ready=served), policy, history.shortfall)
+    served = replace(inputs, ready=min(n for _, n in history.ready))
+    history = replace(history, shortfall=_shortfall(served, policy, history.shortfall))
+    raw, why = recommend(served, policy, history.shortfall)
     keep = max(policy.scale_up_window_s, policy.scale_down_window_s)
     history = history.add(inputs.now_s, _clamp(raw, policy), keep)
     if inputs.current == 0:  # nothing runs yet: size at once, there is nothing to destabilize
@@ -139,7 +138,7 @@ def decide(inputs: Inputs, policy: Policy, history: History) -> Decision:
         step = max(-policy.max_step, min(policy.max_step, stabilized - inputs.current))
         desired = _clamp(inputs.current + step, policy)
     if desired != inputs.current:
-        history = replace(history, last_scale_s=inputs.now_s, scaled_down=desired < inputs.current)
+        history = replace(history, last_scale_s=inputs.now_s)
     reason, message = _explain(inputs, policy, raw, desired, why)
     return Decision(desired, reason, message, raw, inputs, history)
 
@@ -177,23 +176,17 @@ def recommend(
     return base, f"{band} below target; {sized_text}"
 
 
-def _shortfall(inputs: Inputs, policy: Policy, history: History) -> Shortfall | None:
+def _shortfall(inputs: Inputs, policy: Policy, previous: Shortfall | None) -> Shortfall | None:
     """Remember the largest count that breached, while the rate stays near the breach's rate.
-    A p95 is attributed to a count once the count held over the whole metrics window, or at once
-    after a scale-down (a window that mixes in the higher count only flatters the lower one)."""
-    previous, rps, p95 = history.shortfall, inputs.observed_rps, inputs.observed_p95_s
+    `inputs.ready` is the count ready through the whole metrics window: the one that produced
+    the p95, so replicas added since are not blamed for it."""
+    rps, p95 = inputs.observed_rps, inputs.observed_p95_s
     if rps is None or p95 is None or math.isnan(p95) or not inputs.metrics_available:
         return previous
     if previous is not None and rps < previous.rps * (1.0 - policy.tolerance):
         previous = None  # the load fell: the old shortfall says nothing any more
-    settled = (
-        history.last_scale_s is None
-        or history.scaled_down
-        or inputs.now_s - history.last_scale_s >= policy.metrics_window_s
-    )
     breached = p95 > inputs.target_p95_s * (1.0 + policy.tolerance)
-    steady = settled and inputs.ready == inputs.current and inputs.ready > 0
-    if breached and steady and (previous is None or inputs.ready >= previous.replicas):
+    if breached and inputs.ready > 0 and (previous is None or inputs.ready >= previous.replicas):
         # The arrival rate: a backlog inflates the offered rate, and draining it the served one;
         # either would forget the breach too early.
         arrivals = inputs.arrival_rps if inputs.arrival_rps is not None else rps
