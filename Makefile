@@ -32,12 +32,11 @@ cluster-build: setup ## build the local cluster's binaries that are not cached y
 test: lint cluster-build ## everything: lint, unit tests and the tests against the local cluster
 	$(RUN) pytest
 
-demo: cluster-up ## the local demo on the embedded default cluster
+demo: cluster-up ## the local demo: operator, example models placed, a carbon spike moves them
 	@echo
 	@echo "GPU inventory, as the API server reports it:"
 	@$(CLUSTER) inventory
-	@echo
-	@echo "stop it with: make cluster-down"
+	$(RUN) gridplace-demo
 
 cluster-up: setup ## start the local cluster (default topology); idempotent
 	$(CLUSTER) up

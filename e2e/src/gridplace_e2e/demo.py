@@ -164,8 +164,13 @@ def _spike(cluster: LocalCluster) -> None:
     _watch(cluster, f"Replicas leave {busiest} (within each model's churn budget)", 120, moved)
     restore = {"spec": {"carbonIntensity": original}}
     print(f"\n== The spike is over: {busiest} back to {value:.0f} gCO2/kWh")
+    spiked_placement = [r["placement"] for r in _idep_rows(cluster)]
     cluster.kubectl("patch", "gpr", busiest, "--type=merge", "-p", json.dumps(restore))
-    _watch(cluster, "Replicas return where the saving beats the churn cost", 60)
+
+    def returned(rows: list[dict[str, Any]]) -> bool:
+        return _settled(rows) and [r["placement"] for r in rows] != spiked_placement
+
+    _watch(cluster, "Replicas return where the saving beats the churn cost", 60, returned)
 
 
 if __name__ == "__main__":
