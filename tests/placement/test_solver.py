@@ -3,7 +3,8 @@ from typing import Any
 
 import pytest
 
-from gridplace_placement.builder import compile_problem
+from gridplace_placement.builder import candidates, compile_problem
+from gridplace_placement.generator import random_problem
 from gridplace_placement.plan import Plan, PlanStatus
 from gridplace_placement.problem import Problem, load_problem
 from gridplace_placement.solver import (
@@ -11,6 +12,8 @@ from gridplace_placement.solver import (
     Backend,
     Policy,
     SolveOptions,
+    lp_bound,
+    lp_relaxation,
     solve,
 )
 
@@ -240,3 +243,31 @@ def test_pruning_drops_unreachable_pools() -> None:
     compiled = compile_problem(Problem.model_validate(data))
     regions = {int(r) for r in compiled.pools.region}
     assert regions == {0}  # no pool in the far region: nobody reaches it within the SLO
+
+
+def test_column_generation_bound_matches_the_full_lp() -> None:
+    problem = random_problem(30, 8, gpu_types=3, zones=8, seed=3)
+    full, _ = lp_relaxation(compile_problem(problem))
+    restricted, bound, _ = lp_bound(candidates(problem), routes_per_zone=2)
+    assert restricted.routes.size < compile_problem(problem).routes.size  # it did prune
+    assert bound <= full + 1e-6 * abs(full)  # a valid lower bound
+    assert bound >= full * (1 - 2e-3)  # and a tight one
+
+
+def test_generated_instances_are_reproducible_and_certified() -> None:
+    a = random_problem(20, 6, gpu_types=2, zones=6, seed=7)
+    b = random_problem(20, 6, gpu_types=2, zones=6, seed=7)
+    assert a == b
+    plan = solve(a)
+    assert plan.objective >= plan.lower_bound - 1e-9
+    assert plan.unserved_rps == 0
+    assert all(z.slo_met for z in plan.zones)
+
+
+def test_baselines_keep_running_replicas(two_regions: dict[str, Any]) -> None:
+    two_regions["current"] = [{"model": "chat", "region": "dirty", "gpuType": H100, "replicas": 3}]
+    two_regions["churnBudget"] = 0
+    for policy in POLICIES[1:5]:
+        plan = solve(Problem.model_validate(two_regions), policy=policy)
+        assert plan.stopped_replicas == 0
+        assert replicas_in(plan, "dirty") >= 3

@@ -49,7 +49,8 @@ def evaluate(c: Compiled, a: Assignment) -> Evaluation:
     order = np.argsort(key)
     pos = order[np.searchsorted(key[order], k.model * width + k.zone)] if k.size else k.model
     np.add.at(served, pos, a.routed)
-    unserved = np.maximum(d.rate - served, 0.0)
+    unserved = d.rate - served
+    unserved = np.where(unserved > EPS * np.maximum(d.rate, 1.0), unserved, 0.0)  # float noise
     stopped = np.maximum(p.current - a.replicas, 0.0)
     per_model = np.bincount(p.model, weights=a.replicas, minlength=n_m)
     n_r = len(prob.regions)
