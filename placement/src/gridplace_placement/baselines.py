@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from gridplace_placement.solver import SolveOptions
 
 
+def fill_unserved(c: Compiled, a: Assignment) -> Assignment:
+    """Serve what a plan leaves unserved, nearest eligible pools with free GPUs first."""
+    return _greedy(c, c.routes.rtt_s, even=False, start=a)
+
+
 def run_baseline(c: Compiled, policy: str, options: SolveOptions) -> tuple[Assignment, bool]:
     """Run a baseline policy; returns the assignment and whether it found one."""
     if policy == "naive":
@@ -45,7 +50,11 @@ def run_baseline(c: Compiled, policy: str, options: SolveOptions) -> tuple[Assig
     return _greedy(c, scores[policy], even=policy == "even-spread"), True
 
 
-def _greedy(c: Compiled, score: FloatArray, *, even: bool) -> Assignment:
+def _greedy(
+    c: Compiled, score: FloatArray, *, even: bool, start: Assignment | None = None
+) -> Assignment:
+    """Greedy routing by score; from `start` (replicas and routes kept) only unserved demand
+    is placed, which makes it a repair step for other plans too."""
     p, k, d, prob = c.pools, c.routes, c.demands, c.problem
     gpus_left = {}
     for r, reg in enumerate(prob.regions):
@@ -54,12 +63,13 @@ def _greedy(c: Compiled, score: FloatArray, *, even: bool) -> Assignment:
     reps_left = np.array(
         [m.max_replicas if m.max_replicas is not None else math.inf for m in prob.models]
     )
-    n = p.current.copy()  # running replicas stay: baselines never stop what runs
+    # Running replicas stay: baselines never stop what runs.
+    n = p.current.copy() if start is None else np.maximum(start.replicas, 0.0)
     for q in np.flatnonzero(n > 0).tolist():
         gpus_left[(int(p.region[q]), int(p.gpu[q]))] -= n[q] * p.gpus_per_replica[q]
         reps_left[p.model[q]] -= n[q]
-    load = np.zeros(p.size)
-    routed = np.zeros(k.size)
+    routed = np.zeros(k.size) if start is None else start.routed.copy()
+    load = np.bincount(k.pool, weights=routed, minlength=p.size).astype(np.float64)
 
     def headroom(q: int) -> float:
         gpr = float(p.gpus_per_replica[q])
@@ -91,7 +101,9 @@ def _greedy(c: Compiled, score: FloatArray, *, even: bool) -> Assignment:
     ends = np.searchsorted(route_key[order], d.model * width + d.zone, side="right")
     for j in range(d.rate.size):
         mine = order[bounds[j] : ends[j]]
-        remaining = float(d.rate[j])
+        remaining = float(d.rate[j] - routed[mine].sum())
+        if remaining <= 1e-9:
+            continue
         if even and mine.size:
             share = remaining / mine.size
             for route in mine.tolist():

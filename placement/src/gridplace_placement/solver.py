@@ -12,6 +12,7 @@ from ortools.linear_solver.python import model_builder_helper as mbh
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.sparse import coo_matrix, csr_matrix
 
+from gridplace_placement.baselines import fill_unserved, run_baseline
 from gridplace_placement.builder import (
     Candidates,
     Compiled,
@@ -71,8 +72,6 @@ def solve(
         if options.exact:
             bound = max(bound, mip_bound)  # the MILP's own bound counts only over all pools
     else:
-        from gridplace_placement.baselines import run_baseline  # noqa: PLC0415 (cycle)
-
         compiled = restrict(cands, np.ones(cands.routes.size, dtype=bool))
         assignment, solved = run_baseline(compiled, policy, options)
     t3 = time.perf_counter()
@@ -209,6 +208,8 @@ def _integer_plan(
     c = restrict(cands, pools[cands.routes.pool])
     _, values = _solve_lp(c.milp)
     dive = consolidate(c, round_and_route(c, values))
+    if evaluate(c, dive).unserved.any():  # rounding lost capacity the LP had: repair greedily
+        dive = fill_unserved(c, dive)
     found, solved, mip_bound = _solve_milp(c, options, dive)
     if not solved or evaluate(c, dive).objective < evaluate(c, found).objective:
         return c, dive, mip_bound
