@@ -100,6 +100,21 @@ def is_owned_by_gridplace(pod: Obj) -> bool:
     return pod_labels.get(labels.MANAGED_BY) == labels.MANAGED_BY_VALUE
 
 
+def inventory_view(pod: Obj) -> dict[str, Any]:
+    """The parts of a Pod the inventory reads; the rest is dropped as soon as it is listed."""
+    spec = pod.get("spec") or {}
+    return {
+        "metadata": {"labels": (pod.get("metadata") or {}).get("labels") or {}},
+        "spec": {
+            "nodeName": spec.get("nodeName"),
+            "containers": [
+                {"resources": c.get("resources") or {}} for c in spec.get("containers") or []
+            ],
+        },
+        "status": {"phase": (pod.get("status") or {}).get("phase")},
+    }
+
+
 def build_inventory(
     nodes: Iterable[Obj],
     pods: Iterable[Obj],

@@ -18,12 +18,14 @@ from kubernetes.client.exceptions import ApiException
 
 from gridplace_operator import labels
 from gridplace_operator.api.common import GROUP, VERSION
+from gridplace_operator.inventory import inventory_view
 from gridplace_operator.metrics import OperatorMetrics
 
 log = logging.getLogger(__name__)
 APPLY = "application/apply-patch+yaml"
 
 
+POD_PAGE = 500
 # Concurrent requests the operator may have in flight (worker threads and pooled connections).
 CONCURRENCY = 16
 
@@ -55,16 +57,25 @@ class Kube:
 
     # Reads -----------------------------------------------------------------------------------
     async def list_gpu_pods(self) -> list[dict[str, Any]]:
-        """Pods that hold or may hold GPUs (finished pods hold none)."""
+        """Pods that hold or may hold GPUs (finished pods hold none), reduced to what the GPU
+        inventory reads. Listed in pages so a large cluster never sits in memory whole."""
 
         def call() -> list[dict[str, Any]]:
-            # Raw JSON: the typed models cost more to build than the planner needs.
-            response: Any = self.core.list_pod_for_all_namespaces(
-                field_selector="status.phase!=Succeeded,status.phase!=Failed",
-                _preload_content=False,
-            )
-            items: list[dict[str, Any]] = json.loads(response.data)["items"]
-            return items
+            pods: list[dict[str, Any]] = []
+            token: str | None = None
+            while True:
+                # Raw JSON: the typed models cost more to build than the planner needs.
+                response: Any = self.core.list_pod_for_all_namespaces(
+                    field_selector="status.phase!=Succeeded,status.phase!=Failed",
+                    limit=POD_PAGE,
+                    _continue=token,
+                    _preload_content=False,
+                )
+                page = json.loads(response.data)
+                pods.extend(inventory_view(pod) for pod in page["items"])
+                token = page.get("metadata", {}).get("continue")
+                if not token:
+                    return pods
 
         return await asyncio.to_thread(call)
 

@@ -121,6 +121,7 @@ class Planner:
         self.providers = providers
         self.clock = clock
         self.plans: dict[str, ModelPlan] = {}  # by problem model name (namespace/name)
+        self.valid_regions: list[Region] = []
         self.planned = False
         self.failures: dict[str, str] = {}  # model -> why its last solve failed
         self.inventory = Inventory()
@@ -140,6 +141,7 @@ class Planner:
     async def cycle(self, replan: bool) -> None:
         now = self.clock()
         regions, invalid_regions = self._regions()
+        self.valid_regions = regions  # parsed once per cycle, read by every reconcile
         signals = await self._signals(regions, now)
         if self.prometheus is not None and await self._autoscale(now):
             replan = True
@@ -435,8 +437,7 @@ class Planner:
 
     # ---------------------------------------------------------------------------------------
     def _selectors(self) -> dict[str, dict[str, str]]:
-        regions, _ = self._regions()
-        return {r.metadata.name: r.node_selector() for r in regions}
+        return {r.metadata.name: r.node_selector() for r in self.valid_regions}
 
     def _observed_children(self, namespace: str) -> list[ObservedChild]:
         return [
@@ -532,9 +533,8 @@ class Planner:
         await self._events(body, status, previous)
 
     def plan_rtt(self) -> dict[str, dict[str, float]]:
-        regions, _ = self._regions()
         rtt: dict[str, dict[str, float]] = {}
-        for region in regions:
+        for region in self.valid_regions:
             for entry in region.spec.rtt:
                 rtt.setdefault(entry.zone, {})[region.metadata.name] = entry.ms
         return rtt

@@ -33,6 +33,49 @@ def _slim(obj: Obj) -> dict[str, Any]:
     return body
 
 
+def child_view(obj: Obj) -> dict[str, Any]:
+    """What the planner reads of a Deployment or Service it owns."""
+    meta = obj.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    view_meta: dict[str, Any] = {
+        "name": meta.get("name"),
+        "namespace": meta.get("namespace"),
+        "labels": meta.get("labels") or {},
+        "annotations": {k: v for k, v in annotations.items() if k == labels.SPEC_HASH},
+        "ownerReferences": meta.get("ownerReferences") or [],
+    }
+    if meta.get("deletionTimestamp"):
+        view_meta["deletionTimestamp"] = meta["deletionTimestamp"]
+    return {
+        "kind": obj.get("kind"),
+        "metadata": view_meta,
+        "spec": {"replicas": (obj.get("spec") or {}).get("replicas")},
+        "status": {"readyReplicas": (obj.get("status") or {}).get("readyReplicas")},
+    }
+
+
+def node_view(obj: Obj) -> dict[str, Any]:
+    """What the GPU inventory reads of a Node."""
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    return {
+        "metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}},
+        "spec": {"unschedulable": (obj.get("spec") or {}).get("unschedulable", False)},
+        "status": {
+            "allocatable": {
+                k: v
+                for k, v in (status.get("allocatable") or {}).items()
+                if k == labels.GPU_RESOURCE
+            },
+            "conditions": [
+                {"type": c.get("type"), "status": c.get("status")}
+                for c in status.get("conditions") or []
+                if c.get("type") == "Ready"
+            ],
+        },
+    }
+
+
 def _key(obj: Obj) -> tuple[str, str]:
     meta = obj.get("metadata", {})
     return (meta.get("namespace") or "", meta.get("name") or "")
@@ -99,7 +142,7 @@ class World:
         if deleted:
             self._node_prints.pop(name, None)
             return Change.REPLAN if self.nodes.pop(name, None) is not None else Change.NONE
-        self.nodes[name] = _slim(body)
+        self.nodes[name] = node_view(body)
         printed = node_fingerprint(body)
         changed = self._node_prints.get(name) != printed
         self._node_prints[name] = printed
@@ -111,7 +154,7 @@ class World:
         if deleted:
             self._child_prints.pop(key, None)
             return Change.REFRESH if self.children.pop(key, None) is not None else Change.NONE
-        self.children[key] = _slim(body)
+        self.children[key] = child_view(body)
         printed = child_fingerprint(body)
         changed = self._child_prints.get(key) != printed
         self._child_prints[key] = printed
