@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> None:
     if args.max_models:
         sizes = [s for s in sizes if s[0] <= args.max_models]
     seeds = range(args.seeds if args.seeds else (2 if args.quick else 3))
-    naive_limit = args.naive_time_limit if args.naive_time_limit else (5.0 if args.quick else 30.0)
+    naive_limit = args.naive_time_limit if args.naive_time_limit else (3.0 if args.quick else 30.0)
     for models, regions, gpu_types, zones in sizes:
         results: dict[str, list[dict[str, Any]]] = {}
         for seed in seeds:
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=0, help="seeds per size (default 3; 2 quick)")
     parser.add_argument("--max-models", type=int, default=0, help="skip larger sizes")
     parser.add_argument("--time-limit", type=float, default=2.0, help="integer search, seconds")
-    parser.add_argument("--naive-time-limit", type=float, default=0.0, help="default 30 (5 quick)")
+    parser.add_argument("--naive-time-limit", type=float, default=0.0, help="default 30 (3 quick)")
     parser.add_argument("--naive-max-variables", type=int, default=400_000)
     run(parser.parse_args(argv))
 
