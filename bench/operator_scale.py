@@ -2,8 +2,9 @@
 
 Starts a cluster of its own (a scaled-up default topology), applies the CRDs and the example
 Regions, runs the operator as users do, applies N InferenceDeployments in one go and measures:
-time until every one is placed and its Deployments exist, the operator's API writes per
-InferenceDeployment, its peak RSS, and its write rate once settled. Prints one JSON object.
+time until every one is placed and its Deployments exist, time until every replica is ready, the
+operator's API writes per InferenceDeployment, its peak RSS, and its write rate once everything
+is ready. Prints one JSON object.
 
     uv run python bench/operator_scale.py [--count 500] [--scale 6] [--settle 30]
 """
@@ -103,6 +104,17 @@ def placed_and_deployed(cluster: LocalCluster, count: int) -> tuple[int, int]:
     return placed, deployed
 
 
+def ready_count(cluster: LocalCluster) -> int:
+    ideps = json.loads(cluster.kubectl("get", "idep", "-A", "-o", "json").stdout)["items"]
+    return sum(
+        any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (obj.get("status") or {}).get("conditions") or []
+        )
+        for obj in ideps
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=500)
@@ -139,6 +151,8 @@ def main() -> None:
         settled = time.monotonic() - started
         placed, deployed = placed_and_deployed(cluster, args.count)
         writes_settled = operator.writes()
+        all_ready = poll(lambda: ready_count(cluster) >= args.count, args.timeout, 2.0)
+        ready_after = time.monotonic() - started
         operator.wait_cycles(1)
         before = operator.writes()
         time.sleep(args.settle)
@@ -159,6 +173,8 @@ def main() -> None:
                 for kind in ("Deployment", "Service", "InferenceDeployment", "Region", "Event")
             },
             "plan_cycles": operator.cycles(),
+            "all_ready": all_ready,
+            "seconds_until_all_replicas_ready": round(ready_after, 1),
             "steady_state_writes_per_second": round(steady, 3),
             "operator_peak_rss_mib": round(peak_rss_mib(operator.process.pid), 1),
             "targets": {"seconds": 60, "steady_writes": 0, "rss_mib": 300},
