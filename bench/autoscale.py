@@ -406,7 +406,8 @@ def plot(
             label=name,
             lw=0.8,
         )
-    mid.set_ylabel("replicas")
+    mid.set_yscale("log")
+    mid.set_ylabel("replicas (log)")
     mid.legend()
     low.axhline(setup.slo_s, color="red", ls="--", lw=1, label="SLO")
     low.set_yscale("log")
