@@ -1,0 +1,91 @@
+"""The pod simulator bridge's pure parts: model from the pod, file_sd entry, traffic routing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gridplace_e2e.podsim import (
+    GPU_LATENCY,
+    BackedPod,
+    ClusterRouter,
+    PodKey,
+    pod_model,
+    split,
+    target_group,
+    write_target,
+)
+from gridplace_e2e.vllmsim.process import SimProcess
+
+
+class _Done:
+    def poll(self) -> int:
+        return 0
+
+
+def backed(region: str, url: str = "http://127.0.0.1:41000") -> BackedPod:
+    sim = SimProcess(_Done(), url)  # type: ignore[arg-type]
+    return BackedPod(PodKey("ns", f"pod-{region}"), "chat", region, "NVIDIA-L40S", "m", sim)
+
+
+def test_the_model_comes_from_the_container_args() -> None:
+    pod: dict[str, Any] = {
+        "spec": {"containers": [{"args": ["--port=8000", "--model=meta/llama", "--x"]}]}
+    }
+    assert pod_model(pod) == "meta/llama"
+    assert pod_model({"spec": {"containers": [{"args": ["--port=8000"]}]}}) is None
+
+
+def test_simulator_flags_follow_the_gpu_type() -> None:
+    flags = GPU_LATENCY["NVIDIA-H100-80GB-HBM3"].flags("m")
+    assert flags[0] == "--model=m"
+    assert "--max-num-seqs=4" in flags
+    slow = GPU_LATENCY["NVIDIA-L40S"]
+    fast = GPU_LATENCY["NVIDIA-H100-80GB-HBM3"]
+    assert fast.inter_token_latency_ms < slow.inter_token_latency_ms
+
+
+def test_the_file_sd_target_carries_the_labels_the_queries_use(tmp_path: Path) -> None:
+    pod = backed("us-east-1")
+    assert target_group(pod) == [
+        {
+            "targets": ["127.0.0.1:41000"],
+            "labels": {
+                "namespace": "ns",
+                "inference_deployment": "chat",
+                "region": "us-east-1",
+                "gpu_type": "NVIDIA-L40S",
+                "pod": "pod-us-east-1",
+            },
+        }
+    ]
+    path = write_target(tmp_path, pod)
+    assert json.loads(path.read_text()) == target_group(pod)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_traffic_split_and_routing_follow_the_plan() -> None:
+    traffic = split(
+        [
+            {"zone": "us", "region": "east", "requestsPerSecond": 3.0, "rttMs": 5},
+            {"zone": "us", "region": "west", "requestsPerSecond": 1.0, "rttMs": 60},
+            {"zone": "eu", "region": "east", "requestsPerSecond": 0.0, "rttMs": 90},
+        ]
+    )
+    assert traffic == {"us": {"east": 3.0, "west": 1.0}}
+    endpoints = {
+        "east": ["http://127.0.0.1:1", "http://127.0.0.1:2"],
+        "west": ["http://127.0.0.1:3"],
+    }
+    router = ClusterRouter(traffic=lambda: traffic, endpoints=lambda: endpoints, seed=3)
+    picks = [router("us") for _ in range(4000)]
+    west = picks.count("http://127.0.0.1:3") / len(picks)
+    assert 0.2 < west < 0.3  # a quarter of the zone's rate goes west
+    assert abs(picks.count("http://127.0.0.1:1") - picks.count("http://127.0.0.1:2")) <= 1
+    # a zone the plan does not route yet goes to any region with a simulator
+    assert router("eu") in {u for urls in endpoints.values() for u in urls}
+    with pytest.raises(ValueError, match="no simulator serves zone 'us'"):
+        ClusterRouter(traffic=lambda: traffic, endpoints=dict)("us")
