@@ -2,11 +2,13 @@
 
 Each decision starts from a *recommendation*:
 
-- the capacity model's size for the demand (measured by Prometheus, else declared), and
+- the capacity model's size for the demand (measured by Prometheus, else declared) at the top
+  of the tolerance band, and
 - a correction by the observed p95 against the SLO target: above the tolerance band the replicas
-  that produced that p95 (the ready ones) are multiplied by observed/target, as Kubernetes' HPA
-  does, with the ratio bounded because queueing latency grows much faster than load; inside the
-  band the current count is kept; below it the capacity model alone decides.
+  that produced that p95 (those ready through the whole metrics window) are multiplied by
+  observed/target, as Kubernetes' HPA does, with the ratio bounded because queueing latency grows
+  much faster than load; inside the band the current count is kept; below it the capacity model
+  decides, except that a count which breached at the current rate (a *shortfall*) never returns.
 
 Recommendations are kept over time. As in the HPA, a scale-up takes the lowest recommendation of
 the scale-up window and a scale-down the highest of the scale-down window, so the count only moves
