@@ -143,3 +143,12 @@ def test_invalid_spec_names_the_field() -> None:
     assert not isinstance(got, InferenceDeploymentSpec)
     assert got.reason == Reason.INVALID_SPEC
     assert "spec.model.gpuTypes" in got.message
+
+
+def test_each_model_gets_its_own_churn_budget() -> None:
+    a, b = IdepRef("team-a", "chat"), IdepRef("team-b", "chat")
+    t = translate({a: spec(), b: spec()}, churn_budgets={a: 0, b: 3})
+    assert t.problem is not None
+    assert t.problem.churn_budget is None
+    budgets = {m.name: m.churn_budget for m in t.problem.models}
+    assert budgets == {"team-a/chat": 0, "team-b/chat": 3}

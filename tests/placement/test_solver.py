@@ -156,6 +156,27 @@ def test_churn_budget_limits_stopped_replicas(two_regions: dict[str, Any]) -> No
     assert any("churn budget (2) held replicas in dirty" in r for r in limited.models[0].reasons)
 
 
+@pytest.mark.parametrize("policy", ["gridplace", "naive"])
+def test_churn_budget_per_model(two_regions: dict[str, Any], policy: Policy) -> None:
+    frozen = two_regions["models"][0]
+    two_regions["models"] = [
+        {**frozen, "name": "frozen", "churnBudget": 0},
+        {**frozen, "name": "mover", "churnBudget": 2},
+    ]
+    two_regions["current"] = [
+        {"model": name, "region": "dirty", "gpuType": H100, "replicas": 3}
+        for name in ("frozen", "mover")
+    ]
+    plan = solve(Problem.model_validate(two_regions), policy=policy)
+    stopped = {m.name: m.stopped_replicas for m in plan.models}
+    assert stopped == {"frozen": 0, "mover": 2}  # the frozen model cannot use the mover's budget
+    assert plan.status in (PlanStatus.OPTIMAL, PlanStatus.FEASIBLE)
+    if policy == "gridplace":
+        reasons = {m.name: m.reasons for m in plan.models}
+        assert "churn budget: 0 of 0 running replicas stopped" in reasons["frozen"]
+        assert "churn budget: 2 of 2 running replicas stopped" in reasons["mover"]
+
+
 def test_shortage_is_reported_not_raised(two_regions: dict[str, Any]) -> None:
     for region in two_regions["regions"]:
         region["gpus"] = {H100: 0}

@@ -218,17 +218,19 @@ class Planner:
             if len(v) == 2
         }
 
-    def _churn_budget(self, specs: Mapping[IdepRef, InferenceDeploymentSpec]) -> int:
-        """Replicas re-plans may still stop this hour, summed over the models."""
+    def _churn_budgets(
+        self, specs: Mapping[IdepRef, InferenceDeploymentSpec]
+    ) -> dict[IdepRef, int]:
+        """Replicas each model's re-plan may still stop this hour (its own budget only)."""
         horizon = time.monotonic() - HOUR
-        budget = 0
+        budgets: dict[IdepRef, int] = {}
         for ref, spec in specs.items():
             history = self.moves.setdefault(ref.key, deque())
             while history and history[0][0] < horizon:
                 history.popleft()
             used = sum(n for _, n in history)
-            budget += max(0, spec.placement.churn.max_moves_per_hour - used)
-        return budget
+            budgets[ref] = max(0, spec.placement.churn.max_moves_per_hour - used)
+        return budgets
 
     async def _replan(
         self, regions: list[Region], signals: dict[str, RegionSignalValues], now: datetime
@@ -260,7 +262,8 @@ class Planner:
                 signals=signals,
                 inventory=inventory,
                 current=current,
-                churn_budget=self._churn_budget(group) if enforced else None,
+                churn_budget=None,
+                churn_budgets=self._churn_budgets(group) if enforced else None,
                 totals={r: self.decisions[r.key].desired for r in group if r.key in self.decisions},
             )
             self.rejections.update(translation.rejected)

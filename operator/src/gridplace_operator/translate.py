@@ -86,9 +86,11 @@ def placement_model(
     spec: InferenceDeploymentSpec,
     demand: Mapping[str, float],
     total: int | None = None,
+    churn_budget: int | None = None,
 ) -> PlacementModel | Rejection:
     """The placement engine's view of one InferenceDeployment. `total`: the autoscaler's
-    replica count, which the plan then distributes (spec.scaling.replicas pins it instead)."""
+    replica count, which the plan then distributes (spec.scaling.replicas pins it instead);
+    `churn_budget`: running replicas this model's re-plan may still stop this hour."""
     ttft = _ttft_target(spec)
     if isinstance(ttft, Rejection):
         return ttft
@@ -115,6 +117,8 @@ def placement_model(
         "promptTokens": spec.demand.mean_prompt_tokens,
         "outputTokens": spec.demand.mean_output_tokens,
     }
+    if churn_budget is not None:
+        data["churnBudget"] = churn_budget
     if spec.slo.p95_time_per_output_token_seconds is not None:
         data["tpotTargetSeconds"] = spec.slo.p95_time_per_output_token_seconds
     if placement.allowed_regions is not None:
@@ -163,6 +167,7 @@ def build_problem(
     current: Sequence[Assignment],
     churn_budget: int | None,
     totals: Mapping[IdepRef, int] | None = None,
+    churn_budgets: Mapping[IdepRef, int] | None = None,
 ) -> Translation:
     """One joint problem for every valid InferenceDeployment; rejects are reported per object."""
     known = {r.metadata.name for r in regions if r.metadata.name in signals}
@@ -225,7 +230,13 @@ def build_problem(
                 }
             )
             spec_for_problem = spec_for_problem.model_copy(update={"placement": placement})
-        model = placement_model(ref, spec_for_problem, zone_demand, (totals or {}).get(ref))
+        model = placement_model(
+            ref,
+            spec_for_problem,
+            zone_demand,
+            (totals or {}).get(ref),
+            (churn_budgets or {}).get(ref),
+        )
         if isinstance(model, Rejection):
             out.rejected[ref] = model
             continue

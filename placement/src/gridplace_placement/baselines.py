@@ -209,6 +209,7 @@ def naive(c: Compiled, options: SolveOptions) -> tuple[Assignment, bool]:
             if terms:
                 solver.Add(sum(terms) <= count)
     stopped_total = []
+    stopped_by_model: dict[int, list[pywraplp.Variable]] = {}
     for m, model in enumerate(models):
         mine = [var for r in range(len(regions)) for var in by_model_region.get((m, r), [])]
         if model.max_replicas is not None:
@@ -240,10 +241,15 @@ def naive(c: Compiled, options: SolveOptions) -> tuple[Assignment, bool]:
         objective.SetCoefficient(stop, prob.churn_penalty)
         solver.Add(stop >= float(p.current[q]) - n[key])
         stopped_total.append(stop)
-    if prob.churn_budget is not None and stopped_total:
-        over = solver.NumVar(0, solver.infinity(), "")
-        objective.SetCoefficient(over, c.floor_penalty)
-        solver.Add(sum(stopped_total) - over <= prob.churn_budget)
+        stopped_by_model.setdefault(key[0], []).append(stop)
+    budgets = [(prob.churn_budget, stopped_total)] + [
+        (model.churn_budget, stopped_by_model.get(m, [])) for m, model in enumerate(models)
+    ]
+    for budget, stops in budgets:
+        if budget is not None and stops:
+            over = solver.NumVar(0, solver.infinity(), "")
+            objective.SetCoefficient(over, c.floor_penalty)
+            solver.Add(sum(stops) - over <= budget)
     objective.SetMinimization()
     status = solver.Solve()
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):

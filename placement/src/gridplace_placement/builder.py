@@ -9,8 +9,8 @@ Index sets (after pruning, so the solver never sees what cannot matter):
 Variables: replicas n[p] (integer), routed rate x[k] >= 0, unserved s[m,u] >= 0, stopped
 replicas c[p] >= 0 (pools running now), region-used z[m,r] (binary, models with a region floor),
 served S[m] and linear capacity C[m] (models that must survive a region loss), and slacks for the
-floors and the churn budget. All slacks are penalised far above any service cost, so a shortage
-shows up in the plan instead of an infeasible solve.
+floors and the churn budgets (global and per model). All slacks are penalised far above any
+service cost, so a shortage shows up in the plan instead of an infeasible solve.
 """
 
 from __future__ import annotations
@@ -599,6 +599,16 @@ def _build(
     if churn_over.size:
         lp.terms(np.repeat(churn_row, running.size), stopped, 1.0)
         lp.terms(churn_row, churn_over, -1.0)
+    # Per-model budgets: one soft row per model that has one.
+    budget_models = np.flatnonzero([m.churn_budget is not None for m in models])
+    model_over = lp.variables(budget_models.size, 0.0, np.inf, floor_penalty)
+    budgets = np.array([float(models[m].churn_budget or 0) for m in budget_models])
+    rows = lp.constraints(budget_models.size, -np.inf, budgets)
+    row_of = np.full(n_m, -1)
+    row_of[budget_models] = rows
+    sel = row_of[pools.model[running]] >= 0
+    lp.terms(row_of[pools.model[running]][sel], stopped[sel], 1.0)
+    lp.terms(rows, model_over, -1.0)
 
     return lp, Columns(
         replicas=n,
@@ -608,7 +618,7 @@ def _build(
         stopped_pool=running,
         region_used=z,
         region_used_key=mr_pairs,
-        churn_over=churn_over,
+        churn_over=np.concatenate([churn_over, model_over]),
         floor_short=np.concatenate([short_min, short_regions]),
         capacity_rows=cap_rows,
         capacity_key=cap_key,

@@ -65,13 +65,20 @@ def reasons_by_model(
                     f"{_region_terms(c, int(p.region[main]))} preferred over "
                     f"{_region_terms(c, int(p.region[alt]))} on latency, carbon and cost"
                 )
+        stopped = float(np.maximum(p.current[mine] - replicas[mine], 0.0).sum())
+        if model.churn_budget is not None and (stopped > 0 or p.current[mine].sum() > 0):
+            reasons.append(
+                f"churn budget: {stopped:g} of {model.churn_budget} running replicas stopped"
+            )
+        model_binding = model.churn_budget is not None and stopped >= model.churn_budget - 1e-9
         open_pools = mine[routed_pool[mine] & ~full[mine]]
-        if churn_binding and open_pools.size:
+        if (churn_binding or model_binding) and open_pools.size:
             cheapest_open = float(unit[open_pools].min())
             held = mine[(p.current[mine] > 0) & (replicas[mine] > 0) & (unit[mine] > cheapest_open)]
             for q in held[:MAX_ITEMS]:
+                budget = model.churn_budget if model_binding else prob.churn_budget
                 reasons.append(
-                    f"churn budget ({prob.churn_budget}) held replicas in "
+                    f"churn budget ({budget}) held replicas in "
                     f"{regions[int(p.region[q])].name} ({c.gpu_types[int(p.gpu[q])]})"
                 )
         n_regions = len({int(r) for r in p.region[used]})

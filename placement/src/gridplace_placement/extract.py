@@ -66,6 +66,10 @@ def evaluate(c: Compiled, a: Assignment) -> Evaluation:
     over = (
         max(float(stopped.sum()) - prob.churn_budget, 0.0) if prob.churn_budget is not None else 0.0
     )
+    stopped_m = np.bincount(p.model, weights=stopped, minlength=n_m)
+    for m, model in enumerate(prob.models):
+        if model.churn_budget is not None:
+            over += max(float(stopped_m[m]) - model.churn_budget, 0.0)
     objective = (
         float(p.cost_per_replica @ a.replicas)
         + float(k.cost @ a.routed)

@@ -94,6 +94,9 @@ class Model(_Data):
     allowed_regions: tuple[str, ...] | None = None
     forbidden_regions: tuple[str, ...] = ()
     weights: Weights = Weights()
+    churn_budget: Count | None = Field(
+        default=None, description="most of this model's running replicas a re-plan may stop"
+    )
     demand: dict[str, NonNegative] = Field(default_factory=dict, description="req/s by user zone")
     prompt_tokens: Positive = 1000.0
     output_tokens: Positive = 250.0
