@@ -1,11 +1,13 @@
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 
 from gridplace_placement.builder import candidates, compile_problem
+from gridplace_placement.extract import Assignment, assemble
 from gridplace_placement.generator import random_problem
-from gridplace_placement.plan import Plan, PlanStatus
+from gridplace_placement.plan import Plan, PlanStatus, Timing
 from gridplace_placement.problem import Problem, load_problem
 from gridplace_placement.solver import (
     POLICIES,
@@ -175,6 +177,40 @@ def test_churn_budget_per_model(two_regions: dict[str, Any], policy: Policy) -> 
         reasons = {m.name: m.reasons for m in plan.models}
         assert "churn budget: 0 of 0 running replicas stopped" in reasons["frozen"]
         assert "churn budget: 2 of 2 running replicas stopped" in reasons["mover"]
+
+
+@pytest.mark.parametrize("remainder", [1e-3, 1e-2, 0.05])
+def test_small_remainder_is_served_while_gpus_are_free(
+    two_regions: dict[str, Any], remainder: float
+) -> None:
+    rate = float(candidates(Problem.model_validate(two_regions)).pools.rate[0])
+    two_regions["models"][0]["demand"] = {"users": 3 * rate + remainder * rate}
+    plan = plan_for(two_regions)
+    assert plan.unserved_rps == 0
+    assert sum(p.replicas for p in plan.pools) == 4
+    assert plan.status == PlanStatus.OPTIMAL
+
+
+def test_unserved_reason_tells_free_capacity_from_none(two_regions: dict[str, Any]) -> None:
+    c = compile_problem(Problem.model_validate(two_regions))
+    dropped = Assignment(np.zeros(c.pools.size), np.zeros(c.routes.size))
+    timing = Timing(
+        compile_seconds=0, bound_seconds=0, solve_seconds=0, extract_seconds=0, total_seconds=0
+    )
+    plan = assemble(
+        c, dropped, policy="gridplace", solved=True, target_gap=0.0, bound=0.0, timing=timing
+    )
+    assert plan.models[0].reasons[0] == (
+        "40 req/s from zone users unserved: GPU capacity within the SLO is free, "
+        "but the search stopped before using it"
+    )
+    two_regions["models"][0]["maxReplicas"] = 2
+    capped = plan_for(two_regions)
+    assert "unserved: maxReplicas=2 reached" in capped.models[0].reasons[0]
+    for region in two_regions["regions"]:
+        region["gpus"] = {H100: 0}
+    none = plan_for(two_regions)
+    assert "unserved: no GPU capacity left in a region within the SLO" in none.models[0].reasons[0]
 
 
 def test_shortage_is_reported_not_raised(two_regions: dict[str, Any]) -> None:

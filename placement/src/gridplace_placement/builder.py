@@ -6,7 +6,8 @@ Index sets (after pruning, so the solver never sees what cannot matter):
   (or the model's floors need more regions than its users reach);
 - routes k = (model, zone, pool) with demand in the zone and RTT within the route budget.
 
-Variables: replicas n[p] (integer), routed rate x[k] >= 0, unserved s[m,u] >= 0, stopped
+Variables: replicas n[p] (integer), routed rate x[k] >= 0, unserved s[m,u] >= 0 with a binary
+"some demand unserved" per model (a fixed charge above any replica's cost), stopped
 replicas c[p] >= 0 (pools running now), region-used z[m,r] (binary, models with a region floor),
 served S[m] and linear capacity C[m] (models that must survive a region loss), and slacks for the
 floors and the churn budgets (global and per model). All slacks are penalised far above any
@@ -80,6 +81,7 @@ class Demands:
     zone: IntArray
     rate: FloatArray
     penalty: FloatArray  # objective per req/s unserved
+    charge: FloatArray  # fixed objective once any of the pair's model's demand is unserved
 
 
 @dataclass
@@ -439,7 +441,14 @@ def candidates(problem: Problem) -> Candidates:
     worst = np.zeros(n_m)
     np.maximum.at(worst, p_m, unit)
     penalty_m = SLACK_FACTOR * (worst + w_l * slo) + 1.0 / scale_load
-    demands = Demands(model=dm, zone=du, rate=drate, penalty=penalty_m[dm])
+    # However small the remainder, leaving it unserved also costs more than a whole extra
+    # replica anywhere (with its latency), so serving all demand wins whenever capacity exists.
+    full_replica = cost_rep + p_rate * (cost_req + w_l[p_m] * slo[p_m])
+    charge_m = np.zeros(n_m)
+    np.maximum.at(charge_m, p_m, SLACK_FACTOR * full_replica)
+    demands = Demands(
+        model=dm, zone=du, rate=drate, penalty=penalty_m[dm], charge=charge_m[dm] + 1.0
+    )
 
     slo_excluded: dict[int, list[tuple[str, str]]] = {}
     route_budget_m = np.full(n_m, -np.inf)
@@ -451,7 +460,7 @@ def candidates(problem: Problem) -> Candidates:
             nearest = out[np.argmin(rtt[u, out])]
             slo_excluded.setdefault(m, []).append((zones[u], regions[int(nearest)].name))
 
-    floor_penalty = 10.0 * float(np.sum(penalty_m * scale_load)) + 1.0
+    floor_penalty = 10.0 * float(np.sum(penalty_m * scale_load + charge_m)) + 1.0
     whole = needs_regions | np.array(
         [m.availability.survive_region_loss for m in models], dtype=bool
     )
@@ -488,6 +497,14 @@ def _build(
     n = lp.variables(pools.size, 0.0, pools.upper, pools.cost_per_replica, integer=True)
     x = lp.variables(routes.size, 0.0, np.inf, routes.cost)
     s = lp.variables(demands.rate.size, 0.0, demands.rate, demands.penalty)
+    # short[m] = 1 when any of model m's demand is unserved: s[m,u] <= demand[m,u] * short[m].
+    short_models, short_of = np.unique(demands.model, return_inverse=True)
+    first = np.zeros(short_models.size, dtype=np.int64)
+    first[short_of] = np.arange(short_of.size)
+    short = lp.variables(short_models.size, 0.0, 1.0, demands.charge[first], integer=True)
+    rows = lp.constraints(demands.rate.size, -np.inf, 0.0)
+    lp.terms(rows, s, 1.0)
+    lp.terms(rows, short[short_of], -demands.rate)
 
     # Demand: routed + unserved = demand, per (model, zone).
     pair = routes.pair

@@ -39,10 +39,18 @@ def reasons_by_model(
     for i, model in enumerate(prob.models):
         mine = by_model[starts[i] : starts[i + 1]]
         reasons: list[str] = []
+        at_max = model.max_replicas is not None and replicas[mine].sum() >= model.max_replicas
         for j in np.flatnonzero((d.model == i) & (unserved > 1e-6))[:MAX_ITEMS]:
+            if at_max:
+                why = f"maxReplicas={model.max_replicas} reached"
+            elif _free_capacity_within_slo(
+                c, i, int(d.zone[j]), gpus_used=gpus_used, replicas=replicas, load=load
+            ):
+                why = "GPU capacity within the SLO is free, but the search stopped before using it"
+            else:
+                why = "no GPU capacity left in a region within the SLO"
             reasons.append(
-                f"{unserved[j]:.3g} req/s from zone {zones[int(d.zone[j])]} unserved: "
-                "no GPU capacity left in a region within the SLO"
+                f"{unserved[j]:.3g} req/s from zone {zones[int(d.zone[j])]} unserved: {why}"
             )
         used = mine[replicas[mine] > 0]
         worst_used = float(unit[used].max()) if used.size else np.inf
@@ -90,6 +98,29 @@ def reasons_by_model(
             reasons.append(f"maxReplicas={model.max_replicas} caps the replica count")
         out[i] = reasons
     return out
+
+
+def _free_capacity_within_slo(
+    c: Compiled,
+    model: int,
+    zone: int,
+    *,
+    gpus_used: FloatArray,
+    replicas: FloatArray,
+    load: FloatArray,
+) -> bool:
+    """Whether any SLO-eligible pool for (model, zone) has room: free GPUs for one more
+    replica, or spare capacity in the replicas it runs."""
+    cands = c.candidates
+    cp, ck = cands.pools, cands.routes
+    pools = np.unique(ck.pool[(ck.model == model) & (ck.zone == zone)])
+    gpus_free = (
+        cands.capacity[cp.region[pools], cp.gpu[pools]] - gpus_used[cp.region[pools], cp.gpu[pools]]
+    )
+    if (gpus_free >= cp.gpus_per_replica[pools]).any():
+        return True
+    mine = np.isin(c.pool_ids, pools)
+    return bool((replicas[mine] * c.pools.rate[mine] - load[mine] > 1e-6).any())
 
 
 def _region_terms(c: Compiled, r: int) -> str:

@@ -70,10 +70,13 @@ def evaluate(c: Compiled, a: Assignment) -> Evaluation:
     for m, model in enumerate(prob.models):
         if model.churn_budget is not None:
             over += max(float(stopped_m[m]) - model.churn_budget, 0.0)
+    charged = np.zeros(n_m)
+    charged[d.model[unserved > 0]] = d.charge[unserved > 0]
     objective = (
         float(p.cost_per_replica @ a.replicas)
         + float(k.cost @ a.routed)
         + float(d.penalty @ unserved)
+        + float(charged.sum())
         + prob.churn_penalty * float(stopped.sum())
         + c.floor_penalty * (short + over)
     )

@@ -211,9 +211,14 @@ def _integer_plan(
     if evaluate(c, dive).unserved.any():  # rounding lost capacity the LP had: repair greedily
         dive = fill_unserved(c, dive)
     found, solved, mip_bound = _solve_milp(c, options, dive)
-    if not solved or evaluate(c, dive).objective < evaluate(c, found).objective:
-        return c, dive, mip_bound
-    return c, found, mip_bound
+    best = (
+        dive if not solved or evaluate(c, dive).objective < evaluate(c, found).objective else found
+    )
+    if evaluate(c, best).unserved.any():  # a search stopped early may leave free GPUs unused
+        repaired = fill_unserved(c, best)
+        if evaluate(c, repaired).objective < evaluate(c, best).objective:
+            best = repaired
+    return c, best, mip_bound
 
 
 def consolidate(c: Compiled, a: Assignment, passes: int = 2) -> Assignment:
@@ -249,7 +254,8 @@ def consolidate(c: Compiled, a: Assignment, passes: int = 2) -> Assignment:
                 if result is None:
                     continue
                 cost_new, flows = result
-                if cost_new - p.cost_per_replica[q] < cost_now - 1e-9:
+                serves_all = flows.sum() >= routed[routes].sum() - 1e-9  # serving comes first
+                if serves_all and cost_new - p.cost_per_replica[q] < cost_now - 1e-9:
                     n[q] -= 1
                     routed[routes] = flows
                     changed = True
