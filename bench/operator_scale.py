@@ -15,7 +15,7 @@ import argparse
 import dataclasses
 import json
 import random
-import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -71,10 +71,11 @@ def inference_deployments(count: int, namespaces: int, seed: int) -> list[dict[s
     return out
 
 
-def peak_rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmHWM") -> float:
+    """Peak (VmHWM) or current (VmRSS) resident memory of a process."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+        if line.startswith(f"{field}:"):
+            return round(int(line.split()[1]) / 1024, 1)
     return float("nan")
 
 
@@ -138,6 +139,8 @@ def main() -> None:
         for n in range(args.namespaces):
             cluster.kubectl("create", "namespace", f"bench-{n}")
         operator.start()
+        assert operator.process is not None
+        idle_rss = rss_mib(operator.process.pid, "VmRSS")
         manifest = work / "ideps.yaml"
         manifest.write_text(
             yaml.safe_dump_all(inference_deployments(args.count, args.namespaces, args.seed))
@@ -150,14 +153,16 @@ def main() -> None:
         )
         settled = time.monotonic() - started
         placed, deployed = placed_and_deployed(cluster, args.count)
+        placed_rss = rss_mib(operator.process.pid, "VmRSS")
         writes_settled = operator.writes()
         all_ready = poll(lambda: ready_count(cluster) >= args.count, args.timeout, 2.0)
         ready_after = time.monotonic() - started
         operator.wait_cycles(1)
-        before = operator.writes()
+        kinds = ("Deployment", "Service", "InferenceDeployment", "Region", "Event")
+        before = {kind: operator.writes(kind=kind) for kind in kinds}
         time.sleep(args.settle)
-        steady = (operator.writes() - before) / args.settle
-        assert operator.process is not None
+        steady_by_kind = {kind: operator.writes(kind=kind) - before[kind] for kind in kinds}
+        steady = sum(steady_by_kind.values()) / args.settle
         result = {
             "benchmark": "operator_scale",
             "inference_deployments": args.count,
@@ -176,14 +181,20 @@ def main() -> None:
             "all_ready": all_ready,
             "seconds_until_all_replicas_ready": round(ready_after, 1),
             "steady_state_writes_per_second": round(steady, 3),
-            "operator_peak_rss_mib": round(peak_rss_mib(operator.process.pid), 1),
+            "steady_state_writes_by_kind": steady_by_kind,
+            "operator_rss_mib": {
+                "idle": idle_rss,
+                "placed": placed_rss,
+                "ready": rss_mib(operator.process.pid, "VmRSS"),
+                "peak": rss_mib(operator.process.pid),
+            },
             "targets": {"seconds": 60, "steady_writes": 0, "rss_mib": 300},
         }
         print(json.dumps(result))
     finally:
         operator.stop()
         cluster.down()
-        subprocess.run(["rm", "-rf", str(work)], check=False)
+        print(f"operator log: {operator.log}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ class OperatorProcess:
         with self.log.open("ab") as handle:
             # Only --kubeconfig may point the operator at the cluster, as for a user.
             env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+            env.setdefault("MALLOC_ARENA_MAX", "2")  # as the Helm chart runs it
             self.process = subprocess.Popen(
                 command, stdout=handle, stderr=subprocess.STDOUT, env=env
             )
