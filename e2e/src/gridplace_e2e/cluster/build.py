@@ -183,59 +183,31 @@ def _build_etcd(out: Path, progress: Progress) -> None:
     )
 
 
-def _build_kwok(out: Path, progress: Progress) -> None:
+def _go_install(
+    out: Path, progress: Progress, name: str, version: str, *, packages: list[str], ldflags: str
+) -> None:
+    """`go install` of tools whose modules need no replace lines, into `out`."""
     _run(
-        f"go install kwok {KWOK_VERSION}",
-        [
-            "go",
-            "install",
-            "-v",
-            "-trimpath",
-            "-buildvcs=false",
-            "-ldflags",
-            "-s -w",
-            f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}",
-            f"sigs.k8s.io/kwok/cmd/kwokctl@{KWOK_VERSION}",
-        ],
+        f"go install {name} {version}",
+        ["go", "install", "-v", "-trimpath", "-buildvcs=false", "-ldflags", ldflags, *packages],
         progress,
         env=_go_env(gobin=out),
     )
+
+
+def _build_kwok(out: Path, progress: Progress) -> None:
+    packages = [f"sigs.k8s.io/kwok/cmd/{cmd}@{KWOK_VERSION}" for cmd in ("kwok", "kwokctl")]
+    _go_install(out, progress, "kwok", KWOK_VERSION, packages=packages, ldflags="-s -w")
 
 
 def _build_helm(out: Path, progress: Progress) -> None:
-    _run(
-        f"go install helm {HELM_VERSION}",
-        [
-            "go",
-            "install",
-            "-v",
-            "-trimpath",
-            "-buildvcs=false",
-            "-ldflags",
-            helm_ldflags(),
-            f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}",
-        ],
-        progress,
-        env=_go_env(gobin=out),
-    )
+    packages = [f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"]
+    _go_install(out, progress, "helm", HELM_VERSION, packages=packages, ldflags=helm_ldflags())
 
 
 def _build_kube_score(out: Path, progress: Progress) -> None:
-    _run(
-        f"go install kube-score {KUBE_SCORE_VERSION}",
-        [
-            "go",
-            "install",
-            "-v",
-            "-trimpath",
-            "-buildvcs=false",
-            "-ldflags",
-            "-s -w",
-            f"github.com/zegl/kube-score/cmd/kube-score@{KUBE_SCORE_VERSION}",
-        ],
-        progress,
-        env=_go_env(gobin=out),
-    )
+    packages = [f"github.com/zegl/kube-score/cmd/kube-score@{KUBE_SCORE_VERSION}"]
+    _go_install(out, progress, "kube-score", KUBE_SCORE_VERSION, packages=packages, ldflags="-s -w")
 
 
 def prometheus_package_version() -> str:
