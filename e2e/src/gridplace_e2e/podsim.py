@@ -58,7 +58,7 @@ class SimLatency:
 # are few on purpose so a handful of requests per second make a replica queue.
 GPU_LATENCY: Mapping[str, SimLatency] = {
     "NVIDIA-H100-80GB-HBM3": SimLatency(10, 0.03, 6, 0.2, 4),
-    "NVIDIA-A100-SXM4-80GB": SimLatency(15, 0.05, 9, 0.3, 4),
+    "NVIDIA-A100-SXM4-40GB": SimLatency(15, 0.05, 9, 0.3, 4),
     "NVIDIA-L40S": SimLatency(20, 0.08, 14, 0.5, 4),
 }
 DEFAULT_LATENCY = GPU_LATENCY["NVIDIA-L40S"]
