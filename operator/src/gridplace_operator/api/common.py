@@ -64,6 +64,20 @@ class CelRule:
         return entry
 
 
+def object_name_rule(max_length: int) -> CelRule:
+    """metadata.name is a DNS-1035 label short enough to prefix the names of child objects."""
+    return CelRule(
+        rule=f"self.metadata.name.size() <= {max_length}"
+        f" && self.metadata.name.matches('{DNS_LABEL_PATTERN}')",
+        message=(
+            f"metadata.name must be a DNS-1035 label of at most {max_length} characters"
+            " (it becomes part of child object names)"
+        ),
+        values=lambda o: f'got "{o.metadata.name}"',
+        check=lambda o: is_dns_label(o.metadata.name, max_length),
+    )
+
+
 def list_map(*keys: str) -> dict[str, Any]:
     """`json_schema_extra` for a list of named objects merged by `keys` (server-side apply)."""
     return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": list(keys)}

@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from gridplace_operator.api.common import (
-    DNS_LABEL_PATTERN,
     LIST_ATOMIC,
     LIST_SET,
     ApiModel,
@@ -19,8 +18,8 @@ from gridplace_operator.api.common import (
     ObjectMeta,
     ShortText,
     default_instance,
-    is_dns_label,
     list_map,
+    object_name_rule,
 )
 
 KIND = "InferenceDeployment"
@@ -648,18 +647,7 @@ class InferenceDeploymentStatus(ApiModel):
 class InferenceDeployment(ApiModel):
     """A model served by vLLM, placed across regions by gridplace."""
 
-    cel_rules = (
-        CelRule(
-            rule=f"self.metadata.name.size() <= {MAX_DEPLOYMENT_NAME}"
-            f" && self.metadata.name.matches('{DNS_LABEL_PATTERN}')",
-            message=(
-                f"metadata.name must be a DNS-1035 label of at most {MAX_DEPLOYMENT_NAME}"
-                " characters (it becomes part of child object names)"
-            ),
-            values=lambda d: f'got "{d.metadata.name}"',
-            check=lambda d: is_dns_label(d.metadata.name, MAX_DEPLOYMENT_NAME),
-        ),
-    )
+    cel_rules = (object_name_rule(MAX_DEPLOYMENT_NAME),)
 
     api_version: Literal["gridplace.dev/v1alpha1"] = "gridplace.dev/v1alpha1"
     kind: Literal["InferenceDeployment"] = "InferenceDeployment"

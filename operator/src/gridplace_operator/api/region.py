@@ -9,7 +9,6 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from gridplace_operator.api.common import (
-    DNS_LABEL_PATTERN,
     ApiModel,
     CelRule,
     Condition,
@@ -20,8 +19,8 @@ from gridplace_operator.api.common import (
     SecretKeyRef,
     SecretRef,
     ShortText,
-    is_dns_label,
     list_map,
+    object_name_rule,
 )
 
 KIND = "Region"
@@ -334,18 +333,7 @@ MAX_REGION_NAME = 20
 class Region(ApiModel):
     """A region gridplace may place replicas in."""
 
-    cel_rules = (
-        CelRule(
-            rule=f"self.metadata.name.size() <= {MAX_REGION_NAME}"
-            f" && self.metadata.name.matches('{DNS_LABEL_PATTERN}')",
-            message=(
-                f"metadata.name must be a DNS-1035 label of at most {MAX_REGION_NAME} characters"
-                " (it becomes part of child object names)"
-            ),
-            values=lambda r: f'got "{r.metadata.name}"',
-            check=lambda r: is_dns_label(r.metadata.name, MAX_REGION_NAME),
-        ),
-    )
+    cel_rules = (object_name_rule(MAX_REGION_NAME),)
 
     api_version: Literal["gridplace.dev/v1alpha1"] = "gridplace.dev/v1alpha1"
     kind: Literal["Region"] = "Region"
