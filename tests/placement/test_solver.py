@@ -213,6 +213,29 @@ def test_unserved_reason_tells_free_capacity_from_none(two_regions: dict[str, An
     assert "unserved: no GPU capacity left in a region within the SLO" in none.models[0].reasons[0]
 
 
+@pytest.mark.parametrize("policy", ["gridplace", "naive"])
+def test_churn_penalty_charges_moves_not_scale_downs(
+    two_regions: dict[str, Any], policy: Policy
+) -> None:
+    two_regions["churnPenalty"] = 100.0  # far above any hour's carbon or cost saving
+    rate = float(candidates(Problem.model_validate(two_regions)).pools.rate[0])
+    two_regions["models"][0]["demand"] = {"users": 2.5 * rate}  # needs 3 replicas
+    # Demand fell: 8 run in the clean region, the 5 no longer needed go free of charge.
+    two_regions["current"] = [{"model": "chat", "region": "clean", "gpuType": H100, "replicas": 8}]
+    fell = solve(Problem.model_validate(two_regions), policy=policy)
+    assert replicas_in(fell, "clean") == 3
+    assert fell.stopped_replicas == 5
+    # Running the 3 needed in the dirty region: moving them to the clean one is charged.
+    two_regions["current"] = [{"model": "chat", "region": "dirty", "gpuType": H100, "replicas": 8}]
+    held = solve(Problem.model_validate(two_regions), policy=policy)
+    assert replicas_in(held, "dirty") == 3
+    assert replicas_in(held, "clean") == 0
+    two_regions["churnPenalty"] = 0.0
+    moved = solve(Problem.model_validate(two_regions), policy=policy)
+    assert replicas_in(moved, "clean") == 3
+    assert replicas_in(moved, "dirty") == 0
+
+
 def test_shortage_is_reported_not_raised(two_regions: dict[str, Any]) -> None:
     for region in two_regions["regions"]:
         region["gpus"] = {H100: 0}

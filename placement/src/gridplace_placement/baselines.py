@@ -238,10 +238,17 @@ def naive(c: Compiled, options: SolveOptions) -> tuple[Assignment, bool]:
     for q in np.flatnonzero(p.current > 0).tolist():
         key = (int(p.model[q]), int(p.region[q]), int(p.gpu[q]))
         stop = solver.NumVar(0, float(p.current[q]), "")
-        objective.SetCoefficient(stop, prob.churn_penalty)
         solver.Add(stop >= float(p.current[q]) - n[key])
         stopped_total.append(stop)
         stopped_by_model.setdefault(key[0], []).append(stop)
+    for m, stops in stopped_by_model.items():  # the penalty is paid on moves only
+        moved = solver.NumVar(0, solver.infinity(), "")
+        objective.SetCoefficient(moved, prob.churn_penalty)
+        solver.Add(sum(stops) - moved <= float(c.candidates.free_stops[m]))
+        running = float(p.current[p.model == m].sum())
+        mine = [var for key, var in n.items() if key[0] == m]
+        started = sum(mine) - running + sum(stops)
+        solver.Add(started - moved <= float(c.candidates.free_starts[m]))
     budgets = [(prob.churn_budget, stopped_total)] + [
         (model.churn_budget, stopped_by_model.get(m, [])) for m, model in enumerate(models)
     ]

@@ -8,10 +8,11 @@ Index sets (after pruning, so the solver never sees what cannot matter):
 
 Variables: replicas n[p] (integer), routed rate x[k] >= 0, unserved s[m,u] >= 0 with a binary
 "some demand unserved" per model (a fixed charge above any replica's cost), stopped
-replicas c[p] >= 0 (pools running now), region-used z[m,r] (binary, models with a region floor),
-served S[m] and linear capacity C[m] (models that must survive a region loss), and slacks for the
-floors and the churn budgets (global and per model). All slacks are penalised far above any
-service cost, so a shortage shows up in the plan instead of an infeasible solve.
+replicas c[p] >= 0 (pools running now), moved replicas per model (the churn penalty's measure),
+region-used z[m,r] (binary, models with a region floor), served S[m] and linear capacity C[m]
+(models that must survive a region loss), and slacks for the floors and the churn budgets
+(global and per model). All slacks are penalised far above any service cost, so a shortage
+shows up in the plan instead of an infeasible solve.
 """
 
 from __future__ import annotations
@@ -177,6 +178,7 @@ class Columns:
     max_rows: IntArray  # per model
     cut_rows: IntArray  # per model, -1 without a rounding cut
     served_rows: IntArray  # per model, -1 unless it must survive a region loss
+    move_rows: IntArray  # per model, -1 unless it runs replicas now (starts that are moves)
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,8 @@ class Candidates:
     capacity: FloatArray  # GPUs by (region, GPU type)
     best_rate: FloatArray  # per model, over every candidate pool (for the rounding cut)
     whole_model: NDArray[np.bool_]  # models whose pools all stay (floors, survival, minimum)
+    free_stops: FloatArray  # per model: running replicas its demand and floors no longer need
+    free_starts: FloatArray  # per model: replicas its demand may need beyond those running
 
 
 @dataclass(frozen=True)
@@ -241,6 +245,8 @@ def restrict(cands: Candidates, route_mask: NDArray[np.bool_]) -> Compiled:
         floor_penalty=cands.floor_penalty,
         n_gpu=len(cands.gpu_types),
         best_rate=cands.best_rate,
+        free_stops=cands.free_stops,
+        free_starts=cands.free_starts,
     )
     return Compiled(
         cands.problem,
@@ -466,6 +472,25 @@ def candidates(problem: Problem) -> Candidates:
     )
     best_rate = np.zeros(n_m)
     np.maximum.at(best_rate, p_m, p_rate)
+    # Churn is charged on moves only. Stopping running replicas beyond what the model needs at
+    # its best rate follows falling demand; starting replicas up to what it needs at its worst
+    # rate follows rising demand: neither is a move. Both bounds are generous, so scaling is
+    # never charged and a move (a stop and a start) always is, beyond that slack.
+    worst_rate = np.full(n_m, np.inf)
+    np.minimum.at(worst_rate, p_m, p_rate)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        need = np.where(best_rate > 0, np.ceil(demand_m / best_rate - 1e-9), 0.0)
+        need_most = np.where(np.isfinite(worst_rate), np.ceil(demand_m / worst_rate - 1e-9), 0.0)
+    floor_need = np.array(
+        [
+            max(m.min_replicas, m.availability.min_regions * m.availability.per_region_min)
+            for m in models
+        ],
+        dtype=np.float64,
+    )
+    running_m = np.bincount(p_m, weights=p_cur, minlength=n_m)
+    free_stops = np.maximum(running_m - np.maximum(need, floor_need), 0.0)
+    free_starts = np.maximum(np.maximum(need_most, floor_need) - running_m, 0.0)
     return Candidates(
         problem,
         gpu_types,
@@ -477,6 +502,8 @@ def candidates(problem: Problem) -> Candidates:
         cap,
         best_rate,
         whole,
+        free_stops,
+        free_starts,
     )
 
 
@@ -490,6 +517,8 @@ def _build(
     floor_penalty: float,
     n_gpu: int,
     best_rate: FloatArray,
+    free_stops: FloatArray,
+    free_starts: FloatArray,
 ) -> tuple[Milp, Columns]:
     models = problem.models
     n_m = len(models)
@@ -603,12 +632,28 @@ def _build(
         lp.terms(rows, served[s_model], -1.0)
         lp.terms(rows[s_inv], n[sp], -pools.rate[sp])
 
-    # Churn: stopped >= current - replicas; total stopped within the budget (soft).
+    # Churn: stopped >= current - replicas; total stopped within the budget (soft). The penalty
+    # is paid on moves only, per model: moved >= stopped - free stops and
+    # moved >= started - free starts, with started = sum replicas - running + stopped.
     running = np.flatnonzero(pools.current > 0)
-    stopped = lp.variables(running.size, 0.0, pools.current[running], problem.churn_penalty)
+    stopped = lp.variables(running.size, 0.0, pools.current[running], 0.0)
     rows = lp.constraints(running.size, pools.current[running], np.inf)
     lp.terms(rows, stopped, 1.0)
     lp.terms(rows, n[running], 1.0)
+    moving = np.unique(pools.model[running])
+    moved = lp.variables(moving.size, 0.0, np.inf, problem.churn_penalty)
+    of_stop = np.searchsorted(moving, pools.model[running])
+    rows = lp.constraints(moving.size, -np.inf, free_stops[moving])
+    lp.terms(rows[of_stop], stopped, 1.0)
+    lp.terms(rows, moved, -1.0)
+    running_m = np.bincount(pools.model, weights=pools.current, minlength=n_m)
+    rows = lp.constraints(moving.size, -np.inf, running_m[moving] + free_starts[moving])
+    move_rows = np.full(n_m, -1, dtype=np.int64)
+    move_rows[moving] = rows
+    sel = move_rows[pools.model] >= 0
+    lp.terms(move_rows[pools.model][sel], n[sel], 1.0)
+    lp.terms(rows[of_stop], stopped, 1.0)
+    lp.terms(rows, moved, -1.0)
     churn_over = lp.variables(
         1 if problem.churn_budget is not None else 0, 0.0, np.inf, floor_penalty
     )
@@ -646,6 +691,7 @@ def _build(
         max_rows=max_rows,
         cut_rows=cut_of,
         served_rows=served_rows,
+        move_rows=move_rows,
     )
 
 

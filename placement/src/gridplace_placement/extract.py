@@ -77,10 +77,20 @@ def evaluate(c: Compiled, a: Assignment) -> Evaluation:
         + float(k.cost @ a.routed)
         + float(d.penalty @ unserved)
         + float(charged.sum())
-        + prob.churn_penalty * float(stopped.sum())
+        + prob.churn_penalty * float(moved_replicas(c, a.replicas).sum())
         + c.floor_penalty * (short + over)
     )
     return Evaluation(objective, unserved, stopped, round(short), over)
+
+
+def moved_replicas(c: Compiled, replicas: FloatArray) -> FloatArray:
+    """Per model, the replicas the plan moves: stops beyond those falling demand frees, or
+    starts beyond those rising demand needs (the churn penalty's measure)."""
+    p, n_m, cands = c.pools, len(c.problem.models), c.candidates
+    stopped = np.bincount(p.model, np.maximum(p.current - replicas, 0.0), minlength=n_m)
+    started = np.bincount(p.model, np.maximum(replicas - p.current, 0.0), minlength=n_m)
+    moves = np.maximum(stopped - cands.free_stops, started - cands.free_starts)
+    return np.where(np.bincount(p.model, p.current, minlength=n_m) > 0, np.maximum(moves, 0.0), 0)
 
 
 def assemble(

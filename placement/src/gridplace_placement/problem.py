@@ -227,7 +227,9 @@ class Problem(_Data):
         default=None, description="most running replicas a re-plan may stop (moves count once)"
     )
     churn_penalty: NonNegative = Field(
-        default=0.05, description="objective cost per stopped replica, in model-normalised units"
+        default=0.05,
+        description="objective cost per moved replica (a stop not explained by falling demand, "
+        "or a start not explained by rising demand), in model-normalised units",
     )
 
     @model_validator(mode="after")

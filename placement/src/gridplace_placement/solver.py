@@ -176,6 +176,7 @@ def _entering_routes(
         - p.gpus_per_replica[pool] * dual(cols.gpu_rows[key])
         - dual(cols.max_rows[p.model[pool]])
         - dual(cols.cut_rows[p.model[pool]])
+        - dual(cols.move_rows[p.model[pool]])
     )
     rc[out] = (
         r.cost[out] - lam[out] + np.minimum(per_replica, 0.0) * 1e9 + per_replica / p.rate[pool]
