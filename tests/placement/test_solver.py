@@ -351,3 +351,26 @@ def test_baselines_keep_running_replicas(two_regions: dict[str, Any]) -> None:
         plan = solve(Problem.model_validate(two_regions), policy=policy)
         assert plan.stopped_replicas == 0
         assert replicas_in(plan, "dirty") >= 3
+
+
+def test_pinned_totals_under_a_zero_churn_budget_still_get_a_plan() -> None:
+    # The operator pins each model's total (the autoscaler's decision) and may have no churn
+    # budget left; fixing replicas while diving then leaves the LP infeasible, which must not
+    # abort the solve.
+    base = random_problem(8, 4, gpu_types=2, zones=4, seed=0)
+    pinned = tuple(
+        m.model_copy(update={"min_replicas": 6, "max_replicas": 6, "churn_budget": 0})
+        for m in base.models
+    )
+    problem = base.model_copy(update={"models": pinned})
+    plan = solve(problem, SolveOptions(time_limit_seconds=1))
+    used: dict[tuple[str, str], int] = {}
+    models = {m.name: m for m in problem.models}
+    for pool in plan.pools:
+        per_replica = models[pool.model].profiles[pool.gpu_type].gpus_per_replica
+        used[(pool.region, pool.gpu_type)] = used.get((pool.region, pool.gpu_type), 0) + (
+            pool.replicas * per_replica
+        )
+    capacity = {(r.name, g): n for r in problem.regions for g, n in r.gpus.items()}
+    assert all(n <= capacity[key] for key, n in used.items())
+    assert plan.status != PlanStatus.NO_SOLUTION

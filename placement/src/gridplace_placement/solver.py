@@ -385,7 +385,12 @@ def round_and_route(c: Compiled, lp_values: FloatArray, max_rounds: int = 12) ->
         lower[cols.replicas[todo[settled]]] = target[settled]
         upper[cols.replicas[todo]] = target
         fixed[todo[settled]] = True
-        _, values = _solve_lp(c.milp.with_bounds(lower, upper))
+        _, dived = _solve_lp(c.milp.with_bounds(lower, upper))
+        if dived.size == 0:  # the fixings left no feasible LP: keep the last solution
+            lower[cols.replicas[todo]] = np.concatenate(c.milp.lower)[cols.replicas[todo]]
+            fixed[todo] = False
+            break
+        values = dived
     n = np.where(fixed, lower[cols.replicas], np.ceil(values[cols.replicas] - 1e-6))
     routed = np.maximum(values[cols.routed], 0.0)
     load = np.bincount(c.routes.pool, weights=routed, minlength=p.size)
