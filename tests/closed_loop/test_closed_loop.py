@@ -17,68 +17,22 @@ from typing import Any
 import pytest
 import yaml
 
+from gridplace_e2e import loop_scenario
 from gridplace_e2e.cluster.handle import ClusterHandle
-from gridplace_e2e.loadgen.plan import Step, Zone, read_trace, step_plan, step_starts
+from gridplace_e2e.loadgen.plan import Zone, read_trace, step_plan, step_starts
 from gridplace_e2e.loadgen.runner import Outcome, RunOptions, percentile, run_plan
+from gridplace_e2e.loop_scenario import LATENCY, MODEL, SLO_S, STEPS, TRACE
 from gridplace_e2e.operator_run import OperatorProcess, get_json, wait_for
-from gridplace_e2e.podsim import ClusterRouter, PodSimulators, SimLatency, split
+from gridplace_e2e.podsim import ClusterRouter, PodSimulators, split
 from gridplace_operator.autoscaler import direction_changes
 from gridplace_operator.prom import Prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
-TRACE = (
-    ROOT.parent / "shared" / "scenarios" / "public" / "AzureLLMInferenceTrace_code_2023-11-16.csv"
-)
-GPU = "NVIDIA-L40S"
-MODEL = "sim/code-completion"
-SLO_S = 1.0
-# Eight batch slots and about 1.3 s per request: one replica carries ~6 req/s at full batch.
-LATENCY = {GPU: SimLatency(20, 0.05, 40, 0.5, 8)}
-LIGHT, HEAVY = 2.0, 14.0
-STEPS = (Step(45, LIGHT), Step(150, HEAVY), Step(120, LIGHT))
 NAME = "loop"
 
 
 def inference_deployment() -> dict[str, Any]:
-    """Its performance profile describes the simulator above, so the capacity model fits it."""
-    return {
-        "apiVersion": "gridplace.dev/v1alpha1",
-        "kind": "InferenceDeployment",
-        "metadata": {"name": NAME},
-        "spec": {
-            "model": {
-                "name": MODEL,
-                "gpuTypes": [GPU],
-                "performance": {
-                    "gpus": [
-                        {
-                            "gpuType": GPU,
-                            "maxBatch": 8,
-                            "decodeBaseSeconds": 0.04,
-                            "decodePerSequenceSeconds": 0.0005,
-                            "prefillSecondsPerToken": 0.00005,
-                            "activePowerWatts": 350,
-                            "idlePowerWatts": 100,
-                        }
-                    ]
-                },
-            },
-            "slo": {"p95TimeToFirstTokenSeconds": SLO_S},
-            "scaling": {
-                "minReplicas": 1,
-                "maxReplicas": 6,
-                "scaleUpStabilizationSeconds": 6,
-                "scaleDownStabilizationSeconds": 45,
-                "maxStep": 2,
-            },
-            "placement": {"allowedRegions": ["us-east-1"]},
-            "demand": {
-                "static": [{"zone": "us-east", "requestsPerSecond": LIGHT}],
-                "meanPromptTokens": 2048,
-                "meanOutputTokens": 28,
-            },
-        },
-    }
+    return loop_scenario.inference_deployment(NAME)
 
 
 @pytest.fixture
@@ -106,8 +60,7 @@ def operator(cluster: ClusterHandle, regions: None, tmp_path: Path) -> Iterator[
         plan_period=5.0,
         extra_args=[
             f"--prometheus-url={cluster.prometheus_url}",
-            "--prometheus-rate-window=20s",
-            "--autoscale-period=3",
+            *loop_scenario.OPERATOR_ARGS,
         ],
     )
     process.start()
@@ -150,6 +103,9 @@ def p95_ttft(outcomes: list[Outcome], start: float, end: float) -> float:
 
 
 @pytest.mark.cluster
+# Real processes on two shared cores: a scheduling hiccup can delay a scrape enough to cost one
+# extra scaling step, so a failure is run once more before it counts.
+@pytest.mark.flaky(reruns=1, reruns_delay=5)
 def test_scale_out_on_a_p95_breach_and_back_in_without_flapping(
     cluster: ClusterHandle, namespace: str, simulators: PodSimulators, operator: OperatorProcess
 ) -> None:

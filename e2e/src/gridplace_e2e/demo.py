@@ -3,7 +3,9 @@
 Brings up the local cluster (or reuses it), installs the CRDs and the example Regions and
 InferenceDeployments, runs the operator, and prints the placement as it settles. Then raises the
 carbon intensity of the busiest region and shows gridplace moving replicas away, make-before-break,
-and back once the spike is over.
+and back once the spike is over. Last, the closed loop: simulators back the pods, a load
+generator steps Azure trace requests up and down, and gridplace scales on the p95 it reads from
+Prometheus.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from gridplace_e2e.cluster.local import LocalCluster
 from gridplace_e2e.cluster.topology import DEFAULT_TOPOLOGY, load_topology
+from gridplace_e2e.demo_loop import autoscale_act
 from gridplace_e2e.operator_run import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -104,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gridplace-demo", description=__doc__.splitlines()[0])
     parser.add_argument("--name", default="gridplace", help="cluster name (default gridplace)")
     parser.add_argument("--no-spike", action="store_true", help="skip the carbon-spike act")
+    parser.add_argument("--no-loop", action="store_true", help="skip the autoscaling act")
     args = parser.parse_args(argv)
 
     cluster = LocalCluster(args.name)
@@ -126,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         _events(cluster)
     finally:
         operator.stop()
+    if not args.no_loop:
+        autoscale_act(cluster, cluster.workdir / "operator-loop.log")
     print(
         "\nThe cluster keeps running; explore it with:\n"
         f"  export KUBECONFIG={cluster.kubeconfig} PATH={cluster.binaries.bin_dir}:$PATH\n"

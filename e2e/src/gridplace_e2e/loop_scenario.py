@@ -1,0 +1,69 @@
+"""The closed-loop scenario shared by the autoscaling test and the demo: one model served by
+simulators that queue at a few requests per second, light load, a step up that breaches the SLO,
+and a step back down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gridplace_e2e.loadgen.plan import Step
+from gridplace_e2e.podsim import SimLatency
+
+ROOT = Path(__file__).resolve().parents[3]
+TRACE = (
+    ROOT.parent / "shared" / "scenarios" / "public" / "AzureLLMInferenceTrace_code_2023-11-16.csv"
+)
+GPU = "NVIDIA-L40S"
+MODEL = "sim/code-completion"
+SLO_S = 1.0
+# Eight batch slots and about 1.3 s per request: one replica carries ~6 req/s at full batch.
+LATENCY = {GPU: SimLatency(20, 0.05, 40, 0.5, 8)}
+LIGHT, HEAVY = 2.0, 14.0
+STEPS = (Step(45, LIGHT), Step(150, HEAVY), Step(120, LIGHT))
+OPERATOR_ARGS = ("--prometheus-rate-window=20s", "--autoscale-period=3")
+
+
+def inference_deployment(
+    name: str, region: str = "us-east-1", zone: str = "us-east"
+) -> dict[str, Any]:
+    """Its performance profile describes the simulator above, so the capacity model fits it.
+    Users in `zone` are served from `region` only."""
+    return {
+        "apiVersion": "gridplace.dev/v1alpha1",
+        "kind": "InferenceDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {
+                "name": MODEL,
+                "gpuTypes": [GPU],
+                "performance": {
+                    "gpus": [
+                        {
+                            "gpuType": GPU,
+                            "maxBatch": 8,
+                            "decodeBaseSeconds": 0.04,
+                            "decodePerSequenceSeconds": 0.0005,
+                            "prefillSecondsPerToken": 0.00005,
+                            "activePowerWatts": 350,
+                            "idlePowerWatts": 100,
+                        }
+                    ]
+                },
+            },
+            "slo": {"p95TimeToFirstTokenSeconds": SLO_S},
+            "scaling": {
+                "minReplicas": 1,
+                "maxReplicas": 6,
+                "scaleUpStabilizationSeconds": 6,
+                "scaleDownStabilizationSeconds": 45,
+                "maxStep": 2,
+            },
+            "placement": {"allowedRegions": [region]},
+            "demand": {
+                "static": [{"zone": zone, "requestsPerSecond": LIGHT}],
+                "meanPromptTokens": 2048,
+                "meanOutputTokens": 28,
+            },
+        },
+    }
