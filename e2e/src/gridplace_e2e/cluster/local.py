@@ -215,6 +215,9 @@ class LocalCluster:
         if (self.kwok_cluster_dir / "kwok.yaml").is_file():
             if running - {"prometheus"}:
                 self.kwokctl("stop", "cluster", "--name", self.name)
+                # A stopped component can still hold its port while it exits; a restart before
+                # then fails to bind (kube-apiserver: "address already in use").
+                poll(lambda: not set(self.processes().values()) - {"prometheus"}, 60)
             verb, args = "start", ["start", "cluster", "--name", self.name, "--wait", "2m"]
         else:
             verb, args = "create", self.kwokctl_create_args()
