@@ -179,23 +179,17 @@ def load_scenario(path: Path, data_dir: Path | None = None) -> ScenarioData:
             )
     start, hours = spec.period.start, spec.period.hours
     zones = {r.grid_zone for r in spec.regions}
-    carbon = load_hourly(
-        base / src.carbon_intensity.file,
-        column=src.carbon_intensity.column,
-        zones=zones,
-        start=start,
-        hours=hours,
-        time_column=src.carbon_intensity.time_column,
-        zone_column=src.carbon_intensity.zone_column,
-    )
-    price = load_hourly(
-        base / src.power_price.file,
-        column=src.power_price.column,
-        zones=zones,
-        start=start,
-        hours=hours,
-        time_column=src.power_price.time_column,
-        zone_column=src.power_price.zone_column,
+    carbon, price = (
+        load_hourly(
+            base / source.file,
+            column=source.column,
+            zones=zones,
+            start=start,
+            hours=hours,
+            time_column=source.time_column,
+            zone_column=source.zone_column,
+        )
+        for source in (src.carbon_intensity, src.power_price)
     )
     region_names = [r.name for r in spec.regions]
     rtt = load_rtt_matrix(base / src.rtt.file, region_names)
