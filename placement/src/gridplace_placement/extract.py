@@ -33,6 +33,7 @@ class Assignment:
 @dataclass(frozen=True)
 class Evaluation:
     objective: float
+    per_model: FloatArray  # each model's share of the objective (all but the global budget)
     unserved: FloatArray  # per demand pair
     stopped: FloatArray  # per pool
     floor_short: int  # replicas or regions missing from floors
@@ -40,7 +41,8 @@ class Evaluation:
 
 
 def evaluate(c: Compiled, a: Assignment) -> Evaluation:
-    """Objective of an assignment under the linearised model, with its slacks."""
+    """Objective of an assignment under the linearised model, with its slacks. Every term but
+    the problem-wide churn budget belongs to one model, so `per_model` splits the objective."""
     p, k, d, prob = c.pools, c.routes, c.demands, c.problem
     n_m = len(prob.models)
     served = np.zeros(d.rate.size)
@@ -55,32 +57,39 @@ def evaluate(c: Compiled, a: Assignment) -> Evaluation:
     per_model = np.bincount(p.model, weights=a.replicas, minlength=n_m)
     n_r = len(prob.regions)
     min_rep = np.array([m.min_replicas for m in prob.models], dtype=np.float64)
-    short = float(np.maximum(min_rep - per_model, 0.0).sum())
+    short_m = np.maximum(min_rep - per_model, 0.0)
     by_region = np.bincount(p.model * n_r + p.region, weights=a.replicas, minlength=n_m * n_r)
     per_region_min = np.array(
         [m.availability.per_region_min for m in prob.models], dtype=np.float64
     )
     min_regions = np.array([m.availability.min_regions for m in prob.models], dtype=np.float64)
     used = (by_region.reshape(n_m, n_r) >= per_region_min[:, None] - 1e-9).sum(axis=1)
-    short += float(np.maximum(min_regions - used, 0.0).sum())
-    over = (
+    short_m += np.maximum(min_regions - used, 0.0)
+    stopped_m = np.bincount(p.model, weights=stopped, minlength=n_m)
+    budget_m = np.array([np.inf if m.churn_budget is None else m.churn_budget for m in prob.models])
+    over_m = np.maximum(stopped_m - budget_m, 0.0)
+    over_all = (
         max(float(stopped.sum()) - prob.churn_budget, 0.0) if prob.churn_budget is not None else 0.0
     )
-    stopped_m = np.bincount(p.model, weights=stopped, minlength=n_m)
-    for m, model in enumerate(prob.models):
-        if model.churn_budget is not None:
-            over += max(float(stopped_m[m]) - model.churn_budget, 0.0)
     charged = np.zeros(n_m)
     charged[d.model[unserved > 0]] = d.charge[unserved > 0]
-    objective = (
-        float(p.cost_per_replica @ a.replicas)
-        + float(k.cost @ a.routed)
-        + float(d.penalty @ unserved)
-        + float(charged.sum())
-        + prob.churn_penalty * float(moved_replicas(c, a.replicas).sum())
-        + c.floor_penalty * (short + over)
+    model_cost = (
+        np.bincount(p.model, weights=p.cost_per_replica * a.replicas, minlength=n_m)
+        + np.bincount(k.model, weights=k.cost * a.routed, minlength=n_m)
+        + np.bincount(d.model, weights=d.penalty * unserved, minlength=n_m)
+        + charged
+        + prob.churn_penalty * moved_replicas(c, a.replicas)
+        + c.floor_penalty * (short_m + over_m)
     )
-    return Evaluation(objective, unserved, stopped, round(short), over)
+    objective = float(model_cost.sum()) + c.floor_penalty * over_all
+    return Evaluation(
+        objective,
+        model_cost,
+        unserved,
+        stopped,
+        round(float(short_m.sum())),
+        over_all + float(over_m.sum()),
+    )
 
 
 def moved_replicas(c: Compiled, replicas: FloatArray) -> FloatArray:
@@ -102,8 +111,14 @@ def assemble(
     target_gap: float,
     bound: float,
     timing: Timing,
+    held: dict[int, float] | None = None,
+    kept_current: bool = False,
+    min_improvement: float = 0.0,
 ) -> Plan:
-    """Build the Plan: exact queueing check, totals, outcomes per zone and model, reasons."""
+    """Build the Plan: exact queueing check, totals, outcomes per zone and model, reasons.
+    `held`: models whose current pools hysteresis kept, with the share of their objective the
+    plan turned down would have saved."""
+    held = held or {}
     prob, p, k, d = c.problem, c.pools, c.routes, c.demands
     models, regions, zones = prob.models, prob.regions, prob.zones
     ev = evaluate(c, a)
@@ -177,6 +192,12 @@ def assemble(
             )
         )
     reasons = reasons_by_model(c, n, load, ev.unserved, optimised=policy == "gridplace")
+    for m, saving in held.items():
+        reasons.setdefault(m, []).insert(
+            0,
+            f"kept its current pools: the best other plan found would lower its objective by "
+            f"{max(saving, 0.0):.2%}, not more than minImprovement {min_improvement:.2%}",
+        )
     unserved_m = np.bincount(d.model, weights=ev.unserved, minlength=len(models))
     stopped_m = np.bincount(p.model, weights=ev.stopped, minlength=len(models))
     model_outcomes = []
@@ -191,6 +212,7 @@ def assemble(
                 usd_per_hour=float(usd_m[m]),
                 unserved_rps=float(unserved_m[m]),
                 stopped_replicas=int(stopped_m[m]),
+                kept_current=m in held,
                 reasons=reasons.get(m, []),
             )
         )
@@ -215,6 +237,7 @@ def assemble(
         usd_per_hour=float(usd_m.sum()),
         unserved_rps=float(ev.unserved.sum()),
         stopped_replicas=int(ev.stopped.sum()),
+        kept_current=kept_current,
         pools=pools,
         routes=routes,
         zones=zone_outcomes,

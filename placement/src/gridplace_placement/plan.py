@@ -61,6 +61,11 @@ class ModelOutcome(_Result):
     usd_per_hour: float
     unserved_rps: float
     stopped_replicas: int
+    kept_current: bool = Field(
+        default=False,
+        description="hysteresis kept this model's current pools (scaled only): the best other "
+        "plan found did not lower its objective by more than minImprovement",
+    )
     reasons: list[str] = Field(description="the binding reasons behind this placement")
 
 
@@ -84,6 +89,11 @@ class Plan(_Result):
     usd_per_hour: float
     unserved_rps: float
     stopped_replicas: int
+    kept_current: bool = Field(
+        default=False,
+        description="every model that runs now keeps its current pools (scaled only where its "
+        "demand changed): no move found paid by minImprovement",
+    )
     pools: list[PoolPlan]
     routes: list[Route]
     zones: list[ZoneOutcome]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
 from ortools.linear_solver.python import model_builder_helper as mbh
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.sparse import coo_matrix, csr_matrix
 
 from gridplace_placement.baselines import fill_unserved, run_baseline
 from gridplace_placement.builder import (
@@ -23,8 +22,10 @@ from gridplace_placement.builder import (
     restrict,
 )
 from gridplace_placement.extract import Assignment, assemble, evaluate
+from gridplace_placement.hysteresis import Held, keep_current
 from gridplace_placement.plan import Plan, Timing
 from gridplace_placement.problem import Problem
+from gridplace_placement.routing import route_fixed, sparse_model
 
 Backend = Literal["highs", "scip"]
 Policy = Literal[
@@ -53,6 +54,12 @@ class SolveOptions(BaseModel):
     exact: bool = Field(
         default=False, description="search all candidate pools (slower; bound from the MILP too)"
     )
+    min_improvement: float = Field(
+        default=0.01,
+        ge=0,
+        description="hysteresis: a model that runs now moves only if the new plan lowers its "
+        "own objective by more than this share; else it keeps its pools (scaled)",
+    )
 
 
 def solve(
@@ -66,11 +73,14 @@ def solve(
     t1 = time.perf_counter()
     compiled, bound, lp_values = lp_bound(cands, options.routes_per_zone)
     t2 = time.perf_counter()
+    held = Held(Assignment(np.zeros(0), np.zeros(0)), {}, kept_all=False)
     if policy == "gridplace":
         compiled, assignment, mip_bound = _integer_plan(compiled, options, lp_values)
         solved = True
         if options.exact:
             bound = max(bound, mip_bound)  # the MILP's own bound counts only over all pools
+        held = keep_current(compiled, assignment, options.min_improvement)
+        assignment = held.assignment
     else:
         compiled = restrict(cands, np.ones(cands.routes.size, dtype=bool))
         assignment, solved = run_baseline(compiled, policy, options)
@@ -90,6 +100,9 @@ def solve(
         target_gap=options.relative_gap,
         bound=bound,
         timing=timing,
+        held=held.improvement,
+        kept_current=held.kept_all,
+        min_improvement=options.min_improvement,
     )
     t4 = time.perf_counter()
     final = timing.model_copy(update={"extract_seconds": t4 - t3, "total_seconds": t4 - t0})
@@ -251,7 +264,7 @@ def consolidate(c: Compiled, a: Assignment, passes: int = 2) -> Assignment:
                 trial = n[pools].copy()
                 trial[i] -= 1
                 cost_now = _route_cost(c, routes, pairs, routed[routes])
-                result = _route_model(c, pools, routes, pairs, trial)
+                result = route_fixed(c, pools, routes, pairs, trial)
                 if result is None:
                     continue
                 cost_new, flows = result
@@ -277,34 +290,6 @@ def _route_cost(c: Compiled, routes: IntArray, pairs: IntArray, flows: FloatArra
     )
     unserved = np.maximum(c.demands.rate[pairs] - served, 0.0)
     return float(c.routes.cost[routes] @ flows + c.demands.penalty[pairs] @ unserved)
-
-
-def _route_model(
-    c: Compiled, pools: IntArray, routes: IntArray, pairs: IntArray, replicas: FloatArray
-) -> tuple[float, FloatArray] | None:
-    """Cheapest routing of one model's demand over fixed replicas (GLOP)."""
-    k, d, p = c.routes, c.demands, c.pools
-    n_x, n_s = routes.size, pairs.size
-    pair_row = np.searchsorted(pairs, k.pair[routes])
-    pool_row = n_s + np.searchsorted(pools, k.pool[routes])
-    rows = np.concatenate([pair_row, np.arange(n_s), pool_row])
-    cols = np.concatenate([np.arange(n_x), n_x + np.arange(n_s), np.arange(n_x)])
-    matrix = coo_matrix(
-        (np.ones(rows.size), (rows, cols)), shape=(n_s + pools.size, n_x + n_s)
-    ).tocsr()
-    helper = _sparse_model(
-        matrix,
-        lower=np.zeros(n_x + n_s),
-        upper=np.concatenate([np.full(n_x, np.inf), d.rate[pairs]]),
-        cost=np.concatenate([k.cost[routes], d.penalty[pairs]]),
-        row_lower=np.concatenate([d.rate[pairs], np.full(pools.size, -np.inf)]),
-        row_upper=np.concatenate([d.rate[pairs], replicas * p.rate[pools]]),
-    )
-    solver = mbh.ModelSolverHelper("glop")
-    solver.solve(helper)
-    if not solver.has_solution():
-        return None
-    return float(solver.objective_value()), np.asarray(solver.variable_values())[:n_x]
 
 
 def _neighbourhood(cands: Candidates, extra: int) -> NDArray[np.bool_]:
@@ -416,28 +401,12 @@ def _gpu_capacity(c: Compiled) -> FloatArray:
 
 def _helper(milp: Milp, *, integer: bool) -> mbh.ModelBuilderHelper:
     lower, upper, cost, is_int, matrix, row_lo, row_hi = milp.arrays()
-    helper = _sparse_model(
+    helper = sparse_model(
         matrix, lower=lower, upper=upper, cost=cost, row_lower=row_lo, row_upper=row_hi
     )
     if integer:
         for col in np.flatnonzero(is_int).tolist():
             helper.set_var_integrality(col, True)
-    return helper
-
-
-def _sparse_model(
-    matrix: csr_matrix,
-    *,
-    lower: FloatArray,
-    upper: FloatArray,
-    cost: FloatArray,
-    row_lower: FloatArray,
-    row_upper: FloatArray,
-) -> mbh.ModelBuilderHelper:
-    helper = mbh.ModelBuilderHelper()
-    # The shipped stub spells the array type wrongly (ndarray[float64, ...]), hence Any.
-    fill: Any = helper.fill_model_from_sparse_data
-    fill(lower, upper, cost, row_lower, row_upper, matrix)
     return helper
 
 

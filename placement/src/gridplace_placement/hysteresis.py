@@ -1,0 +1,173 @@
+"""Hysteresis: keep what runs unless the new plan is clearly better.
+
+A re-plan stops at a gap, so near-tied alternatives would move a few models every period. Per
+model that runs now, the alternative "keep" is its current replicas scaled towards the new plan's
+total (replicas added where the new plan adds, removed where it removes: scaling, no move), with
+its demand re-routed over them. The model keeps them when they meet every hard constraint
+(GPU capacity together with the other models, maxReplicas, pool bounds, minReplicas, the region
+floors, surviving a region loss), serve no less of its demand, and the new plan does not lower
+the model's own objective by more than `min_improvement` of it. Models share only GPUs (and the
+problem-wide churn budget, which keeping cannot break: it stops no more replicas), so the
+decisions are taken model by model, the least improved first, while GPUs allow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gridplace_placement.builder import Compiled, FloatArray, IntArray
+from gridplace_placement.extract import Assignment, evaluate
+from gridplace_placement.routing import route_fixed
+
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Held:
+    """The plan after hysteresis and, per model index it kept, the share of its objective the
+    plan it turned down would have saved (negative: that plan was worse)."""
+
+    assignment: Assignment
+    improvement: dict[int, float]
+    kept_all: bool  # every model that runs now keeps its pools (scaled only)
+
+
+def keep_current(c: Compiled, new: Assignment, min_improvement: float) -> Held:
+    """Per model, keep its current replicas (scaled) unless `new` is clearly better."""
+    p, k, d, prob = c.pools, c.routes, c.demands, c.problem
+    n_m = len(prob.models)
+    runs, keepable = _running_models(c)
+    if not keepable.size:
+        return Held(new, {}, kept_all=False)
+    pools_of = _group(p.model, n_m)
+    keep_n = new.replicas.copy()
+    for m in keepable.tolist():
+        mine = pools_of[m]
+        keep_n[mine] = scaled_current(p.current[mine], new.replicas[mine])
+    moved = np.bincount(p.model, weights=np.abs(keep_n - new.replicas), minlength=n_m) > _EPS
+    # The plan keeps the current placement when no model that runs now moves in the end.
+    all_keepable = bool(runs.any()) and keepable.size == int(runs.sum())
+    deciding = keepable[moved[keepable]]
+    if not deciding.size:
+        return Held(new, {}, kept_all=all_keepable)
+    pools = np.flatnonzero(np.isin(p.model, deciding))
+    routes = np.flatnonzero(np.isin(k.model, deciding))
+    pairs = np.flatnonzero(np.isin(d.model, deciding))
+    routing = route_fixed(c, pools, routes, pairs, keep_n[pools])
+    if routing is None:
+        return Held(new, {}, kept_all=False)
+    keep_routes = new.routed.copy()
+    keep_routes[routes] = routing[1]
+    keep = Assignment(keep_n, keep_routes)
+
+    ev_new, ev_keep = evaluate(c, new), evaluate(c, keep)
+    demand = np.bincount(d.model, weights=d.rate, minlength=n_m)
+    lost = np.bincount(d.model, weights=ev_keep.unserved - ev_new.unserved, minlength=n_m)
+    feasible = _meets_model_constraints(c, keep) & (lost <= _EPS * (1.0 + demand))
+    improvement = (ev_keep.per_model - ev_new.per_model) / np.maximum(
+        np.abs(ev_keep.per_model), 1e-12
+    )
+    capacity = c.candidates.capacity.ravel()
+    gpus = _gpu_use(c, new.replicas)
+    replicas, routed = new.replicas.copy(), new.routed.copy()
+    routes_of = _group(k.model, n_m)
+    n_g = len(c.gpu_types)
+    held: dict[int, float] = {}
+    for m in deciding[np.argsort(improvement[deciding], kind="stable")].tolist():
+        if not feasible[m] or improvement[m] >= min_improvement:
+            continue
+        mine = pools_of[m]
+        where = p.region[mine] * n_g + p.gpu[mine]
+        extra = (keep_n[mine] - new.replicas[mine]) * p.gpus_per_replica[mine]
+        trial = gpus[where] + extra
+        if ((trial > capacity[where] + _EPS) & (extra > 0)).any():
+            continue  # the GPUs it runs on now went to other models
+        np.add.at(gpus, where, extra)
+        replicas[mine] = keep_n[mine]
+        routed[routes_of[m]] = keep_routes[routes_of[m]]
+        held[m] = float(improvement[m])
+    if not held:
+        return Held(new, {}, kept_all=False)
+    result = Assignment(replicas, routed)
+    ev = evaluate(c, result)  # keeping never adds slack; should rounding say so, keep nothing
+    if (
+        ev.floor_short > ev_new.floor_short
+        or ev.churn_over > ev_new.churn_over + _EPS
+        or ev.unserved.sum() > ev_new.unserved.sum() + _EPS * (1.0 + d.rate.sum())
+    ):
+        return Held(new, {}, kept_all=False)
+    return Held(result, held, kept_all=all_keepable and len(held) == deciding.size)
+
+
+def scaled_current(current: FloatArray, new: FloatArray) -> FloatArray:
+    """The current replicas moved towards the new plan's total by scaling only: added where the
+    new plan adds, removed where it removes, the largest changes first."""
+    n = current.copy()
+    delta = float(new.sum() - current.sum())
+    change = np.maximum(new - current, 0.0) if delta > 0 else np.maximum(current - new, 0.0)
+    sign = 1.0 if delta > 0 else -1.0
+    left = abs(delta)
+    for q in np.argsort(-change, kind="stable").tolist():
+        if left <= 0:
+            break
+        step = min(float(change[q]), left)
+        n[q] += sign * step
+        left -= step
+    return n
+
+
+def _running_models(c: Compiled) -> tuple[NDArray[np.bool_], IntArray]:
+    """Which models run now, and those of them whose running replicas all sit in pools the
+    plan may still use (a pool in a region now forbidden, say, cannot be kept)."""
+    p, prob = c.pools, c.problem
+    n_m = len(prob.models)
+    index = {m.name: i for i, m in enumerate(prob.models)}
+    declared = np.zeros(n_m)
+    for a in prob.current:
+        declared[index[a.model]] += a.replicas
+    known = np.bincount(p.model, weights=p.current, minlength=n_m)
+    return declared > 0, np.flatnonzero((declared > 0) & (np.abs(known - declared) < 0.5))
+
+
+def _meets_model_constraints(c: Compiled, a: Assignment) -> NDArray[np.bool_]:
+    """Per model: pool bounds, min/max replicas, region floors and surviving a region loss."""
+    p, k, prob = c.pools, c.routes, c.problem
+    n_m, n_r = len(prob.models), len(prob.regions)
+    n = a.replicas
+    ok: NDArray[np.bool_] = np.bincount(p.model, weights=n > p.upper + _EPS, minlength=n_m) == 0
+    total = np.bincount(p.model, weights=n, minlength=n_m)
+    low = np.array([m.min_replicas for m in prob.models], dtype=np.float64)
+    high = np.array([np.inf if m.max_replicas is None else m.max_replicas for m in prob.models])
+    ok &= (total >= low - _EPS) & (total <= high + _EPS)
+    by_region = np.bincount(p.model * n_r + p.region, weights=n, minlength=n_m * n_r)
+    by_region = by_region.reshape(n_m, n_r)
+    per_region = np.array([m.availability.per_region_min for m in prob.models], dtype=np.float64)
+    regions = (by_region >= per_region[:, None] - _EPS).sum(axis=1)
+    ok &= regions >= np.array([m.availability.min_regions for m in prob.models])
+    capacity = np.bincount(p.model * n_r + p.region, weights=n * p.rate, minlength=n_m * n_r)
+    capacity = capacity.reshape(n_m, n_r)
+    served = np.bincount(k.model, weights=a.routed, minlength=n_m)
+    survive = np.array([m.availability.survive_region_loss for m in prob.models])
+    after_loss = capacity.sum(axis=1) - capacity.max(axis=1, initial=0.0)
+    ok &= ~survive | (after_loss >= served - _EPS * (1.0 + served))
+    return ok
+
+
+def _group(keys: IntArray, size: int) -> list[IntArray]:
+    order = np.argsort(keys, kind="stable")
+    bounds = np.searchsorted(keys[order], np.arange(size + 1))
+    return [order[bounds[i] : bounds[i + 1]] for i in range(size)]
+
+
+def _gpu_use(c: Compiled, replicas: FloatArray) -> FloatArray:
+    """GPUs used by (region, GPU type), shaped like the candidates' capacity, flattened."""
+    p = c.pools
+    n_g = len(c.gpu_types)
+    return np.bincount(
+        p.region * n_g + p.gpu,
+        weights=replicas * p.gpus_per_replica,
+        minlength=len(c.problem.regions) * n_g,
+    ).astype(np.float64)
