@@ -106,7 +106,7 @@ def main() -> int:
         "--weights", type=parse_weights, help="override every model's weights: LATENCY,CARBON,COST"
     )
     parser.add_argument(
-        "--churn-penalty", type=float, help="override the objective cost per stopped replica"
+        "--churn-penalty", type=float, help="override the objective cost per moved replica"
     )
     parser.add_argument("--plot", type=Path, help="also write the simulation plot (PNG) here")
     args = parser.parse_args()

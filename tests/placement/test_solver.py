@@ -146,16 +146,27 @@ def test_min_and_max_replicas(two_regions: dict[str, Any]) -> None:
     assert sum(p.replicas for p in held.pools) == 12  # demand alone needs far fewer
 
 
-def test_churn_budget_limits_stopped_replicas(two_regions: dict[str, Any]) -> None:
-    two_regions["current"] = [{"model": "chat", "region": "dirty", "gpuType": H100, "replicas": 6}]
-    free = plan_for(two_regions)
-    assert free.stopped_replicas == 6  # without a budget everything moves to the clean region
-    two_regions["churnBudget"] = 2
-    limited = plan_for(two_regions)
-    assert limited.stopped_replicas == 2
-    assert replicas_in(limited, "dirty") == 4
-    assert limited.status == PlanStatus.OPTIMAL
-    assert any("churn budget (2) held replicas in dirty" in r for r in limited.models[0].reasons)
+@pytest.mark.parametrize("policy", ["gridplace", "naive"])
+def test_churn_budget_counts_moves_not_scaling(two_regions: dict[str, Any], policy: Policy) -> None:
+    rate = float(candidates(Problem.model_validate(two_regions)).pools.rate[0])
+    two_regions["models"][0]["demand"] = {"users": 2.5 * rate}  # needs 3 replicas
+    two_regions["current"] = [{"model": "chat", "region": "dirty", "gpuType": H100, "replicas": 8}]
+    free = solve(Problem.model_validate(two_regions), policy=policy)
+    assert replicas_in(free, "clean") == 3 and free.moved_replicas == 3
+    two_regions["churnBudget"] = 1
+    limited = solve(Problem.model_validate(two_regions), policy=policy)
+    # The 5 replicas falling demand frees stop beyond the budget; one of the 3 moves.
+    assert limited.stopped_replicas == 6 and limited.moved_replicas == 1
+    assert (replicas_in(limited, "dirty"), replicas_in(limited, "clean")) == (2, 1)
+    assert limited.status == PlanStatus.OPTIMAL or policy == "naive"
+    if policy == "gridplace":
+        assert any(
+            "churn budget (1) held replicas in dirty" in r for r in limited.models[0].reasons
+        )
+    two_regions["churnBudget"] = 0
+    frozen = solve(Problem.model_validate(two_regions), policy=policy)
+    assert (replicas_in(frozen, "dirty"), replicas_in(frozen, "clean")) == (3, 0)
+    assert frozen.moved_replicas == 0 and frozen.unserved_rps == 0
 
 
 @pytest.mark.parametrize("policy", ["gridplace", "naive"])
@@ -171,12 +182,14 @@ def test_churn_budget_per_model(two_regions: dict[str, Any], policy: Policy) -> 
     ]
     plan = solve(Problem.model_validate(two_regions), policy=policy)
     stopped = {m.name: m.stopped_replicas for m in plan.models}
-    assert stopped == {"frozen": 0, "mover": 2}  # the frozen model cannot use the mover's budget
+    moved = {m.name: m.moved_replicas for m in plan.models}
+    assert moved == {"frozen": 0, "mover": 2}  # the frozen model cannot use the mover's budget
+    assert stopped == moved  # the demand needs what runs: every stop is a move
     assert plan.status in (PlanStatus.OPTIMAL, PlanStatus.FEASIBLE)
     if policy == "gridplace":
         reasons = {m.name: m.reasons for m in plan.models}
-        assert "churn budget: 0 of 0 running replicas stopped" in reasons["frozen"]
-        assert "churn budget: 2 of 2 running replicas stopped" in reasons["mover"]
+        assert "churn budget: 0 of 0 moves used (0 running replicas stopped)" in reasons["frozen"]
+        assert "churn budget: 2 of 2 moves used (2 running replicas stopped)" in reasons["mover"]
 
 
 @pytest.mark.parametrize("remainder", [1e-3, 1e-2, 0.05])

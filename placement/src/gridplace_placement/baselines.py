@@ -208,7 +208,6 @@ def naive(c: Compiled, options: SolveOptions) -> tuple[Assignment, bool]:
             terms = by_pool_type.get((r, c.gpu_types.index(gname)), [])
             if terms:
                 solver.Add(sum(terms) <= count)
-    stopped_total = []
     stopped_by_model: dict[int, list[pywraplp.Variable]] = {}
     for m, model in enumerate(models):
         mine = [var for r in range(len(regions)) for var in by_model_region.get((m, r), [])]
@@ -239,9 +238,9 @@ def naive(c: Compiled, options: SolveOptions) -> tuple[Assignment, bool]:
         key = (int(p.model[q]), int(p.region[q]), int(p.gpu[q]))
         stop = solver.NumVar(0, float(p.current[q]), "")
         solver.Add(stop >= float(p.current[q]) - n[key])
-        stopped_total.append(stop)
         stopped_by_model.setdefault(key[0], []).append(stop)
-    for m, stops in stopped_by_model.items():  # the penalty is paid on moves only
+    moved_by_model: dict[int, pywraplp.Variable] = {}
+    for m, stops in stopped_by_model.items():  # the penalty and the budgets count moves only
         moved = solver.NumVar(0, solver.infinity(), "")
         objective.SetCoefficient(moved, prob.churn_penalty)
         solver.Add(sum(stops) - moved <= float(c.candidates.free_stops[m]))
@@ -249,14 +248,16 @@ def naive(c: Compiled, options: SolveOptions) -> tuple[Assignment, bool]:
         mine = [var for key, var in n.items() if key[0] == m]
         started = sum(mine) - running + sum(stops)
         solver.Add(started - moved <= float(c.candidates.free_starts[m]))
-    budgets = [(prob.churn_budget, stopped_total)] + [
-        (model.churn_budget, stopped_by_model.get(m, [])) for m, model in enumerate(models)
+        moved_by_model[m] = moved
+    budgets = [(prob.churn_budget, list(moved_by_model.values()))] + [
+        (model.churn_budget, [moved_by_model[m]] if m in moved_by_model else [])
+        for m, model in enumerate(models)
     ]
-    for budget, stops in budgets:
-        if budget is not None and stops:
+    for budget, moves in budgets:
+        if budget is not None and moves:
             over = solver.NumVar(0, solver.infinity(), "")
             objective.SetCoefficient(over, c.floor_penalty)
-            solver.Add(sum(stops) - over <= budget)
+            solver.Add(sum(moves) - over <= budget)
     objective.SetMinimization()
     status = solver.Solve()
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):

@@ -8,7 +8,8 @@ Index sets (after pruning, so the solver never sees what cannot matter):
 
 Variables: replicas n[p] (integer), routed rate x[k] >= 0, unserved s[m,u] >= 0 with a binary
 "some demand unserved" per model (a fixed charge above any replica's cost), stopped
-replicas c[p] >= 0 (pools running now), moved replicas per model (the churn penalty's measure),
+replicas c[p] >= 0 (pools running now), moved replicas per model (what the churn penalty and
+the churn budgets count),
 region-used z[m,r] (binary, models with a region floor), served S[m] and linear capacity C[m]
 (models that must survive a region loss), and slacks for the floors and the churn budgets
 (global and per model). All slacks are penalised far above any service cost, so a shortage
@@ -632,9 +633,9 @@ def _build(
         lp.terms(rows, served[s_model], -1.0)
         lp.terms(rows[s_inv], n[sp], -pools.rate[sp])
 
-    # Churn: stopped >= current - replicas; total stopped within the budget (soft). The penalty
-    # is paid on moves only, per model: moved >= stopped - free stops and
-    # moved >= started - free starts, with started = sum replicas - running + stopped.
+    # Churn: stopped >= current - replicas. Moves, per model: moved >= stopped - free stops
+    # and moved >= started - free starts, with started = sum replicas - running + stopped.
+    # The churn penalty and the budgets (soft) count moves, so scaling is never limited.
     running = np.flatnonzero(pools.current > 0)
     stopped = lp.variables(running.size, 0.0, pools.current[running], 0.0)
     rows = lp.constraints(running.size, pools.current[running], np.inf)
@@ -659,17 +660,15 @@ def _build(
     )
     churn_row = lp.constraints(churn_over.size, -np.inf, float(problem.churn_budget or 0))
     if churn_over.size:
-        lp.terms(np.repeat(churn_row, running.size), stopped, 1.0)
+        lp.terms(np.repeat(churn_row, moving.size), moved, 1.0)
         lp.terms(churn_row, churn_over, -1.0)
-    # Per-model budgets: one soft row per model that has one.
+    # Per-model budgets: one soft row per model that has one and runs replicas now.
     budget_models = np.flatnonzero([m.churn_budget is not None for m in models])
+    budget_models = budget_models[np.isin(budget_models, moving)]
     model_over = lp.variables(budget_models.size, 0.0, np.inf, floor_penalty)
     budgets = np.array([float(models[m].churn_budget or 0) for m in budget_models])
     rows = lp.constraints(budget_models.size, -np.inf, budgets)
-    row_of = np.full(n_m, -1)
-    row_of[budget_models] = rows
-    sel = row_of[pools.model[running]] >= 0
-    lp.terms(row_of[pools.model[running]][sel], stopped[sel], 1.0)
+    lp.terms(rows, moved[np.searchsorted(moving, budget_models)], 1.0)
     lp.terms(rows, model_over, -1.0)
 
     return lp, Columns(

@@ -13,7 +13,13 @@ MAX_ITEMS = 3
 
 
 def reasons_by_model(
-    c: Compiled, replicas: FloatArray, load: FloatArray, unserved: FloatArray, *, optimised: bool
+    c: Compiled,
+    replicas: FloatArray,
+    load: FloatArray,
+    unserved: FloatArray,
+    moved: FloatArray,
+    *,
+    optimised: bool,
 ) -> dict[int, list[str]]:
     """Reasons per model index. Cost comparisons between regions are given only for optimised
     plans: a baseline did not choose by cost."""
@@ -29,9 +35,7 @@ def reasons_by_model(
     unit = p.cost_per_replica / np.maximum(p.rate, 1e-12) + p.cost_per_request
     routed_pool = np.zeros(p.size, dtype=bool)
     routed_pool[k.pool] = True
-    churn_binding = prob.churn_budget is not None and (
-        float(np.maximum(p.current - replicas, 0.0).sum()) >= prob.churn_budget - 1e-9
-    )
+    churn_binding = prob.churn_budget is not None and float(moved.sum()) >= prob.churn_budget - 1e-9
 
     by_model = np.argsort(p.model, kind="stable")
     starts = np.searchsorted(p.model[by_model], np.arange(len(prob.models) + 1))
@@ -74,11 +78,12 @@ def reasons_by_model(
                     f"{_region_terms(c, int(p.region[alt]))} on latency, carbon and cost"
                 )
         stopped = float(np.maximum(p.current[mine] - replicas[mine], 0.0).sum())
-        if model.churn_budget is not None and (stopped > 0 or p.current[mine].sum() > 0):
+        if model.churn_budget is not None and p.current[mine].sum() > 0:
             reasons.append(
-                f"churn budget: {stopped:g} of {model.churn_budget} running replicas stopped"
+                f"churn budget: {moved[i]:g} of {model.churn_budget} moves used "
+                f"({stopped:g} running replicas stopped)"
             )
-        model_binding = model.churn_budget is not None and stopped >= model.churn_budget - 1e-9
+        model_binding = model.churn_budget is not None and moved[i] >= model.churn_budget - 1e-9
         open_pools = mine[routed_pool[mine] & ~full[mine]]
         if (churn_binding or model_binding) and open_pools.size:
             cheapest_open = float(unit[open_pools].min())

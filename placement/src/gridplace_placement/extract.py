@@ -36,6 +36,7 @@ class Evaluation:
     per_model: FloatArray  # each model's share of the objective (all but the global budget)
     unserved: FloatArray  # per demand pair
     stopped: FloatArray  # per pool
+    moved: FloatArray  # per model: what the churn penalty and budgets count
     floor_short: int  # replicas or regions missing from floors
     churn_over: float
 
@@ -65,11 +66,11 @@ def evaluate(c: Compiled, a: Assignment) -> Evaluation:
     min_regions = np.array([m.availability.min_regions for m in prob.models], dtype=np.float64)
     used = (by_region.reshape(n_m, n_r) >= per_region_min[:, None] - 1e-9).sum(axis=1)
     short_m += np.maximum(min_regions - used, 0.0)
-    stopped_m = np.bincount(p.model, weights=stopped, minlength=n_m)
+    moved = moved_replicas(c, a.replicas)
     budget_m = np.array([np.inf if m.churn_budget is None else m.churn_budget for m in prob.models])
-    over_m = np.maximum(stopped_m - budget_m, 0.0)
+    over_m = np.maximum(moved - budget_m, 0.0)
     over_all = (
-        max(float(stopped.sum()) - prob.churn_budget, 0.0) if prob.churn_budget is not None else 0.0
+        max(float(moved.sum()) - prob.churn_budget, 0.0) if prob.churn_budget is not None else 0.0
     )
     charged = np.zeros(n_m)
     charged[d.model[unserved > 0]] = d.charge[unserved > 0]
@@ -78,7 +79,7 @@ def evaluate(c: Compiled, a: Assignment) -> Evaluation:
         + np.bincount(k.model, weights=k.cost * a.routed, minlength=n_m)
         + np.bincount(d.model, weights=d.penalty * unserved, minlength=n_m)
         + charged
-        + prob.churn_penalty * moved_replicas(c, a.replicas)
+        + prob.churn_penalty * moved
         + c.floor_penalty * (short_m + over_m)
     )
     objective = float(model_cost.sum()) + c.floor_penalty * over_all
@@ -87,6 +88,7 @@ def evaluate(c: Compiled, a: Assignment) -> Evaluation:
         model_cost,
         unserved,
         stopped,
+        moved,
         round(float(short_m.sum())),
         over_all + float(over_m.sum()),
     )
@@ -94,12 +96,15 @@ def evaluate(c: Compiled, a: Assignment) -> Evaluation:
 
 def moved_replicas(c: Compiled, replicas: FloatArray) -> FloatArray:
     """Per model, the replicas the plan moves: stops beyond those falling demand frees, or
-    starts beyond those rising demand needs (the churn penalty's measure)."""
+    starts beyond those rising demand needs (what the churn penalty and budgets count)."""
     p, n_m, cands = c.pools, len(c.problem.models), c.candidates
     stopped = np.bincount(p.model, np.maximum(p.current - replicas, 0.0), minlength=n_m)
     started = np.bincount(p.model, np.maximum(replicas - p.current, 0.0), minlength=n_m)
     moves = np.maximum(stopped - cands.free_stops, started - cands.free_starts)
-    return np.where(np.bincount(p.model, p.current, minlength=n_m) > 0, np.maximum(moves, 0.0), 0)
+    moves = np.where(np.bincount(p.model, p.current, minlength=n_m) > 0, np.maximum(moves, 0.0), 0)
+    return np.round(moves, 9).astype(
+        np.float64
+    )  # whole replicas up to float noise, so budgets compare exactly
 
 
 def assemble(
@@ -191,7 +196,7 @@ def assemble(
                 slo_met=p95 is not None and p95 <= model.slo_p95_ttft_seconds + 1e-9,
             )
         )
-    reasons = reasons_by_model(c, n, load, ev.unserved, optimised=policy == "gridplace")
+    reasons = reasons_by_model(c, n, load, ev.unserved, ev.moved, optimised=policy == "gridplace")
     for m, saving in held.items():
         reasons.setdefault(m, []).insert(
             0,
@@ -212,6 +217,7 @@ def assemble(
                 usd_per_hour=float(usd_m[m]),
                 unserved_rps=float(unserved_m[m]),
                 stopped_replicas=int(stopped_m[m]),
+                moved_replicas=round(float(ev.moved[m])),
                 kept_current=m in held,
                 reasons=reasons.get(m, []),
             )
@@ -237,6 +243,7 @@ def assemble(
         usd_per_hour=float(usd_m.sum()),
         unserved_rps=float(ev.unserved.sum()),
         stopped_replicas=int(ev.stopped.sum()),
+        moved_replicas=round(float(ev.moved.sum())),
         kept_current=kept_current,
         pools=pools,
         routes=routes,

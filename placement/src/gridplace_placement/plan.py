@@ -61,6 +61,11 @@ class ModelOutcome(_Result):
     usd_per_hour: float
     unserved_rps: float
     stopped_replicas: int
+    moved_replicas: int = Field(
+        default=0,
+        description="moves the churn budget counts: stops beyond what falling demand frees, or "
+        "starts beyond what rising demand needs",
+    )
     kept_current: bool = Field(
         default=False,
         description="hysteresis kept this model's current pools (scaled only): the best other "
@@ -89,6 +94,7 @@ class Plan(_Result):
     usd_per_hour: float
     unserved_rps: float
     stopped_replicas: int
+    moved_replicas: int = Field(default=0, description="moves over all models (churn budget)")
     kept_current: bool = Field(
         default=False,
         description="every model that runs now keeps its current pools (scaled only where its "

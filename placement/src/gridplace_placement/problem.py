@@ -95,7 +95,9 @@ class Model(_Data):
     forbidden_regions: tuple[str, ...] = ()
     weights: Weights = Weights()
     churn_budget: Count | None = Field(
-        default=None, description="most of this model's running replicas a re-plan may stop"
+        default=None,
+        description="most moves a re-plan may make of this model's replicas (stops beyond what "
+        "falling demand frees, starts beyond what rising demand needs); scaling is free",
     )
     demand: dict[str, NonNegative] = Field(default_factory=dict, description="req/s by user zone")
     prompt_tokens: Positive = 1000.0
@@ -224,7 +226,7 @@ class Problem(_Data):
     )
     current: tuple[Assignment, ...] = ()
     churn_budget: Count | None = Field(
-        default=None, description="most running replicas a re-plan may stop (moves count once)"
+        default=None, description="most moves a re-plan may make over all models (scaling is free)"
     )
     churn_penalty: NonNegative = Field(
         default=0.05,
