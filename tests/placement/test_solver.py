@@ -4,7 +4,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gridplace_placement.builder import candidates, compile_problem
+from gridplace_placement.builder import candidates, compile_problem, mir
 from gridplace_placement.extract import Assignment, assemble
 from gridplace_placement.generator import random_problem
 from gridplace_placement.plan import Plan, PlanStatus, Timing
@@ -387,3 +387,24 @@ def test_pinned_totals_under_a_zero_churn_budget_still_get_a_plan() -> None:
     capacity = {(r.name, g): n for r in problem.regions for g, n in r.gpus.items()}
     assert all(n <= capacity[key] for key, n in used.items())
     assert plan.status != PlanStatus.NO_SOLUTION
+
+
+def test_rounding_cuts_certify_one_replica_per_isolated_zone(two_regions: dict[str, Any]) -> None:
+    # Two zones, each reaching only its own region, each needing a fraction of a replica: the
+    # LP alone would pay for that fraction; the per-zone rounding cut makes it pay a replica.
+    rate = float(candidates(Problem.model_validate(two_regions)).pools.rate[0])
+    two_regions["rttMs"] = {"east": {"clean": 10}, "west": {"dirty": 10}}
+    two_regions["models"][0]["demand"] = {"east": 0.3 * rate, "west": 0.3 * rate}
+    problem = Problem.model_validate(two_regions)
+    plan = solve(problem)
+    assert plan.replicas() == {("chat", "clean", H100): 1, ("chat", "dirty", H100): 1}
+    assert plan.gap < 1e-6 and plan.status == PlanStatus.OPTIMAL
+    bound, _ = lp_relaxation(compile_problem(problem))
+    assert bound == pytest.approx(plan.objective, rel=1e-6)
+
+
+def test_mixed_integer_rounding_coefficients() -> None:
+    # floor(a) + min(frac(a), f) / f: a pool slower than the divisor counts less than one.
+    ratio = np.array([1.0, 0.2, 0.5, 1.5, 0.8])
+    frac = np.array([0.3, 0.5, 0.25, 0.5, 0.5])
+    assert mir(ratio, frac).tolist() == pytest.approx([1.0, 0.4, 1.0, 2.0, 1.0])

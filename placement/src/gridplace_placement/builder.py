@@ -84,6 +84,7 @@ class Demands:
     rate: FloatArray
     penalty: FloatArray  # objective per req/s unserved
     charge: FloatArray  # fixed objective once any of the pair's model's demand is unserved
+    best_rate: FloatArray  # best per-replica rate among the pools the pair's routes reach
 
 
 @dataclass
@@ -178,6 +179,9 @@ class Columns:
     gpu_rows: IntArray  # per region * len(gpu_types) + gpu, -1 where no pool uses it
     max_rows: IntArray  # per model
     cut_rows: IntArray  # per model, -1 without a rounding cut
+    cut_frac: FloatArray  # per model: f of its cut (for pricing)
+    zone_cut_rows: IntArray  # per demand pair, -1 without a rounding cut
+    zone_cut_frac: FloatArray  # per demand pair: f of its cut
     served_rows: IntArray  # per model, -1 unless it must survive a region loss
     move_rows: IntArray  # per model, -1 unless it runs replicas now (starts that are moves)
 
@@ -237,10 +241,16 @@ def restrict(cands: Candidates, route_mask: NDArray[np.bool_]) -> Compiled:
     pools = _take(p, pool_ids)
     routes = _take(cands.routes, route_ids)
     routes = replace(routes, pool=remap[routes.pool])
+    # Every (demand pair, kept pool) the candidates allow, routed in this model or not: a
+    # zone's rounding cut must count all pools its demand could reach, or adding a route later
+    # would loosen a row instead of adding a column (and the pricing bound would not hold).
+    reach = remap[cands.routes.pool] >= 0
     milp, columns = _build(
         cands.problem,
         pools=pools,
         routes=routes,
+        reach_pair=cands.routes.pair[reach],
+        reach_pool=remap[cands.routes.pool[reach]],
         demands=cands.demands,
         cap=cands.capacity,
         floor_penalty=cands.floor_penalty,
@@ -453,8 +463,15 @@ def candidates(problem: Problem) -> Candidates:
     full_replica = cost_rep + p_rate * (cost_req + w_l[p_m] * slo[p_m])
     charge_m = np.zeros(n_m)
     np.maximum.at(charge_m, p_m, SLACK_FACTOR * full_replica)
+    pair_rate = np.zeros(dm.size)
+    np.maximum.at(pair_rate, routes.pair, p_rate[k_pool])
     demands = Demands(
-        model=dm, zone=du, rate=drate, penalty=penalty_m[dm], charge=charge_m[dm] + 1.0
+        model=dm,
+        zone=du,
+        rate=drate,
+        penalty=penalty_m[dm],
+        charge=charge_m[dm] + 1.0,
+        best_rate=pair_rate,
     )
 
     slo_excluded: dict[int, list[tuple[str, str]]] = {}
@@ -513,6 +530,8 @@ def _build(
     *,
     pools: Pools,
     routes: Routes,
+    reach_pair: IntArray,
+    reach_pool: IntArray,
     demands: Demands,
     cap: FloatArray,
     floor_penalty: float,
@@ -547,23 +566,29 @@ def _build(
     lp.terms(pool_rows[routes.pool], x, 1.0)
     lp.terms(pool_rows, n, -pools.rate)
 
-    # Integer rounding cut per model (mixed-integer rounding of sum rate*n >= demand - unserved):
-    # with beta = demand / best rate and f its fractional part,
-    #   sum_p n[p] + sum_u s[m,u] / (best_rate * f) >= ceil(beta).
-    # Valid for every integer plan; it lifts the LP bound by each model's last partial replica.
-    demand_m = np.bincount(demands.model, weights=demands.rate, minlength=n_m)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        beta = np.where(best_rate > 0, demand_m / best_rate, 0.0)
-    frac = beta - np.floor(beta)
-    cut_models = np.flatnonzero((frac > 1e-6) & (best_rate > 0))
-    cut_of = np.full(n_m, -1)
-    rows = lp.constraints(cut_models.size, np.ceil(beta[cut_models]), np.inf)
-    cut_of[cut_models] = rows
+    # Integer rounding cuts (mixed-integer rounding of sum rate*n >= demand - unserved), valid
+    # for every integer plan; they lift the LP bound by each model's last partial replica.
+    # Per model: with R its best rate, beta = demand / R and f = frac(beta),
+    #   sum_p mir(rate_p / R, f) n[p] + sum_u s[m,u] / (R f) >= ceil(beta).
+    demand_m = np.bincount(demands.model, weights=demands.rate, minlength=n_m).astype(np.float64)
+    cut_of, frac_m = _cut_rows(lp, demand_m, best_rate)
     sel = cut_of[pools.model] >= 0
-    lp.terms(cut_of[pools.model][sel], n[sel], 1.0)
+    coef = mir(
+        pools.rate / np.where(best_rate > 0, best_rate, 1.0)[pools.model], frac_m[pools.model]
+    )
+    lp.terms(cut_of[pools.model][sel], n[sel], coef[sel])
     sel = cut_of[demands.model] >= 0
     m_sel = demands.model[sel]
-    lp.terms(cut_of[m_sel], s[sel], 1.0 / (best_rate[m_sel] * frac[m_sel]))
+    lp.terms(cut_of[m_sel], s[sel], 1.0 / (best_rate[m_sel] * frac_m[m_sel]))
+    # Per (model, zone): the zone's served demand flows only into the pools its routes reach,
+    # so the same rounding holds over those pools with the best rate among them.
+    zone_cut_of, frac_u = _cut_rows(lp, demands.rate, demands.best_rate)
+    best_u = np.where(demands.best_rate > 0, demands.best_rate, 1.0)
+    zone_coef = mir(pools.rate[reach_pool] / best_u[reach_pair], frac_u[reach_pair])
+    sel = zone_cut_of[reach_pair] >= 0
+    lp.terms(zone_cut_of[reach_pair][sel], n[reach_pool[sel]], zone_coef[sel])
+    sel = zone_cut_of >= 0
+    lp.terms(zone_cut_of[sel], s[sel], 1.0 / (demands.best_rate[sel] * frac_u[sel]))
 
     # GPU capacity per (region, GPU type): sum GPUs of the pools <= GPUs there.
     key = pools.region * n_gpu + pools.gpu
@@ -689,9 +714,35 @@ def _build(
         gpu_rows=gpu_rows,
         max_rows=max_rows,
         cut_rows=cut_of,
+        cut_frac=frac_m,
+        zone_cut_rows=zone_cut_of,
+        zone_cut_frac=frac_u,
         served_rows=served_rows,
         move_rows=move_rows,
     )
+
+
+def _cut_rows(lp: Milp, demand: FloatArray, best_rate: FloatArray) -> tuple[IntArray, FloatArray]:
+    """One rounding-cut row per entry with a fractional beta = demand / best rate: the row of
+    each entry (-1 without) and the fractional part of beta."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        beta = np.where(best_rate > 0, demand / best_rate, 0.0)
+    frac = beta - np.floor(beta)
+    cut = np.flatnonzero((frac > 1e-6) & (best_rate > 0))
+    row_of = np.full(demand.size, -1, dtype=np.int64)
+    row_of[cut] = lp.constraints(cut.size, np.ceil(beta[cut]), np.inf)
+    return row_of, frac
+
+
+def mir(ratio: FloatArray, frac: FloatArray) -> FloatArray:
+    """Mixed-integer rounding coefficient of an integer variable with coefficient `ratio` in a
+    >= row whose right-hand side has fractional part `frac`: floor(a) + min(frac(a), f) / f."""
+    whole = np.floor(ratio + 1e-12)
+    part = ratio - whole
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(
+            frac > 0, whole + np.minimum(part, frac) / np.where(frac > 0, frac, 1.0), 1.0
+        )
 
 
 def _pair_index(a_m: IntArray, a_u: IntArray, b_m: IntArray, b_u: IntArray) -> IntArray:

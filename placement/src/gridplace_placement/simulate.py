@@ -26,6 +26,7 @@ from gridplace_placement.builder import compile_problem
 from gridplace_placement.extract import moved_replicas
 from gridplace_placement.plan import Plan
 from gridplace_placement.problem import Assignment, Problem
+from gridplace_placement.routing import glop as glop_solver
 from gridplace_placement.scenario import ScenarioData
 from gridplace_placement.solver import Policy, SolveOptions, solve
 
@@ -106,7 +107,7 @@ def carbon_bound(problem: Problem) -> float:
     model = mbh.ModelBuilderHelper()
     # The shipped stub spells the array type wrongly (ndarray[float64, ...]).
     model.fill_model_from_sparse_data(lower, upper, cost, row_lower, row_upper, matrix)  # type: ignore[arg-type]
-    glop = mbh.ModelSolverHelper("glop")
+    glop = glop_solver()
     glop.solve(model)
     if not glop.has_solution():  # the slacks keep it feasible: this is a solver failure
         raise RuntimeError(f"carbon bound: GLOP found no solution ({glop.status()})")

@@ -19,13 +19,14 @@ from gridplace_placement.builder import (
     IntArray,
     Milp,
     candidates,
+    mir,
     restrict,
 )
 from gridplace_placement.extract import Assignment, assemble, evaluate
 from gridplace_placement.hysteresis import Held, keep_current
 from gridplace_placement.plan import Plan, Timing
 from gridplace_placement.problem import Problem
-from gridplace_placement.routing import route_fixed, sparse_model
+from gridplace_placement.routing import glop, route_fixed, sparse_model
 
 Backend = Literal["highs", "scip"]
 Policy = Literal[
@@ -125,7 +126,7 @@ def lp_bound(
         compiled = restrict(cands, mask)
         if compiled.milp.num_vars == 0:
             return compiled, 0.0, np.zeros(0)
-        solver = mbh.ModelSolverHelper("glop")
+        solver = glop()
         solver.solve(_helper(compiled.milp, integer=False))
         if not solver.has_solution():  # slacks keep it feasible; this is a solver failure
             raise RuntimeError(f"LP relaxation failed: {solver.status()}")
@@ -175,6 +176,14 @@ def _entering_routes(
         return np.where(rows >= 0, y[np.maximum(rows, 0)], 0.0)
 
     lam = y[cols.demand_rows[r.pair]]
+    # A pool's replicas count in the rounding cut of every zone that reaches it.
+    d = c.demands
+    ratio = p.rate[r.pool] / np.where(d.best_rate > 0, d.best_rate, 1.0)[r.pair]
+    zone_cuts = np.bincount(
+        r.pool,
+        weights=mir(ratio, cols.zone_cut_frac[r.pair]) * dual(cols.zone_cut_rows[r.pair]),
+        minlength=p.size,
+    )
     served = dual(cols.served_rows[r.model])
     q = local[r.pool]
     inside = q >= 0
@@ -184,12 +193,16 @@ def _entering_routes(
     out = ~inside
     pool = r.pool[out]
     key = p.region[pool] * len(cands.gpu_types) + p.gpu[pool]
+    model = p.model[pool]
+    best = np.where(cands.best_rate > 0, cands.best_rate, 1.0)[model]
+    cut_coef = mir(p.rate[pool] / best, cols.cut_frac[model])
     per_replica = (
         p.cost_per_replica[pool]
         - p.gpus_per_replica[pool] * dual(cols.gpu_rows[key])
-        - dual(cols.max_rows[p.model[pool]])
-        - dual(cols.cut_rows[p.model[pool]])
-        - dual(cols.move_rows[p.model[pool]])
+        - dual(cols.max_rows[model])
+        - cut_coef * dual(cols.cut_rows[model])
+        - dual(cols.move_rows[model])
+        - zone_cuts[pool]
     )
     rc[out] = (
         r.cost[out] - lam[out] + np.minimum(per_replica, 0.0) * 1e9 + per_replica / p.rate[pool]
@@ -386,7 +399,7 @@ def round_and_route(c: Compiled, lp_values: FloatArray, max_rounds: int = 12) ->
 
 
 def _solve_lp(milp: Milp) -> tuple[float, FloatArray]:
-    solver = mbh.ModelSolverHelper("glop")
+    solver = glop()
     solver.solve(_helper(milp, integer=False))
     return float(solver.objective_value()), np.asarray(solver.variable_values(), dtype=np.float64)
 
