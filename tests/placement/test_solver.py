@@ -4,7 +4,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gridplace_placement.builder import candidates, compile_problem, mir
+from gridplace_placement.builder import candidates, compile_problem, mir, restrict
 from gridplace_placement.extract import Assignment, assemble
 from gridplace_placement.generator import random_problem
 from gridplace_placement.plan import Plan, PlanStatus, Timing
@@ -17,6 +17,7 @@ from gridplace_placement.solver import (
     lp_bound,
     lp_relaxation,
     solve,
+    transfer,
 )
 
 H100 = "NVIDIA-H100-80GB-HBM3"
@@ -408,3 +409,33 @@ def test_mixed_integer_rounding_coefficients() -> None:
     ratio = np.array([1.0, 0.2, 0.5, 1.5, 0.8])
     frac = np.array([0.3, 0.5, 0.25, 0.5, 0.5])
     assert mir(ratio, frac).tolist() == pytest.approx([1.0, 0.4, 1.0, 2.0, 1.0])
+
+
+def test_a_spent_budget_still_returns_the_dived_plan() -> None:
+    problem = random_problem(20, 6, gpu_types=2, zones=6, seed=5)
+    tight = solve(problem, SolveOptions(time_limit_seconds=1e-6))  # no time left for SCIP
+    assert tight.status != PlanStatus.NO_SOLUTION
+    assert tight.unserved_rps == pytest.approx(solve(problem).unserved_rps, abs=1e-6)
+    assert tight.objective >= tight.lower_bound - 1e-9
+
+
+def test_plans_carry_between_restrictions_of_the_candidates() -> None:
+    problem = random_problem(10, 5, gpu_types=2, zones=5, seed=2)
+    cands = candidates(problem)
+    whole = restrict(cands, np.ones(cands.routes.size, dtype=bool))
+    plan = solve(problem)
+    n = np.zeros(whole.pools.size)
+    for i in range(whole.pools.size):
+        key = (
+            problem.models[int(whole.pools.model[i])].name,
+            problem.regions[int(whole.pools.region[i])].name,
+            whole.gpu_types[int(whole.pools.gpu[i])],
+        )
+        n[i] = plan.replicas().get(key, 0)
+    used = n > 0
+    part = restrict(cands, np.isin(cands.routes.pool, whole.pool_ids[used]))
+    a = Assignment(n, np.zeros(whole.routes.size))
+    there = transfer(a, whole, part)
+    assert there.replicas.sum() == n.sum()
+    back = transfer(there, part, whole)
+    assert back.replicas.tolist() == n.tolist()

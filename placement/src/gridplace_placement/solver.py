@@ -41,7 +41,12 @@ class SolveOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     backend: Backend = "scip"
-    time_limit_seconds: float = Field(default=2.0, gt=0, description="for the integer search")
+    time_limit_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="budget of the whole solve: the integer search gets what the bound and "
+        "the LP dive leave, and is skipped once the plan is certified within relative_gap",
+    )
     relative_gap: float = Field(default=0.005, ge=0, description="stop within this certified gap")
     deterministic: bool = Field(default=True, description="one thread and a fixed seed")
     seed: int = 0
@@ -72,11 +77,12 @@ def solve(
     t0 = time.perf_counter()
     cands = candidates(problem)
     t1 = time.perf_counter()
-    compiled, bound, lp_values = lp_bound(cands, options.routes_per_zone)
+    compiled, bound, _ = lp_bound(cands, options.routes_per_zone)
     t2 = time.perf_counter()
     held = Held(Assignment(np.zeros(0), np.zeros(0)), {}, kept_all=False)
     if policy == "gridplace":
-        compiled, assignment, mip_bound = _integer_plan(compiled, options, lp_values)
+        deadline = t0 + options.time_limit_seconds
+        compiled, assignment, mip_bound = _integer_plan(compiled, options, bound, deadline)
         solved = True
         if options.exact:
             bound = max(bound, mip_bound)  # the MILP's own bound counts only over all pools
@@ -220,10 +226,12 @@ def _entering_routes(
 
 
 def _integer_plan(
-    lp: Compiled, options: SolveOptions, lp_values: FloatArray
+    lp: Compiled, options: SolveOptions, bound: float, deadline: float
 ) -> tuple[Compiled, Assignment, float]:
-    """MILP over the LP's neighbourhood (every route into its pools), with LP diving as the
-    fallback and, for SCIP, the hint."""
+    """The integer plan over the LP's neighbourhood: LP diving first; while the plan is not
+    certified within `relative_gap` of `bound` and time remains, SCIP on the LP's support
+    (a small MILP it usually closes), then on the whole neighbourhood, each hinted with the
+    best plan so far. Returns the neighbourhood model, the plan and SCIP's own bound."""
     if lp.milp.num_vars == 0:  # nothing to place: no demand and no floors
         return lp, Assignment(np.zeros(0), np.zeros(0)), 0.0
     cands = lp.candidates
@@ -234,18 +242,46 @@ def _integer_plan(
         pools[lp.pool_ids] = True  # every pool the column generation priced in
     c = restrict(cands, pools[cands.routes.pool])
     _, values = _solve_lp(c.milp)
-    dive = consolidate(c, round_and_route(c, values))
-    if evaluate(c, dive).unserved.any():  # rounding lost capacity the LP had: repair greedily
-        dive = fill_unserved(c, dive)
-    found, solved, mip_bound = _solve_milp(c, options, dive)
-    best = (
-        dive if not solved or evaluate(c, dive).objective < evaluate(c, found).objective else found
-    )
+    best = consolidate(c, round_and_route(c, values))
+    if evaluate(c, best).unserved.any():  # rounding lost capacity the LP had: repair greedily
+        best = fill_unserved(c, best)
+    searches = [c]
+    if not options.exact:
+        support = np.zeros(cands.pools.size, dtype=bool)
+        support[c.pool_ids[(values[c.columns.replicas] > 1e-6) | (best.replicas > 0)]] = True
+        searches.insert(0, restrict(cands, support[cands.routes.pool]))
+    mip_bound = -math.inf
+    for search in searches:
+        left = deadline - time.perf_counter()
+        objective = evaluate(c, best).objective
+        if left <= 0 or objective - bound <= options.relative_gap * abs(objective):
+            break
+        found, solved, mip_bound = _solve_milp(search, options, transfer(best, c, search), left)
+        if solved:
+            found = transfer(found, search, c)
+            if evaluate(c, found).objective < objective:
+                best = found
     if evaluate(c, best).unserved.any():  # a search stopped early may leave free GPUs unused
         repaired = fill_unserved(c, best)
         if evaluate(c, repaired).objective < evaluate(c, best).objective:
             best = repaired
-    return c, best, mip_bound
+    return c, best, mip_bound if options.exact else -math.inf
+
+
+def transfer(a: Assignment, source: Compiled, target: Compiled) -> Assignment:
+    """An assignment over one restriction of the candidates carried to another: pools and
+    routes the target lacks are dropped (none are when it holds the source's used ones)."""
+    cands = source.candidates
+    pool_at = np.full(cands.pools.size, -1, dtype=np.int64)
+    pool_at[target.pool_ids] = np.arange(target.pool_ids.size)
+    route_at = np.full(cands.routes.size, -1, dtype=np.int64)
+    route_at[target.route_ids] = np.arange(target.route_ids.size)
+    replicas = np.zeros(target.pool_ids.size)
+    routed = np.zeros(target.route_ids.size)
+    pools, routes = pool_at[source.pool_ids], route_at[source.route_ids]
+    replicas[pools[pools >= 0]] = a.replicas[pools >= 0]
+    routed[routes[routes >= 0]] = a.routed[routes >= 0]
+    return Assignment(replicas, routed)
 
 
 def consolidate(c: Compiled, a: Assignment, passes: int = 2) -> Assignment:
@@ -318,7 +354,7 @@ def _neighbourhood(cands: Candidates, extra: int) -> NDArray[np.bool_]:
 
 
 def _solve_milp(
-    c: Compiled, options: SolveOptions, start: Assignment
+    c: Compiled, options: SolveOptions, start: Assignment, seconds: float
 ) -> tuple[Assignment, bool, float]:
     cols = c.columns
     milp = c.milp
@@ -328,7 +364,7 @@ def _solve_milp(
         for col, value in zip(cols.replicas.tolist(), start.replicas.tolist(), strict=True):
             helper.add_hint(col, value)
     solver = mbh.ModelSolverHelper(options.backend)
-    solver.set_time_limit_in_seconds(options.time_limit_seconds)
+    solver.set_time_limit_in_seconds(seconds)
     solver.set_solver_specific_parameters(_parameters(options))
     solver.solve(helper)
     if not solver.has_solution():
