@@ -178,12 +178,21 @@ class Columns:
     pool_rows: IntArray  # per pool
     gpu_rows: IntArray  # per region * len(gpu_types) + gpu, -1 where no pool uses it
     max_rows: IntArray  # per model
-    cut_rows: IntArray  # per model, -1 without a rounding cut
-    cut_frac: FloatArray  # per model: f of its cut (for pricing)
+    cut_rows: IntArray  # per model cut (Candidates.model_cuts), -1 where none is needed
+    cut_frac: FloatArray  # per model cut: f of its right-hand side (for pricing)
     zone_cut_rows: IntArray  # per demand pair, -1 without a rounding cut
     zone_cut_frac: FloatArray  # per demand pair: f of its cut
     served_rows: IntArray  # per model, -1 unless it must survive a region loss
     move_rows: IntArray  # per model, -1 unless it runs replicas now (starts that are moves)
+
+
+@dataclass(frozen=True)
+class ModelCuts:
+    """One rounding cut per (model, distinct per-replica rate of its pools), sorted by model."""
+
+    model: IntArray
+    rate: FloatArray
+    start: IntArray  # per model m, its cuts are start[m]:start[m + 1]
 
 
 @dataclass(frozen=True)
@@ -198,7 +207,8 @@ class Candidates:
     slo_excluded: dict[int, list[tuple[str, str]]]  # model -> (zone, nearest region excluded)
     floor_penalty: float
     capacity: FloatArray  # GPUs by (region, GPU type)
-    best_rate: FloatArray  # per model, over every candidate pool (for the rounding cut)
+    best_rate: FloatArray  # per model, over every candidate pool
+    model_cuts: ModelCuts  # the divisors of the models' rounding cuts
     whole_model: NDArray[np.bool_]  # models whose pools all stay (floors, survival, minimum)
     free_stops: FloatArray  # per model: running replicas its demand and floors no longer need
     free_starts: FloatArray  # per model: replicas its demand may need beyond those running
@@ -255,7 +265,7 @@ def restrict(cands: Candidates, route_mask: NDArray[np.bool_]) -> Compiled:
         cap=cands.capacity,
         floor_penalty=cands.floor_penalty,
         n_gpu=len(cands.gpu_types),
-        best_rate=cands.best_rate,
+        model_cuts=cands.model_cuts,
         free_stops=cands.free_stops,
         free_starts=cands.free_starts,
     )
@@ -508,6 +518,11 @@ def candidates(problem: Problem) -> Candidates:
     )
     running_m = np.bincount(p_m, weights=p_cur, minlength=n_m)
     free_stops = np.maximum(running_m - np.maximum(need, floor_need), 0.0)
+    cut_pairs = np.unique(np.stack([p_m, p_rate], axis=1)[p_rate > 0], axis=0)
+    cut_model = cut_pairs[:, 0].astype(np.int64)
+    model_cuts = ModelCuts(
+        cut_model, cut_pairs[:, 1], np.searchsorted(cut_model, np.arange(n_m + 1))
+    )
     free_starts = np.maximum(np.maximum(need_most, floor_need) - running_m, 0.0)
     return Candidates(
         problem,
@@ -519,6 +534,7 @@ def candidates(problem: Problem) -> Candidates:
         floor_penalty,
         cap,
         best_rate,
+        model_cuts,
         whole,
         free_stops,
         free_starts,
@@ -536,7 +552,7 @@ def _build(
     cap: FloatArray,
     floor_penalty: float,
     n_gpu: int,
-    best_rate: FloatArray,
+    model_cuts: ModelCuts,
     free_stops: FloatArray,
     free_starts: FloatArray,
 ) -> tuple[Milp, Columns]:
@@ -568,18 +584,18 @@ def _build(
 
     # Integer rounding cuts (mixed-integer rounding of sum rate*n >= demand - unserved), valid
     # for every integer plan; they lift the LP bound by each model's last partial replica.
-    # Per model: with R its best rate, beta = demand / R and f = frac(beta),
-    #   sum_p mir(rate_p / R, f) n[p] + sum_u s[m,u] / (R f) >= ceil(beta).
+    # Per model and divisor R (each per-replica rate its pools have), beta = demand / R and
+    # f = frac(beta): sum_p mir(rate_p / R, f) n[p] + sum_u s[m,u] / (R f) >= ceil(beta).
     demand_m = np.bincount(demands.model, weights=demands.rate, minlength=n_m).astype(np.float64)
-    cut_of, frac_m = _cut_rows(lp, demand_m, best_rate)
-    sel = cut_of[pools.model] >= 0
-    coef = mir(
-        pools.rate / np.where(best_rate > 0, best_rate, 1.0)[pools.model], frac_m[pools.model]
+    cut_of, cut_frac = _cut_rows(lp, demand_m[model_cuts.model], model_cuts.rate)
+    pool_of, cut, coef = model_cut_terms(model_cuts, pools.model, pools.rate, cut_frac)
+    sel = cut_of[cut] >= 0
+    lp.terms(cut_of[cut[sel]], n[pool_of[sel]], coef[sel])
+    pair_of, cut, _ = model_cut_terms(model_cuts, demands.model, demands.rate, cut_frac)
+    sel = cut_of[cut] >= 0
+    lp.terms(
+        cut_of[cut[sel]], s[pair_of[sel]], 1.0 / (model_cuts.rate[cut[sel]] * cut_frac[cut[sel]])
     )
-    lp.terms(cut_of[pools.model][sel], n[sel], coef[sel])
-    sel = cut_of[demands.model] >= 0
-    m_sel = demands.model[sel]
-    lp.terms(cut_of[m_sel], s[sel], 1.0 / (best_rate[m_sel] * frac_m[m_sel]))
     # Per (model, zone): the zone's served demand flows only into the pools its routes reach,
     # so the same rounding holds over those pools with the best rate among them.
     zone_cut_of, frac_u = _cut_rows(lp, demands.rate, demands.best_rate)
@@ -714,7 +730,7 @@ def _build(
         gpu_rows=gpu_rows,
         max_rows=max_rows,
         cut_rows=cut_of,
-        cut_frac=frac_m,
+        cut_frac=cut_frac,
         zone_cut_rows=zone_cut_of,
         zone_cut_frac=frac_u,
         served_rows=served_rows,
@@ -732,6 +748,18 @@ def _cut_rows(lp: Milp, demand: FloatArray, best_rate: FloatArray) -> tuple[IntA
     row_of = np.full(demand.size, -1, dtype=np.int64)
     row_of[cut] = lp.constraints(cut.size, np.ceil(beta[cut]), np.inf)
     return row_of, frac
+
+
+def model_cut_terms(
+    cuts: ModelCuts, owner: IntArray, rate: FloatArray, frac: FloatArray
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Every (item, cut of the item's model) pair, for items (pools or demand pairs) owned by
+    models, with the item's MIR coefficient mir(rate / divisor, f) in that cut."""
+    count = cuts.start[owner + 1] - cuts.start[owner]
+    item = np.repeat(np.arange(owner.size), count)
+    offset = np.arange(item.size) - np.repeat(np.cumsum(count) - count, count)
+    cut = cuts.start[owner[item]] + offset
+    return item, cut, mir(rate[item] / cuts.rate[cut], frac[cut])
 
 
 def mir(ratio: FloatArray, frac: FloatArray) -> FloatArray:

@@ -20,6 +20,7 @@ from gridplace_placement.builder import (
     Milp,
     candidates,
     mir,
+    model_cut_terms,
     restrict,
 )
 from gridplace_placement.extract import Assignment, assemble, evaluate
@@ -200,13 +201,13 @@ def _entering_routes(
     pool = r.pool[out]
     key = p.region[pool] * len(cands.gpu_types) + p.gpu[pool]
     model = p.model[pool]
-    best = np.where(cands.best_rate > 0, cands.best_rate, 1.0)[model]
-    cut_coef = mir(p.rate[pool] / best, cols.cut_frac[model])
+    item, cut, coef = model_cut_terms(cands.model_cuts, model, p.rate[pool], cols.cut_frac)
+    model_cuts = np.bincount(item, weights=coef * dual(cols.cut_rows[cut]), minlength=pool.size)
     per_replica = (
         p.cost_per_replica[pool]
         - p.gpus_per_replica[pool] * dual(cols.gpu_rows[key])
         - dual(cols.max_rows[model])
-        - cut_coef * dual(cols.cut_rows[model])
+        - model_cuts
         - dual(cols.move_rows[model])
         - zone_cuts[pool]
     )
