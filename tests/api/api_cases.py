@@ -309,6 +309,12 @@ BAD: tuple[Bad, ...] = (
         "zoneColumn and zone go together: set both or neither",
     ),
     region(
+        "currency-on-a-static-price",
+        {"powerPrice": {"currency": "EUR"}},
+        "spec.powerPrice",
+        "currency applies to file and prometheus sources",
+    ),
+    region(
         "pue-below-one",
         {"pue": 0.9},
         "spec.pue",

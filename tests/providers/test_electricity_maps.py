@@ -175,3 +175,140 @@ def test_a_missing_secret_or_key_is_named(server: ScriptedServer, em: Providers)
     with pytest.raises(SignalError, match=r"Secret .*/emaps has no key 'apikey' \(keys: token\)"):
         em.read(carbon(key="apikey"), NOW)
     assert server.count(CARBON_PATH) == 0
+
+
+CARBON_FORECAST_PATH = "/v3/carbon-intensity/forecast"
+PRICE_FORECAST_PATH = "/v3/price-day-ahead/forecast"
+
+
+def carbon_forecast(*values: float, first: str = "2026-11-27T21:00:00.000Z") -> dict[str, Any]:
+    """The documented answer: hourly rows from the current hour on."""
+    start = datetime.fromisoformat(first)
+    return {
+        "zone": "DE",
+        "forecast": [
+            {
+                "carbonIntensity": v,
+                "datetime": f"{start + timedelta(hours=i):%Y-%m-%dT%H:%M:%S}.000Z",
+            }
+            for i, v in enumerate(values)
+        ],
+        "updatedAt": "2026-11-27T20:52:11.000Z",
+    }
+
+
+def test_the_forecast_is_fetched_with_the_latest_value_and_unused_while_it_is_fresh(
+    server: ScriptedServer, em: Providers
+) -> None:
+    server.script(CARBON_PATH, json_answer(CARBON_BODY))
+    server.script(CARBON_FORECAST_PATH, json_answer(carbon_forecast(290, 280)))
+    reading = em.read(carbon(), NOW)
+    assert (reading.value, reading.source, reading.note) == (302.0, "ElectricityMaps", None)
+    [request] = server.requests[CARBON_FORECAST_PATH]
+    assert request.query == {"zone": "DE"}
+    assert request.headers["auth-token"] == TOKEN
+
+
+def test_a_latest_value_older_than_max_age_gives_way_to_the_forecast_for_this_hour(
+    server: ScriptedServer, em: Providers
+) -> None:
+    lagging = {**CARBON_BODY, "datetime": "2026-11-27T18:00:00.000Z"}  # 3 h behind
+    server.script(CARBON_PATH, json_answer(lagging))
+    server.script(CARBON_FORECAST_PATH, json_answer(carbon_forecast(290, 280)))
+    reading = em.read(carbon(), NOW)
+    assert (reading.value, reading.source) == (290.0, "Forecast")
+    assert reading.observed_at == datetime(2026, 11, 27, 21, tzinfo=UTC)
+    assert reading.note == (
+        "the latest value is 11400s old; using the forecast for 2026-11-27T21:00:00Z"
+    )
+    assert em.read(carbon(), NOW + timedelta(minutes=2)).value == 290.0  # from the cache
+    assert server.count(CARBON_FORECAST_PATH) == 1
+    # the next hour's row takes over at 22:00
+    assert em.read(carbon(), NOW + timedelta(minutes=50)).value == 280.0
+
+
+def test_the_forecast_carries_the_region_through_an_outage_until_it_runs_out(
+    server: ScriptedServer, em: Providers
+) -> None:
+    server.script(CARBON_PATH, json_answer(CARBON_BODY), Answer(503))
+    server.script(CARBON_FORECAST_PATH, json_answer(carbon_forecast(290, 280, 270)), Answer(503))
+    assert em.read(carbon(), NOW).source == "ElectricityMaps"
+    # Both endpoints down from now on: refreshes fail, the remembered forecast answers.
+    later = NOW + timedelta(minutes=55)  # 22:05, past the 300 s refresh
+    reading = em.read(carbon(), later)
+    assert (reading.value, reading.source) == (280.0, "Forecast")
+    assert reading.note is not None
+    assert reading.note.startswith("Electricity Maps carbon-intensity/latest for zone DE: HTTP 503")
+    assert server.count(CARBON_PATH) == 1 + 3  # the refresh was retried
+    assert em.read(carbon(), NOW + timedelta(hours=1, minutes=55)).value == 270.0
+    with pytest.raises(
+        SignalError, match=r"HTTP 503.*; forecast: .*forecast for zone DE: HTTP 503"
+    ):
+        em.read(carbon(), NOW + timedelta(hours=3))  # 00:10: past the forecast's last hour
+
+
+def test_a_slow_forecast_never_costs_the_latest_value(
+    server: ScriptedServer, em: Providers
+) -> None:
+    server.script(CARBON_PATH, json_answer(CARBON_BODY))
+    server.script(CARBON_FORECAST_PATH, json_answer(carbon_forecast(290), delay_seconds=3))
+    reading = em.read(carbon(), NOW)
+    assert (reading.value, reading.source) == (302.0, "ElectricityMaps")
+    assert server.count(CARBON_FORECAST_PATH) == 3  # timed out, retried, remembered as failed
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (Answer(200, b"[oops"), "forecast for zone DE: .*is not JSON"),
+        (json_answer({"zone": "DE", "forecast": []}), "has no forecast rows"),
+        (json_answer({"zone": "DE", "history": []}), r"no forecast rows \(fields: zone, history\)"),
+        (
+            json_answer(
+                {"forecast": [{"datetime": "2026-11-27T21:00:00Z", "carbonIntensity": None}]}
+            ),
+            "forecast for zone DE: the answer has no 'carbonIntensity'",
+        ),
+        (
+            json_answer({"forecast": [{"datetime": "tomorrow", "carbonIntensity": 200}]}),
+            "datetime 'tomorrow' is not an ISO 8601 time",
+        ),
+        (json_answer(carbon_forecast(-1)), "carbonIntensity is negative"),
+    ],
+)
+def test_a_malformed_forecast_is_named_when_the_latest_value_fails_too(
+    server: ScriptedServer, em: Providers, answer: Answer, message: str
+) -> None:
+    server.script(CARBON_PATH, json_answer({"message": "zone unavailable"}, status=404))
+    server.script(CARBON_FORECAST_PATH, answer)
+    with pytest.raises(SignalError, match=f"latest for zone DE: HTTP 404.*; forecast: .*{message}"):
+        em.read(carbon(), NOW)
+
+
+def test_the_price_forecast_asks_for_a_day_from_this_hour_and_converts_the_currency(
+    server: ScriptedServer, em: Providers
+) -> None:
+    server.script(PRICE_PATH, Answer(500))
+    rows = [
+        {"datetime": "2026-11-27T21:00:00.000Z", "value": 90.0, "source": "nordpool.com"},
+        {"datetime": "2026-11-27T22:00:00.000Z", "value": 80.0, "source": "nordpool.com"},
+    ]
+    server.script(PRICE_FORECAST_PATH, json_answer({"zone": "DE", "unit": "EUR/MWh", "data": rows}))
+    reading = em.read(price(), NOW)
+    assert reading.source == "Forecast"
+    assert reading.value == pytest.approx(99.0)  # EUR=1.1
+    [request] = server.requests[PRICE_FORECAST_PATH]
+    assert request.query == {"zone": "DE", "start": "2026-11-27T21:00Z", "end": "2026-11-28T21:00Z"}
+
+
+def test_price_forecast_rows_with_their_own_unit(server: ScriptedServer, em: Providers) -> None:
+    server.script(PRICE_PATH, Answer(500))
+    row = {"datetime": "2026-11-27T21:00:00.000Z", "value": 40.0, "unit": "USD/MWh"}
+    server.script(PRICE_FORECAST_PATH, json_answer({"zone": "DE", "data": [row]}))
+    assert em.read(price(), NOW).value == 40.0
+    row = {"datetime": "2026-11-27T21:00:00.000Z", "value": 40.0}
+    server.script(PRICE_FORECAST_PATH, json_answer({"zone": "DE", "data": [row]}))
+    with pytest.raises(
+        SignalError, match="price-day-ahead/forecast for zone DE: the answer has no 'unit'"
+    ):
+        em.read(price(), NOW + timedelta(hours=1))

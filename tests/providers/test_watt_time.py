@@ -21,7 +21,7 @@ NOW = datetime(2026, 11, 27, 21, 7, tzinfo=UTC)
 USER, PASSWORD = "grid-ops", "pa55-w0rd"
 
 
-def forecast(*points: tuple[str, float], units: str = "lbs_co2_per_mwh") -> dict[str, Any]:
+def forecast(*points: tuple[str, object], units: str = "lbs_co2_per_mwh") -> dict[str, Any]:
     return {
         "data": [{"point_time": t, "value": v, "version": "3.0"} for t, v in points],
         "meta": {
@@ -70,7 +70,7 @@ def test_login_then_the_moer_in_force_converted_to_grams_per_kwh(
     assert login.headers["Authorization"] == f"Basic {expected}"
     [data] = server.requests["/v3/forecast"]
     assert data.headers["Authorization"] == "Bearer jwt-1"
-    assert data.query == {"region": "CAISO_NORTH", "signal_type": "co2_moer", "horizon_hours": "0"}
+    assert data.query == {"region": "CAISO_NORTH", "signal_type": "co2_moer", "horizon_hours": "24"}
 
 
 def test_the_token_is_reused_until_it_nears_expiry(server: ScriptedServer, wt: Providers) -> None:
@@ -119,6 +119,14 @@ def test_bad_credentials_are_reported_without_the_password(
         (forecast(), "no data points"),
         ({"data": []}, "no 'meta'"),
         (forecast(("2026-11-27T21:05:00+00:00", -3.0)), "MOER is negative"),
+        (
+            forecast(("2026-11-27T21:05:00+00:00", 900.0), ("2026-11-27T21:10:00+00:00", "x")),
+            "value is 'x', not a number",
+        ),
+        (
+            {**FORECAST, "meta": {**FORECAST["meta"], "data_point_period_seconds": 0}},
+            "data_point_period_seconds is 0, not a positive number",
+        ),
     ],
 )
 def test_malformed_answers_say_what_is_wrong(
@@ -134,3 +142,44 @@ def test_a_login_answer_without_a_token(server: ScriptedServer, wt: Providers) -
     server.script("/login", json_answer({"ok": True}))
     with pytest.raises(SignalError, match="WattTime login: the answer has no 'token'"):
         wt.read(source(), NOW)
+
+
+def five_minutes(first: datetime, *values: float) -> dict[str, Any]:
+    """A forecast answer: the current MOER, then one point per five minutes."""
+    body = forecast(
+        *(
+            (f"{first + timedelta(minutes=5 * i):%Y-%m-%dT%H:%M:%S}+00:00", v)
+            for i, v in enumerate(values)
+        )
+    )
+    body["meta"]["data_point_period_seconds"] = 300
+    return body
+
+
+def short_lived() -> CarbonIntensitySource:
+    return CarbonIntensitySource.model_validate(
+        {
+            "wattTime": {"region": "CAISO_NORTH", "credentialsSecretRef": {"name": "watttime"}},
+            "maxAgeSeconds": 600,
+        }
+    )
+
+
+def test_when_the_latest_moer_is_too_old_the_forecast_for_now_is_used(
+    server: ScriptedServer, wt: Providers
+) -> None:
+    server.script("/login", json_answer({"token": "jwt"}))
+    first = datetime(2026, 11, 27, 21, 5, tzinfo=UTC)
+    server.script("/v3/forecast", json_answer(five_minutes(first, 1000.0, 900.0, 800.0, 700.0)))
+    assert wt.read(short_lived(), first).source == "WattTime"
+    # WattTime down: the refresh fails; after maxAgeSeconds the forecast carries on.
+    server.script("/v3/forecast", json_answer({"error": "down"}, status=503))
+    at = first + timedelta(minutes=16)
+    reading = wt.read(short_lived(), at)
+    assert reading.source == "Forecast"
+    assert reading.value == pytest.approx(700.0 * 0.453592)
+    assert reading.observed_at == first + timedelta(minutes=15)
+    assert reading.note is not None
+    assert reading.note.startswith("WattTime forecast for region CAISO_NORTH: HTTP 503")
+    with pytest.raises(SignalError, match=r"HTTP 503.*the forecast does not cover"):
+        wt.read(short_lived(), first + timedelta(minutes=25))  # past its last point

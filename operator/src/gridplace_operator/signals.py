@@ -32,7 +32,8 @@ class SignalError(Exception):
 class Reading:
     value: float
     observed_at: datetime
-    source: str  # Static, File, Prometheus, ElectricityMaps, WattTime
+    source: str  # Static, File, Prometheus, ElectricityMaps, WattTime, Forecast
+    note: str | None = None  # why this value and not the source's latest (a forecast's reason)
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def resolve(
             reading.source,
             reading.observed_at,
             False,
-            error,
+            error or reading.note,
         )
     elif fallback is not None:
         value, origin, observed_at, stale, message = fallback, "Fallback", now, True, why

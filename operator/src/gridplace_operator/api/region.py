@@ -149,11 +149,15 @@ class CarbonIntensitySource(ApiModel):
         default=None, description=f"A Prometheus query in {CARBON_UNIT}."
     )
     electricity_maps: ElectricityMapsSource | None = Field(
-        default=None, description="Electricity Maps' latest carbon intensity (life-cycle)."
+        default=None,
+        description="Electricity Maps' latest carbon intensity (life-cycle), then its forecast.",
     )
     watt_time: WattTimeSource | None = Field(
         default=None,
-        description="WattTime's marginal emissions rate, converted from lbs/MWh to gCO2eq/kWh.",
+        description=(
+            "WattTime's marginal emissions rate (latest, then forecast), converted from lbs/MWh"
+            " to gCO2eq/kWh."
+        ),
     )
     max_age_seconds: Annotated[int, Field(ge=60, le=7 * 86_400)] = Field(
         default=7_200,
@@ -181,15 +185,34 @@ class PowerPriceSource(ApiModel):
             message=_ONE_SOURCE,
             check=lambda s: _set_count(s.static, s.file, s.prometheus, s.electricity_maps) == 1,
         ),
+        CelRule(
+            rule="!has(self.currency) || has(self.file) || has(self.prometheus)",
+            message=(
+                "currency applies to file and prometheus sources (static is in USD/MWh,"
+                " Electricity Maps names the currency of its prices)"
+            ),
+            check=lambda s: s.currency is None or s.file is not None or s.prometheus is not None,
+        ),
     )
 
     static: PowerPriceValue | None = Field(default=None, description="A fixed value.")
-    file: FileSource | None = Field(default=None, description=f"A CSV series in {PRICE_UNIT}.")
+    file: FileSource | None = Field(
+        default=None, description=f"A CSV series in {PRICE_UNIT} (or `currency` per MWh)."
+    )
     prometheus: PrometheusSource | None = Field(
-        default=None, description=f"A Prometheus query in {PRICE_UNIT}."
+        default=None, description=f"A Prometheus query in {PRICE_UNIT} (or `currency` per MWh)."
     )
     electricity_maps: ElectricityMapsSource | None = Field(
-        default=None, description="Electricity Maps' day-ahead price of the zone."
+        default=None,
+        description="Electricity Maps' day-ahead price of the zone, then its forecast.",
+    )
+    currency: Annotated[str, Field(max_length=3, pattern=r"^[A-Z]{3}$")] | None = Field(
+        default=None,
+        description=(
+            "ISO 4217 currency of a file or prometheus source's values (per MWh), e.g. EUR;"
+            " default USD. They are converted with the operator's rate table"
+            " (GRIDPLACE_USD_PER_CURRENCY); a currency without a rate fails the read."
+        ),
     )
     max_age_seconds: Annotated[int, Field(ge=60, le=7 * 86_400)] = Field(
         default=7_200,
@@ -258,7 +281,7 @@ class RegionSpec(ApiModel):
 
 
 SignalSourceKind = Literal[
-    "Static", "File", "Prometheus", "ElectricityMaps", "WattTime", "Fallback"
+    "Static", "File", "Prometheus", "ElectricityMaps", "WattTime", "Forecast", "Fallback"
 ]
 
 
@@ -267,7 +290,12 @@ class SignalStatus(ApiModel):
 
     value: float = Field(description="The value in use, in `unit`.")
     unit: Annotated[str, Field(max_length=32)] = Field(description="gCO2eq/kWh or USD/MWh.")
-    source: SignalSourceKind = Field(description="Which source produced the value in use.")
+    source: SignalSourceKind = Field(
+        description=(
+            "Which source produced the value in use; Forecast is the source's forecast for now,"
+            " used while its latest value is missing or older than maxAgeSeconds."
+        )
+    )
     observed_at: datetime = Field(description="Time the value refers to (as the source says).")
     age_seconds: Annotated[int, Field(ge=0)] = Field(
         description="Age of the value when status was written."

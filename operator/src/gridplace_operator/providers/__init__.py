@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from kubernetes import client
 
+from gridplace_operator.providers.common import priced_in_usd
 from gridplace_operator.providers.electricity_maps import ElectricityMapsProvider
 from gridplace_operator.providers.file import FileProvider
 from gridplace_operator.providers.http import HttpClient
@@ -44,10 +45,11 @@ def build_providers(
         ttl_seconds=settings.secret_ttl_seconds,
         timeout_seconds=settings.http_timeout_seconds,
     )
+    rates = settings.usd_per_currency
     return {
         **PROVIDERS,
-        "file": FileProvider(http, refs, settings),
-        "prometheus": PrometheusProvider(http, settings),
+        "file": priced_in_usd(FileProvider(http, refs, settings), rates),
+        "prometheus": priced_in_usd(PrometheusProvider(http, settings), rates),
         "electricity_maps": ElectricityMapsProvider(http, refs, settings),
         "watt_time": WattTimeProvider(http, refs, settings),
     }

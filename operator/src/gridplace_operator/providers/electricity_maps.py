@@ -1,30 +1,44 @@
-"""`electricityMaps` sources: the latest carbon intensity (gCO2eq/kWh, life-cycle) or day-ahead
-price of a zone from the Electricity Maps API, authenticated with the `auth-token` header.
+"""`electricityMaps` sources: the carbon intensity (gCO2eq/kWh, life-cycle) or day-ahead price of
+a zone from the Electricity Maps API, authenticated with the `auth-token` header.
 
 Answers used (API v3):
   GET {base}/carbon-intensity/latest?zone=DE
       {"zone": "DE", "carbonIntensity": 302, "datetime": "2026-11-27T21:00:00.000Z", ...}
+  GET {base}/carbon-intensity/forecast?zone=DE
+      {"zone": "DE", "forecast": [{"carbonIntensity": 290, "datetime": "..."}, ...], ...}
   GET {base}/price-day-ahead/latest?zone=DE
       {"zone": "DE", "value": 124.81, "unit": "EUR/MWh", "datetime": "...", ...}
-Prices come in the zone's currency; gridplace plans in USD/MWh, so other currencies need a rate
-(GRIDPLACE_USD_PER_CURRENCY, e.g. EUR=1.08).
+  GET {base}/price-day-ahead/forecast?zone=DE&start=...&end=...
+      {"zone": "DE", "data": [{"datetime": "...", "value": 118.2, "unit": "EUR/MWh"}, ...]}
+Forecast rows are hourly. The latest value is used while it is within maxAgeSeconds, then the
+forecast's row for the current hour (see `forecast`). Prices come in the zone's currency;
+gridplace plans in USD/MWh, so other currencies need a rate (GRIDPLACE_USD_PER_CURRENCY).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from gridplace_operator.api.region import CarbonIntensitySource, ElectricityMapsSource
 from gridplace_operator.providers.cache import TimedCache
-from gridplace_operator.providers.common import cache_key, refresh_seconds, retry_seconds
+from gridplace_operator.providers.common import (
+    cache_key,
+    refresh_seconds,
+    retry_seconds,
+    to_usd,
+)
 from gridplace_operator.providers.csv_series import parse_time
+from gridplace_operator.providers.forecast import Forecast, ForecastCache, latest_or_forecast
 from gridplace_operator.providers.http import HttpClient
 from gridplace_operator.providers.kube_refs import KubeRefs
 from gridplace_operator.providers.settings import ProviderSettings
 from gridplace_operator.signals import Reading, SignalError, Source
+
+HOUR = timedelta(hours=1)
+FORECAST_HOURS = 24
 
 
 def field(body: Any, name: str, what: str) -> Any:
@@ -54,15 +68,17 @@ def usd_per_mwh(value: float, unit: str, rates: Mapping[str, float], what: str) 
     currency, _, energy = unit.partition("/")
     if energy != "MWh":
         raise SignalError(f"{what}: unit {unit!r} is not a price per MWh")
-    currency = currency.upper()
-    if currency == "USD":
-        return value
-    if currency not in rates:
-        raise SignalError(
-            f"{what}: the price is in {unit}; set GRIDPLACE_USD_PER_CURRENCY={currency}=<rate>"
-            " to convert it to USD/MWh"
-        )
-    return value * rates[currency]
+    return to_usd(value, currency, rates, what)
+
+
+def rows(body: Any, what: str) -> list[Any]:
+    """The rows of a forecast answer: under `forecast` (carbon intensity) or `data` (prices)."""
+    if not isinstance(body, dict):
+        raise SignalError(f"{what}: expected a JSON object, got {type(body).__name__}")
+    found = body.get("forecast", body.get("data"))
+    if not isinstance(found, list) or not found:
+        raise SignalError(f"{what}: the answer has no forecast rows (fields: {', '.join(body)})")
+    return found
 
 
 class ElectricityMapsProvider:
@@ -71,38 +87,92 @@ class ElectricityMapsProvider:
         self.refs = refs
         self.settings = settings
         self.cache: TimedCache[Reading] = TimedCache(background=settings.background_refresh)
+        self.forecasts = ForecastCache(background=settings.background_refresh)
 
     def __call__(self, source: Source, now: datetime) -> Reading:
         spec = source.electricity_maps
         assert spec is not None
         carbon = isinstance(source, CarbonIntensitySource)
-        return self.cache.get(
-            cache_key(source, spec),
+        key = cache_key(source, spec)
+        refresh = refresh_seconds(source, self.settings)
+        retry = retry_seconds(source, self.settings)
+        latest: Reading | None = None
+        latest_error: str | None = None
+        try:
+            latest = self.cache.get(
+                key,
+                now,
+                refresh_seconds=refresh,
+                retry_seconds=retry,
+                fetch=lambda: self._latest(spec, carbon, now),
+            )
+        except SignalError as err:
+            latest_error = str(err)
+        # Fetched while the latest value is fine too: a forecast is most useful in an outage.
+        forecast, forecast_error = self.forecasts.get(
+            key,
             now,
-            refresh_seconds=refresh_seconds(source, self.settings),
-            retry_seconds=retry_seconds(source, self.settings),
-            fetch=lambda: self._fetch(spec, carbon, now),
+            refresh_seconds=refresh,
+            retry_seconds=retry,
+            fetch=lambda: self._forecast(spec, carbon, now),
+        )
+        return latest_or_forecast(
+            latest,
+            latest_error,
+            forecast,
+            forecast_error,
+            max_age_seconds=source.max_age_seconds,
+            now=now,
         )
 
-    def _fetch(self, spec: ElectricityMapsSource, carbon: bool, now: datetime) -> Reading:
+    def _get(
+        self, spec: ElectricityMapsSource, path: str, params: dict[str, str], now: datetime
+    ) -> Any:
         ref = spec.api_key_secret_ref
         token = self.refs.secret_key(ref.name, ref.key, ref.namespace, now)
-        path = "carbon-intensity/latest" if carbon else "price-day-ahead/latest"
-        what = f"Electricity Maps {path} for zone {spec.zone}"
-        body = self.http.get_json(
+        return self.http.get_json(
             f"{self.settings.electricity_maps_url}/{path}",
-            what=what,
-            params={"zone": spec.zone},
+            what=self._what(spec, path),
+            params={"zone": spec.zone, **params},
             headers={"auth-token": token},
         )
-        observed_at = timestamp(body, "datetime", what)
+
+    @staticmethod
+    def _what(spec: ElectricityMapsSource, path: str) -> str:
+        return f"Electricity Maps {path} for zone {spec.zone}"
+
+    def _value(self, row: Any, carbon: bool, what: str) -> float:
         if carbon:
-            value = number(body, "carbonIntensity", what)
+            value = number(row, "carbonIntensity", what)
             if value < 0:
                 raise SignalError(f"{what}: carbonIntensity is negative ({value:g})")
-        else:
-            unit = str(field(body, "unit", what))
-            value = usd_per_mwh(
-                number(body, "value", what), unit, self.settings.usd_per_currency, what
-            )
+            return value
+        unit = str(field(row, "unit", what))
+        return usd_per_mwh(number(row, "value", what), unit, self.settings.usd_per_currency, what)
+
+    def _latest(self, spec: ElectricityMapsSource, carbon: bool, now: datetime) -> Reading:
+        path = "carbon-intensity/latest" if carbon else "price-day-ahead/latest"
+        what = self._what(spec, path)
+        body = self._get(spec, path, {}, now)
+        observed_at = timestamp(body, "datetime", what)
+        value = self._value(body, carbon, what)
         return Reading(value=value, observed_at=observed_at, source="ElectricityMaps")
+
+    def _forecast(self, spec: ElectricityMapsSource, carbon: bool, now: datetime) -> Forecast:
+        if carbon:
+            path, params = "carbon-intensity/forecast", {}
+        else:
+            # The price forecast takes a window rather than a horizon.
+            start = now.replace(minute=0, second=0, microsecond=0)
+            end = start + FORECAST_HOURS * HOUR
+            path = "price-day-ahead/forecast"
+            params = {"start": f"{start:%Y-%m-%dT%H:%MZ}", "end": f"{end:%Y-%m-%dT%H:%MZ}"}
+        what = self._what(spec, path)
+        body = self._get(spec, path, params, now)
+        unit = body.get("unit") if isinstance(body, dict) else None
+        points = []
+        for raw in rows(body, what):
+            # A unit for all rows, unless a row has its own.
+            row = {"unit": unit, **raw} if not carbon and isinstance(raw, dict) and unit else raw
+            points.append((timestamp(row, "datetime", what), self._value(row, carbon, what)))
+        return Forecast.of(points, HOUR)

@@ -36,7 +36,7 @@ class ProviderSettings:
     # Refresh known values in a background thread instead of inside the planning cycle.
     background_refresh: bool = True
     secret_ttl_seconds: float = 60.0
-    # USD per unit of another currency, for Electricity Maps prices outside the US (EUR/MWh...).
+    # The rate table: USD per unit of another currency, for prices in EUR/MWh, GBP/MWh...
     usd_per_currency: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod

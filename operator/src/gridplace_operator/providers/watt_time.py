@@ -2,23 +2,26 @@
 
   GET {base}/login with HTTP basic auth (Secret keys `username`, `password`) -> {"token": "..."}
       (valid 30 minutes; kept 25, and renewed at once when a data request answers 401)
-  GET {base}/v3/forecast?region=CAISO_NORTH&signal_type=co2_moer&horizon_hours=0
+  GET {base}/v3/forecast?region=CAISO_NORTH&signal_type=co2_moer&horizon_hours=24
       with `Authorization: Bearer <token>` ->
       {"data": [{"point_time": "2026-11-27T21:05:00+00:00", "value": 870.2}, ...],
-       "meta": {"units": "lbs_co2_per_mwh", "region": "CAISO_NORTH", ...}}
-The point in force is the last one at or before now. WattTime publishes pounds of CO2 per MWh;
-gridplace plans in gCO2eq/kWh: 1 lb/MWh = 453.592 g / 1000 kWh = 0.453592 g/kWh.
+       "meta": {"units": "lbs_co2_per_mwh", "data_point_period_seconds": 300, ...}}
+The first point is the current MOER (the latest value); the rest is the forecast, used for the
+current five minutes when the latest value is missing or older than maxAgeSeconds (see
+`forecast`). WattTime publishes pounds of CO2 per MWh; gridplace plans in gCO2eq/kWh:
+1 lb/MWh = 453.592 g / 1000 kWh = 0.453592 g/kWh.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from gridplace_operator.api.region import CarbonIntensitySource, WattTimeSource
 from gridplace_operator.providers.cache import TimedCache
 from gridplace_operator.providers.common import cache_key, refresh_seconds, retry_seconds
 from gridplace_operator.providers.electricity_maps import field, number, timestamp
+from gridplace_operator.providers.forecast import Forecast, ForecastCache, latest_or_forecast
 from gridplace_operator.providers.http import HttpClient, HttpStatusError
 from gridplace_operator.providers.kube_refs import KubeRefs
 from gridplace_operator.providers.settings import ProviderSettings
@@ -27,19 +30,30 @@ from gridplace_operator.signals import Reading, SignalError, Source
 G_PER_KWH_PER_LB_PER_MWH = 0.453592
 TOKEN_SECONDS = 25 * 60
 MOER_UNITS = "lbs_co2_per_mwh"
+FORECAST_HOURS = 24
+POINT_SECONDS = 300  # WattTime's MOER period, when meta.data_point_period_seconds is absent
 
 
-def current_point(body: Any, now: datetime, what: str) -> tuple[datetime, float]:
-    """The MOER point in force at `now` (the first one when all lie ahead), in lbs/MWh."""
-    units = field(field(body, "meta", what), "units", what)
+def moer_forecast(body: Any, what: str) -> Forecast:
+    """The MOER points of a forecast answer in gCO2eq/kWh; the first is the current value."""
+    meta = field(body, "meta", what)
+    units = field(meta, "units", what)
     if units != MOER_UNITS:
         raise SignalError(f"{what}: units are {units!r}, expected {MOER_UNITS!r}")
+    period = meta.get("data_point_period_seconds", POINT_SECONDS)
+    if isinstance(period, bool) or not isinstance(period, int | float) or period <= 0:
+        raise SignalError(f"{what}: data_point_period_seconds is {period!r}, not a positive number")
     data = field(body, "data", what)
     if not isinstance(data, list) or not data:
         raise SignalError(f"{what}: the answer has no data points")
-    points = sorted((timestamp(p, "point_time", what), number(p, "value", what)) for p in data)
-    past = [point for point in points if point[0] <= now]
-    return past[-1] if past else points[0]
+    points = []
+    for point in data:
+        lbs_per_mwh = number(point, "value", what)
+        if lbs_per_mwh < 0:
+            raise SignalError(f"{what}: the MOER is negative ({lbs_per_mwh:g} lbs/MWh)")
+        at = timestamp(point, "point_time", what)
+        points.append((at, lbs_per_mwh * G_PER_KWH_PER_LB_PER_MWH))
+    return Forecast.of(points, timedelta(seconds=period))
 
 
 class WattTimeProvider:
@@ -47,22 +61,29 @@ class WattTimeProvider:
         self.http = http
         self.refs = refs
         self.settings = settings
-        self.cache: TimedCache[Reading] = TimedCache(background=settings.background_refresh)
+        self.forecasts = ForecastCache(background=settings.background_refresh)
         self.tokens: TimedCache[str] = TimedCache()
 
     def __call__(self, source: Source, now: datetime) -> Reading:
         spec = source.watt_time if isinstance(source, CarbonIntensitySource) else None
         if spec is None:
             raise SignalError("wattTime gives carbon intensity only")
-        return self.cache.get(
+        # One answer holds both the latest value and the forecast.
+        forecast, error = self.forecasts.get(
             cache_key(source, spec),
             now,
             refresh_seconds=refresh_seconds(source, self.settings),
             retry_seconds=retry_seconds(source, self.settings),
             fetch=lambda: self._fetch(spec, now),
         )
+        latest = None
+        if forecast is not None and error is None:
+            latest = Reading(forecast.values[0], forecast.times[0], source="WattTime")
+        return latest_or_forecast(
+            latest, error, forecast, None, max_age_seconds=source.max_age_seconds, now=now
+        )
 
-    def _fetch(self, spec: WattTimeSource, now: datetime) -> Reading:
+    def _fetch(self, spec: WattTimeSource, now: datetime) -> Forecast:
         what = f"WattTime forecast for region {spec.region}"
         ref = spec.credentials_secret_ref
         token_key = (ref.namespace or self.refs.namespace, ref.name)
@@ -74,7 +95,11 @@ class WattTimeProvider:
             fetch=lambda: self._login(spec, now),
         )
         url = f"{self.settings.watt_time_url}/v3/forecast"
-        params = {"region": spec.region, "signal_type": "co2_moer", "horizon_hours": "0"}
+        params = {
+            "region": spec.region,
+            "signal_type": "co2_moer",
+            "horizon_hours": str(FORECAST_HOURS),
+        }
         try:
             body = self.http.get_json(
                 url, what=what, params=params, headers={"Authorization": f"Bearer {token}"}
@@ -94,12 +119,7 @@ class WattTimeProvider:
             body = self.http.get_json(
                 url, what=what, params=params, headers={"Authorization": f"Bearer {token}"}
             )
-        observed_at, lbs_per_mwh = current_point(body, now, what)
-        if lbs_per_mwh < 0:
-            raise SignalError(f"{what}: the MOER is negative ({lbs_per_mwh:g} lbs/MWh)")
-        return Reading(
-            value=lbs_per_mwh * G_PER_KWH_PER_LB_PER_MWH, observed_at=observed_at, source="WattTime"
-        )
+        return moer_forecast(body, what)
 
     def _login(self, spec: WattTimeSource, now: datetime) -> str:
         ref = spec.credentials_secret_ref
