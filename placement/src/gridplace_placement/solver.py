@@ -172,8 +172,10 @@ def _entering_routes(
     c: Compiled, y: FloatArray, tol: float = 1e-9
 ) -> tuple[NDArray[np.bool_], float]:
     """Candidate routes with negative reduced cost c - y.A (GLOP's dual sign convention), and
-    the most the LP could still fall: each route carries at most its zone's demand, so the full
-    LP is at least this LP + sum over zones of demand x the zone's most negative reduced cost."""
+    the most the LP could still fall: each route carries at most its zone's demand and a new
+    pool at most `upper` replicas, so the full LP is at least this LP + sum over zones of
+    demand x the zone's most negative reduced cost + sum over new pools of upper x their
+    replicas' negative reduced cost."""
     cands, cols = c.candidates, c.columns
     r, p = cands.routes, cands.pools
     local = np.full(p.size, -1, dtype=np.int64)
@@ -196,24 +198,26 @@ def _entering_routes(
     inside = q >= 0
     rc = np.empty(r.size)
     rc[inside] = r.cost[inside] - lam[inside] - y[cols.pool_rows[q[inside]]] - served[inside]
-    # A route to a pool not in the model also opens the pool: 1/rate replicas per req/s.
-    out = ~inside
-    pool = r.pool[out]
-    key = p.region[pool] * len(cands.gpu_types) + p.gpu[pool]
-    model = p.model[pool]
-    item, cut, coef = model_cut_terms(cands.model_cuts, model, p.rate[pool], cols.cut_frac)
-    model_cuts = np.bincount(item, weights=coef * dual(cols.cut_rows[cut]), minlength=pool.size)
-    per_replica = (
-        p.cost_per_replica[pool]
-        - p.gpus_per_replica[pool] * dual(cols.gpu_rows[key])
+    # A pool not in the model comes with its capacity row, whose dual we may choose: with
+    # max(per_replica, 0) / rate, a route into it costs its replicas' share and the replicas
+    # themselves keep min(per_replica, 0), at most `upper` of them.
+    new = np.flatnonzero(local < 0)
+    key = p.region[new] * len(cands.gpu_types) + p.gpu[new]
+    model = p.model[new]
+    item, cut, coef = model_cut_terms(cands.model_cuts, model, p.rate[new], cols.cut_frac)
+    model_cuts = np.bincount(item, weights=coef * dual(cols.cut_rows[cut]), minlength=new.size)
+    per_replica = np.zeros(p.size)
+    per_replica[new] = (
+        p.cost_per_replica[new]
+        - p.gpus_per_replica[new] * dual(cols.gpu_rows[key])
         - dual(cols.max_rows[model])
         - model_cuts
         - dual(cols.move_rows[model])
-        - zone_cuts[pool]
+        - zone_cuts[new]
     )
-    rc[out] = (
-        r.cost[out] - lam[out] + np.minimum(per_replica, 0.0) * 1e9 + per_replica / p.rate[pool]
-    )
+    out = ~inside
+    pool = r.pool[out]
+    rc[out] = r.cost[out] - lam[out] + np.maximum(per_replica[pool], 0.0) / p.rate[pool]
     scale = max(float(np.abs(r.cost).max(initial=0.0)), 1.0)
     negative = np.flatnonzero(rc < -tol * scale)
     # Only the few most negative per (model, zone) enter each round, so the LP stays small.
@@ -221,9 +225,18 @@ def _entering_routes(
     first = np.searchsorted(r.pair[order], r.pair[order], side="left")
     entering = np.zeros(r.size, dtype=bool)
     entering[order[np.arange(order.size) - first < ENTERING_PER_ZONE]] = True
+    # Pools whose replicas pay for themselves enter with their cheapest route.
+    paying = np.flatnonzero(out & (per_replica[r.pool] < -tol * scale))
+    paying = paying[np.lexsort((rc[paying], r.pool[paying]))]
+    entering[
+        paying[
+            np.searchsorted(r.pool[paying], r.pool[paying], side="left") == np.arange(paying.size)
+        ]
+    ] = True
     worst = np.zeros(c.demands.rate.size)
     np.minimum.at(worst, r.pair[negative], rc[negative])
-    return entering, float(c.demands.rate @ worst)
+    opening = float(np.minimum(per_replica, 0.0) @ p.upper)
+    return entering, float(c.demands.rate @ worst) + opening
 
 
 def _integer_plan(
