@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from gridplace_e2e.podsim import (
+    GPU_LABEL,
     GPU_LATENCY,
+    IDEP_LABEL,
+    REGION_LABEL,
     BackedPod,
     ClusterRouter,
     PodKey,
+    PodSimulators,
     pod_model,
     split,
     target_group,
@@ -81,11 +88,76 @@ def test_traffic_split_and_routing_follow_the_plan() -> None:
         "west": ["http://127.0.0.1:3"],
     }
     router = ClusterRouter(traffic=lambda: traffic, endpoints=lambda: endpoints, seed=3)
-    picks = [router("us") for _ in range(4000)]
+    routes = [router("us") for _ in range(4000)]
+    assert {(r.region, r.url) for r in routes} == {
+        ("east", "http://127.0.0.1:1"),
+        ("east", "http://127.0.0.1:2"),
+        ("west", "http://127.0.0.1:3"),
+    }
+    picks = [r.url for r in routes]
     west = picks.count("http://127.0.0.1:3") / len(picks)
     assert 0.2 < west < 0.3  # a quarter of the zone's rate goes west
     assert abs(picks.count("http://127.0.0.1:1") - picks.count("http://127.0.0.1:2")) <= 1
     # a zone the plan does not route yet goes to any region with a simulator
-    assert router("eu") in {u for urls in endpoints.values() for u in urls}
+    assert router("eu").url in {u for urls in endpoints.values() for u in urls}
     with pytest.raises(ValueError, match="no simulator serves zone 'us'"):
         ClusterRouter(traffic=lambda: traffic, endpoints=dict)("us")
+
+
+class _Draining:
+    """A simulator process that, asked to stop, drains until the test lets it exit."""
+
+    stdout = None
+
+    def __init__(self) -> None:
+        self.terminated = threading.Event()
+        self.exit = threading.Event()
+
+    def poll(self) -> int | None:
+        return 0 if self.exit.is_set() else None
+
+    def terminate(self) -> None:
+        self.terminated.set()
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.exit.wait(timeout)
+        return 0
+
+
+class _ScriptedPods(PodSimulators):
+    def __init__(self, file_sd_dir: Path, start: Callable[[Sequence[str]], SimProcess]) -> None:
+        super().__init__(client.ApiClient(), file_sd_dir, start=start)
+        self.listed: list[dict[str, Any]] = []
+
+    def _running_pods(self) -> list[dict[str, Any]]:
+        return self.listed
+
+
+def running_pod(name: str) -> dict[str, Any]:
+    labels = {IDEP_LABEL: "chat", REGION_LABEL: "east", GPU_LABEL: "NVIDIA-L40S"}
+    return {
+        "metadata": {"namespace": "ns", "name": name, "labels": labels},
+        "spec": {"containers": [{"args": ["--model=m"]}]},
+    }
+
+
+def test_a_draining_simulator_never_blocks_routing(tmp_path: Path) -> None:
+    """The load generator asks for endpoints on every request: a simulator that takes its time
+    to drain must leave routing at once, and must not hold routing up while it drains."""
+    process = _Draining()
+    sims = _ScriptedPods(tmp_path, start=lambda _: SimProcess(process, "http://127.0.0.1:41000"))  # type: ignore[arg-type]
+    sims.listed = [running_pod("a")]
+    sims.sync()
+    assert sims.endpoints("ns", "chat") == {"east": ["http://127.0.0.1:41000"]}
+    assert len(list(tmp_path.iterdir())) == 1
+    sims.listed = []
+    syncing = threading.Thread(target=sims.sync)
+    syncing.start()
+    assert process.terminated.wait(10)
+    # still draining, yet routing and scraping no longer see it
+    assert sims.endpoints("ns", "chat") == {}
+    assert list(tmp_path.iterdir()) == []
+    syncing.join(10)
+    assert not syncing.is_alive() and not process.exit.is_set()
+    process.exit.set()
+    sims.close()

@@ -10,6 +10,7 @@ from gridplace_e2e.loadgen.plan import (
     Step,
     TraceRow,
     Zone,
+    load_rtt_matrix,
     load_zones,
     natural_rate,
     parse_steps,
@@ -17,10 +18,11 @@ from gridplace_e2e.loadgen.plan import (
     read_trace,
     replay_plan,
     require_loopback,
+    rtt_matrix,
     step_plan,
     step_starts,
 )
-from gridplace_e2e.loadgen.runner import percentile, round_robin
+from gridplace_e2e.loadgen.runner import Route, percentile, round_robin, rtt_ms
 
 PUBLIC = Path(__file__).resolve().parents[3] / "shared" / "scenarios" / "public"
 CONV_TRACE = PUBLIC / "AzureLLMInferenceTrace_conv_2023-11-16.csv"
@@ -128,12 +130,12 @@ def test_round_robin_uses_zone_targets_or_defaults() -> None:
         ["http://127.0.0.1:1", "http://127.0.0.1:2"],
         [Zone("a", 0), Zone("b", 0, targets=("http://127.0.0.1:9",))],
     )
-    assert [route("a") for _ in range(3)] == [
+    assert [route("a").url for _ in range(3)] == [
         "http://127.0.0.1:1",
         "http://127.0.0.1:2",
         "http://127.0.0.1:1",
     ]
-    assert {route("b") for _ in range(3)} == {"http://127.0.0.1:9"}
+    assert {route("b") for _ in range(3)} == {Route("http://127.0.0.1:9")}
     with pytest.raises(ValueError, match="no targets"):
         round_robin([], [Zone("a", 0)])
 
@@ -195,3 +197,48 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile(values, 0.5) == 50
     assert percentile([3.0], 0.95) == 3
     assert percentile([], 0.95) is None
+
+
+def test_the_rtt_is_the_one_to_the_region_that_serves_the_request(tmp_path: Path) -> None:
+    regions = tmp_path / "regions.yaml"
+    regions.write_text(
+        """
+apiVersion: gridplace.dev/v1alpha1
+kind: Region
+metadata: {name: us-east-1}
+spec:
+  rtt: [{zone: us-east, ms: 5.3}, {zone: eu-central, ms: 92.6}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: not-a-region}
+---
+apiVersion: gridplace.dev/v1alpha1
+kind: Region
+metadata: {name: eu-central-1}
+spec:
+  rtt: [{zone: eu-central, ms: 4}]
+"""
+    )
+    matrix = load_rtt_matrix(regions)
+    assert matrix == {
+        "us-east": {"us-east-1": 5.3},
+        "eu-central": {"us-east-1": 92.6, "eu-central-1": 4.0},
+    }
+    eu = Zone("eu-central", 50.0)
+    assert rtt_ms(eu, "eu-central-1", matrix) == 4.0
+    assert rtt_ms(eu, "us-east-1", matrix) == 92.6
+    assert rtt_ms(eu, None, matrix) == 50.0  # the router does not say: the zone's own RTT
+    assert rtt_ms(Zone("ap", 70.0), "us-east-1", matrix) == 70.0  # no row for the zone
+    with pytest.raises(ValueError, match=r"no RTT from zone 'us-east' to region 'eu-central-1'"):
+        rtt_ms(Zone("us-east", 1.0), "eu-central-1", matrix)
+
+
+def test_a_region_with_a_bad_rtt_is_named() -> None:
+    region = {
+        "kind": "Region",
+        "metadata": {"name": "r"},
+        "spec": {"rtt": [{"zone": "z", "ms": -1}]},
+    }
+    with pytest.raises(ValueError, match="Region r: rtt of zone 'z' is -1"):
+        rtt_matrix([region])

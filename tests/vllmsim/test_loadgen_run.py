@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gridplace_e2e.loadgen.plan import Step, Zone, read_trace, step_plan
-from gridplace_e2e.loadgen.runner import RunOptions, round_robin, run_plan, summarize
+from gridplace_e2e.loadgen.runner import Route, RunOptions, round_robin, run_plan, summarize
 from gridplace_e2e.vllmsim.scrape import scrape
 
 SimFactory = Callable[..., str]
@@ -113,3 +114,39 @@ def test_step_load_past_capacity_raises_ttft_p95(start_sim: SimFactory, tmp_path
     assert heavy["ok"] == heavy["sent"] > light["sent"]
     assert heavy["ttft_p95_ms"] > 1.5 * light["ttft_p95_ms"]
     assert scrape(base).get("vllm:request_queue_time_seconds_count") == len(plan.requests)
+
+
+def test_each_request_gets_the_rtt_of_the_region_it_is_routed_to(start_sim: SimFactory) -> None:
+    near = start_sim("--model", "m", "--max-num-seqs", "64", "--time-to-first-token", "10")
+    far = start_sim("--model", "m", "--max-num-seqs", "64", "--time-to-first-token", "10")
+    plan = step_plan(
+        read_trace(CONV_TRACE), [Zone("z", 1000.0)], steps=(Step(3, 8),), max_requests=24,
+        max_duration_s=5, seed=1,
+    )  # fmt: skip
+    turns = itertools.cycle([Route(near, "near-1"), Route(far, "far-1")])
+    matrix = {"z": {"near-1": 0.0, "far-1": 300.0}}
+    outcomes, _ = asyncio.run(
+        run_plan(plan, lambda _: next(turns), RunOptions("m", rtt_matrix_ms=matrix))
+    )
+    assert all(o.error is None for o in outcomes), [o.error for o in outcomes]
+    by_region = {r: [o for o in outcomes if o.region == r] for r in ("near-1", "far-1")}
+    assert by_region["near-1"] and by_region["far-1"]
+    assert {o.rtt_ms for o in by_region["near-1"]} == {0.0}
+    assert {o.rtt_ms for o in by_region["far-1"]} == {300.0}
+    # what users saw: the far region's round trip on top, never the zone's default 1000 ms
+    assert all(o.ttft_s is not None and 0.3 <= o.ttft_s < 1.0 for o in by_region["far-1"])
+    assert all(o.ttft_s is not None and o.ttft_s < 0.3 for o in by_region["near-1"])
+
+
+def test_a_route_to_a_region_without_an_rtt_fails_the_request(start_sim: SimFactory) -> None:
+    base = start_sim("--model", "m")
+    plan = step_plan(
+        read_trace(CONV_TRACE), [Zone("z", 0.0)], steps=(Step(1, 3),), max_requests=2,
+        max_duration_s=2, seed=1,
+    )  # fmt: skip
+    options = RunOptions("m", rtt_matrix_ms={"z": {"near-1": 1.0}})
+    outcomes, _ = asyncio.run(run_plan(plan, lambda _: Route(base, "mars-1"), options))
+    assert outcomes
+    assert {o.error for o in outcomes} == {
+        "no RTT from zone 'z' to region 'mars-1' in the RTT matrix (regions: near-1)"
+    }

@@ -24,7 +24,7 @@ from gridplace_operator.prom import Prometheus, PrometheusError, Target, p95_que
 NAMESPACE = "demo-loop"
 NAME = "code-completion"
 # Far from the example models' users, so its L40S GPUs are free for this act.
-REGION, ZONE, RTT_MS = "ap-southeast-2", "au-southeast", 4.0
+REGION, ZONE = "ap-southeast-2", "au-southeast"
 
 
 def _status(cluster: LocalCluster) -> dict[str, Any]:
@@ -103,7 +103,8 @@ def autoscale_act(cluster: LocalCluster, log: Path) -> None:
 
 
 def _drive(cluster: LocalCluster, sims: PodSimulators, prometheus: Prometheus) -> None:
-    zones = (Zone(ZONE, RTT_MS),)
+    matrix = scenario.rtt_matrix_ms()
+    zones = (Zone(ZONE, matrix[ZONE][REGION]),)  # each request gets its region's RTT
     plan = step_plan(
         read_trace(scenario.TRACE),
         zones,
@@ -118,7 +119,9 @@ def _drive(cluster: LocalCluster, sims: PodSimulators, prometheus: Prometheus) -
         endpoints=lambda: sims.endpoints(NAMESPACE, NAME),
     )
     runner = threading.Thread(
-        target=lambda: asyncio.run(run_plan(plan, router, RunOptions(scenario.MODEL))),
+        target=lambda: asyncio.run(
+            run_plan(plan, router, RunOptions(scenario.MODEL, rtt_matrix_ms=matrix))
+        ),
         daemon=True,
     )
     started = time.monotonic()

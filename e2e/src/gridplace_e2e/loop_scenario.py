@@ -7,13 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gridplace_e2e.loadgen.plan import Step
+from gridplace_e2e.loadgen.plan import Step, load_rtt_matrix
 from gridplace_e2e.podsim import SimLatency
 
 ROOT = Path(__file__).resolve().parents[3]
 TRACE = (
     ROOT.parent / "shared" / "scenarios" / "public" / "AzureLLMInferenceTrace_code_2023-11-16.csv"
 )
+REGIONS = ROOT / "examples" / "regions.yaml"  # the Regions the loop runs against
 GPU = "NVIDIA-L40S"
 MODEL = "sim/code-completion"
 SLO_S = 1.0
@@ -22,6 +23,12 @@ LATENCY = {GPU: SimLatency(20, 0.05, 40, 0.5, 8)}
 LIGHT, HEAVY = 2.0, 14.0
 STEPS = (Step(45, LIGHT), Step(150, HEAVY), Step(120, LIGHT))
 OPERATOR_ARGS = ("--prometheus-rate-window=20s", "--autoscale-period=3")
+
+
+def rtt_matrix_ms() -> dict[str, dict[str, float]]:
+    """Zone -> region -> RTT (ms) of the Regions: the load generator adds the RTT of the region
+    each request is routed to."""
+    return load_rtt_matrix(REGIONS)
 
 
 def inference_deployment(

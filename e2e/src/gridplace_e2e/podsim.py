@@ -23,6 +23,7 @@ from typing import Any
 
 from kubernetes import client
 
+from gridplace_e2e.loadgen.runner import Route
 from gridplace_e2e.vllmsim.process import SimProcess, start_simulator
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ class PodSimulators:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stoppers: list[threading.Thread] = []
         self.pods: dict[PodKey, BackedPod] = {}
 
     def _running_pods(self) -> list[dict[str, Any]]:
@@ -157,36 +159,47 @@ class PodSimulators:
         ]
 
     def sync(self) -> None:
-        """Start simulators for new Running pods; stop those whose pod is gone or not running."""
-        seen: set[PodKey] = set()
-        with self._lock:
-            for pod in self._running_pods():
-                meta = pod["metadata"]
-                key = PodKey(meta["namespace"], meta["name"])
-                model = pod_model(pod)
-                lbl = meta.get("labels") or {}
-                if model is None or key in self.pods:
-                    seen.add(key)
-                    continue
-                gpu = lbl.get(GPU_LABEL, "")
-                latency = self._latency.get(gpu, DEFAULT_LATENCY)
-                sim = self._start(latency.flags(model))
-                backed = BackedPod(
-                    key, lbl.get(IDEP_LABEL, ""), lbl.get(REGION_LABEL, ""), gpu, model, sim
-                )
-                self.pods[key] = backed
-                write_target(self._dir, backed)
-                seen.add(key)
-                log.info("pod %s/%s -> simulator %s", key.namespace, key.name, sim.base_url)
-            for key in set(self.pods) - seen:
-                self._retire(key)
+        """Start simulators for new Running pods; stop those whose pod is gone or not running.
 
-    def _retire(self, key: PodKey) -> None:
+        The lock guards only the bookkeeping: listing pods, starting a process and draining a
+        stopping one take seconds on a busy machine, and `endpoints()` is called by the load
+        generator for every request, from its event loop. Waiting on the lock there would stall
+        every request in flight and then release the held-back ones in a burst, a load spike the
+        autoscaler would rightly react to."""
+        wanted: dict[PodKey, dict[str, Any]] = {}
+        for pod in self._running_pods():
+            meta = pod["metadata"]
+            if pod_model(pod) is not None:
+                wanted[PodKey(meta["namespace"], meta["name"])] = pod
+        with self._lock:
+            new = [key for key in wanted if key not in self.pods]
+            gone = [self._forget(key) for key in set(self.pods) - set(wanted)]
+        for backed in gone:  # drains its requests in flight; nothing routes to it any more
+            stopper = threading.Thread(target=backed.sim.stop, name="podsim-stop", daemon=True)
+            stopper.start()
+            self._stoppers.append(stopper)
+            log.info("pod %s/%s gone: simulator stopping", backed.key.namespace, backed.key.name)
+        for key in new:
+            self._back(key, wanted[key])
+
+    def _back(self, key: PodKey, pod: Mapping[str, Any]) -> None:
+        lbl = pod["metadata"].get("labels") or {}
+        gpu = lbl.get(GPU_LABEL, "")
+        model = pod_model(pod)
+        assert model is not None
+        sim = self._start(self._latency.get(gpu, DEFAULT_LATENCY).flags(model))
+        backed = BackedPod(key, lbl.get(IDEP_LABEL, ""), lbl.get(REGION_LABEL, ""), gpu, model, sim)
+        with self._lock:
+            self.pods[key] = backed
+            write_target(self._dir, backed)
+        log.info("pod %s/%s -> simulator %s", key.namespace, key.name, sim.base_url)
+
+    def _forget(self, key: PodKey) -> BackedPod:
+        """Take a pod out of routing and scraping (under the lock); its process still runs."""
         backed = self.pods.pop(key)
         path = self._dir / f"{TARGET_PREFIX}{key.namespace}-{key.name}.json"
         path.unlink(missing_ok=True)
-        backed.sim.stop()
-        log.info("pod %s/%s gone: simulator stopped", key.namespace, key.name)
+        return backed
 
     def endpoints(self, namespace: str, inference_deployment: str) -> dict[str, list[str]]:
         """Simulator base URLs of one InferenceDeployment by region."""
@@ -220,8 +233,11 @@ class PodSimulators:
         if self._thread is not None:
             self._thread.join(timeout=30)
         with self._lock:
-            for key in list(self.pods):
-                self._retire(key)
+            gone = [self._forget(key) for key in list(self.pods)]
+        for backed in gone:
+            backed.sim.stop()
+        for stopper in self._stoppers:
+            stopper.join(timeout=30)
 
 
 def split(traffic: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
@@ -259,9 +275,9 @@ class ClusterRouter:
         regions = sorted(weights)
         return self._rng.choices(regions, weights=[weights[r] for r in regions])[0]
 
-    def __call__(self, zone: str) -> str:
+    def __call__(self, zone: str) -> Route:
         region = self.region_for(zone)
         urls = self.endpoints()[region]
         turn = self._turn.get(region, 0)
         self._turn[region] = turn + 1
-        return urls[turn % len(urls)]
+        return Route(urls[turn % len(urls)], region)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 T = TypeVar("T")
@@ -140,6 +140,28 @@ def load_zones(path: Path) -> tuple[Zone, ...]:
             require_loopback(target)
         zones.append(Zone(entry["name"], float(rtt), float(weight), tuple(targets)))
     return _unique(zones)
+
+
+def rtt_matrix(regions: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """The RTT matrix (zone -> region -> ms) of Region manifests: each Region's `spec.rtt`."""
+    matrix: dict[str, dict[str, float]] = {}
+    for region in regions:
+        if region.get("kind") != "Region":
+            continue
+        name = region["metadata"]["name"]
+        for entry in region.get("spec", {}).get("rtt") or []:
+            ms = entry.get("ms")
+            if isinstance(ms, bool) or not isinstance(ms, int | float) or ms < 0:
+                raise ValueError(f"Region {name}: rtt of zone {entry.get('zone')!r} is {ms!r}")
+            matrix.setdefault(str(entry["zone"]), {})[name] = float(ms)
+    return matrix
+
+
+def load_rtt_matrix(path: Path) -> dict[str, dict[str, float]]:
+    """The RTT matrix of a file of Region manifests (e.g. examples/regions.yaml)."""
+    import yaml  # noqa: PLC0415 - only the YAML form needs it
+
+    return rtt_matrix(d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict))
 
 
 def _unique(zones: Sequence[Zone]) -> tuple[Zone, ...]:

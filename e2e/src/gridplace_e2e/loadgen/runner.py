@@ -1,9 +1,11 @@
 """Send a planned load to OpenAI-compatible endpoints and summarize what users in each zone saw.
 
 Each request is a streaming completion with exactly the planned prompt and output sizes (a prompt of
-N one-token words, `max_tokens` with `ignore_eos`). A zone's RTT is added as half before sending
-(the request travels to the region) and half on the measured times (the answer travels back), so
-time to first token as reported is what a user in that zone would see.
+N one-token words, `max_tokens` with `ignore_eos`). The RTT between the user's zone and the region
+that serves the request (from the RTT matrix when the router names the region, else the zone's
+own RTT) is added as half before sending (the request travels to the region) and half on the
+measured times (the answer travels back), so time to first token as reported is what a user in
+that zone would see.
 """
 
 from __future__ import annotations
@@ -14,15 +16,28 @@ import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import aiohttp
 
 from gridplace_e2e.loadgen.plan import Plan, PlannedRequest, Zone, require_loopback, step_starts
 
-Router = Callable[[str], str]
-"""Picks the base URL (e.g. http://127.0.0.1:8000) that serves a request from a zone."""
+
+@dataclass(frozen=True)
+class Route:
+    """Where a request from a zone goes: a base URL (e.g. http://127.0.0.1:8000) and, when the
+    router knows it, the region serving it."""
+
+    url: str
+    region: str | None = None
+
+
+Router = Callable[[str], Route]
+"""Picks the route of a request from a zone."""
+
+RttMatrix = Mapping[str, Mapping[str, float]]
+"""Milliseconds of round trip from a user zone to a region: zone -> region -> ms."""
 
 Api = Literal["chat", "completions"]
 _PATHS: Mapping[Api, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
@@ -34,6 +49,7 @@ class RunOptions:
     api: Api = "chat"
     request_timeout_s: float = 60.0
     max_in_flight: int = 512
+    rtt_matrix_ms: RttMatrix = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,8 @@ class Outcome:
     e2e_s: float | None
     output_tokens: int
     error: str | None = None
+    region: str | None = None  # the region that served it, when the router knows
+    rtt_ms: float = 0.0  # the round trip added to what the user saw
 
 
 def round_robin(default_targets: Sequence[str], zones: Sequence[Zone]) -> Router:
@@ -56,7 +74,21 @@ def round_robin(default_targets: Sequence[str], zones: Sequence[Zone]) -> Router
         if not targets:
             raise ValueError(f"zone {zone.name!r} has no targets and no default target was given")
         cycles[zone.name] = itertools.cycle(targets)
-    return lambda zone: next(cycles[zone])
+    return lambda zone: Route(next(cycles[zone]))
+
+
+def rtt_ms(zone: Zone, region: str | None, matrix: RttMatrix) -> float:
+    """The round trip of a request from `zone` served in `region`: the matrix's entry, or the
+    zone's own RTT when the region is not known or the matrix has no row for the zone."""
+    row = matrix.get(zone.name)
+    if region is None or row is None:
+        return zone.rtt_ms
+    if region not in row:
+        raise ValueError(
+            f"no RTT from zone {zone.name!r} to region {region!r} in the RTT matrix"
+            f" (regions: {', '.join(sorted(row)) or 'none'})"
+        )
+    return row[region]
 
 
 def prompt_of(tokens: int) -> str:
@@ -82,7 +114,7 @@ def request_body(request: PlannedRequest, options: RunOptions) -> dict[str, Any]
 async def run_plan(plan: Plan, route: Router, options: RunOptions) -> tuple[list[Outcome], float]:
     """Issue every planned request at its time; returns the outcomes and the run's wall time."""
     loop = asyncio.get_running_loop()
-    rtt = {zone.name: zone.rtt_ms / 1000 for zone in plan.zones}
+    zones = {zone.name: zone for zone in plan.zones}
     timeout = aiohttp.ClientTimeout(total=options.request_timeout_s)
     connector = aiohttp.TCPConnector(limit=options.max_in_flight)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
@@ -90,18 +122,29 @@ async def run_plan(plan: Plan, route: Router, options: RunOptions) -> tuple[list
 
         async def one(request: PlannedRequest) -> Outcome:
             issued = loop.time()
-            half_rtt = rtt[request.zone] / 2
             try:
-                url = require_loopback(route(request.zone)) + _PATHS[options.api]
+                routed = route(request.zone)
+                url = require_loopback(routed.url) + _PATHS[options.api]
+                rtt = rtt_ms(zones[request.zone], routed.region, options.rtt_matrix_ms)
             except ValueError as exc:
                 return Outcome(request, issued - start, None, None, 0, str(exc))
+            half_rtt = rtt / 2000
             await asyncio.sleep(half_rtt)
             first, tokens, error = await _stream(session, url, request_body(request, options))
             done = loop.time()
             if error is not None or first is None:
-                return Outcome(request, issued - start, None, None, tokens, error or "no tokens")
+                failed = error or "no tokens"
+                return Outcome(
+                    request, issued - start, None, None, tokens, failed, routed.region, rtt
+                )
             return Outcome(
-                request, issued - start, first - issued + half_rtt, done - issued + half_rtt, tokens
+                request,
+                issued - start,
+                first - issued + half_rtt,
+                done - issued + half_rtt,
+                tokens,
+                region=routed.region,
+                rtt_ms=rtt,
             )
 
         tasks = []
