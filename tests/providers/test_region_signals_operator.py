@@ -1,5 +1,6 @@
 """The operator as users run it, reading Region signals through the providers: a carbon CSV in
-a ConfigMap shows up in status.signals; a failing Electricity Maps falls back, and says why."""
+a ConfigMap shows up in status.signals; a failing Electricity Maps plans with its forecast, or falls
+back, and says why."""
 
 from __future__ import annotations
 
@@ -138,3 +139,48 @@ def test_region_signals_from_a_configmap_and_a_failing_api(
         assert server.count("/v3/carbon-intensity/latest") <= 6
     finally:
         cluster.kubectl("delete", "region", from_file, from_api, "--wait=false")
+
+
+def test_a_region_whose_latest_value_fails_plans_with_the_forecast_for_this_hour(
+    cluster: ClusterHandle, namespace: str, server: ScriptedServer, operator: OperatorProcess
+) -> None:
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    rows = {hour - timedelta(hours=1): 81.0, hour: 77.0, hour + timedelta(hours=1): 66.0}
+    forecast = [
+        {"carbonIntensity": v, "datetime": f"{t:%Y-%m-%dT%H:%M:%S}.000Z"} for t, v in rows.items()
+    ]
+    server.script("/v3/carbon-intensity/latest", json_answer({"message": "down"}, status=503))
+    server.script(
+        "/v3/carbon-intensity/forecast", json_answer({"zone": "FR", "forecast": forecast})
+    )
+    cluster.kubectl(
+        "create", "secret", "generic", "emaps", "-n", namespace, "--from-literal=token=t0k3n"
+    )
+    name = f"sig-fc-{uuid.uuid4().hex[:6]}"
+    source = {
+        "electricityMaps": {"zone": "FR", "apiKeySecretRef": {"name": "emaps", "key": "token"}},
+        "fallback": {"gCO2PerKWh": 99},
+    }
+    cluster.kubectl("apply", "-f", "-", input=region(name, source))
+    try:
+        wait_for(
+            lambda: signals(cluster, name).get("carbonIntensity", {}).get("source") == "Forecast",
+            90,
+            f"Region {name} to plan with the forecast",
+            operator,
+        )
+        carbon = signals(cluster, name)["carbonIntensity"]
+        at = datetime.fromisoformat(carbon["observedAt"].replace("Z", "+00:00"))
+        assert carbon["value"] == rows[at]  # the row of the hour in force (an hour may turn)
+        assert carbon["stale"] is False
+        assert carbon["message"].startswith(
+            "Electricity Maps carbon-intensity/latest for zone FR: HTTP 503"
+        )
+        assert f"; using the forecast for {at:%Y-%m-%dT%H:%M:%SZ}" in carbon["message"]
+        health = condition(get_json(cluster, "region", name), "SignalsHealthy")
+        assert (health["status"], health["reason"]) == ("True", "Fresh")
+        forecast_request = server.requests["/v3/carbon-intensity/forecast"][0]
+        assert forecast_request.query == {"zone": "FR"}
+        assert forecast_request.headers["auth-token"] == "t0k3n"
+    finally:
+        cluster.kubectl("delete", "region", name, "--wait=false")
