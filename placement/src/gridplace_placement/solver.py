@@ -34,7 +34,7 @@ Policy = Literal[
     "gridplace", "latency-nearest", "even-spread", "cheapest-power", "lowest-carbon", "naive"
 ]
 POLICIES: tuple[Policy, ...] = get_args(Policy)
-ENTERING_PER_ZONE = 4  # routes per (model, zone) priced into the LP per round
+ENTERING_PER_ZONE = 16  # routes per (model, zone) priced into the LP per round
 BOUND_TOLERANCE = 1e-3  # stop pricing when the bound can fall by less than this share
 
 
@@ -53,7 +53,7 @@ class SolveOptions(BaseModel):
     seed: int = 0
     warm_start: bool = Field(default=True, description="hint SCIP with the LP-diving plan")
     routes_per_zone: int = Field(
-        default=8, ge=1, description="cheapest routes per (model, zone) the LP starts from"
+        default=16, ge=1, description="cheapest routes per (model, zone) the LP starts from"
     )
     neighbourhood: int = Field(
         default=8, ge=0, description="pools per model beyond the LP's that the integer search sees"
@@ -78,12 +78,14 @@ def solve(
     t0 = time.perf_counter()
     cands = candidates(problem)
     t1 = time.perf_counter()
-    compiled, bound, _ = lp_bound(cands, options.routes_per_zone)
+    compiled, bound, lp_values = lp_bound(cands, options.routes_per_zone)
     t2 = time.perf_counter()
     held = Held(Assignment(np.zeros(0), np.zeros(0)), {}, kept_all=False)
     if policy == "gridplace":
         deadline = t0 + options.time_limit_seconds
-        compiled, assignment, mip_bound = _integer_plan(compiled, options, bound, deadline)
+        compiled, assignment, mip_bound = _integer_plan(
+            compiled, lp_values, options, bound, deadline
+        )
         solved = True
         if options.exact:
             bound = max(bound, mip_bound)  # the MILP's own bound counts only over all pools
@@ -118,7 +120,7 @@ def solve(
 
 
 def lp_bound(
-    cands: Candidates, routes_per_zone: int = 8, max_rounds: int = 30
+    cands: Candidates, routes_per_zone: int = 16, max_rounds: int = 30
 ) -> tuple[Compiled, float, FloatArray]:
     """LP relaxation (GLOP) by column generation: a certified lower bound for every plan.
 
@@ -225,22 +227,31 @@ def _entering_routes(
     first = np.searchsorted(r.pair[order], r.pair[order], side="left")
     entering = np.zeros(r.size, dtype=bool)
     entering[order[np.arange(order.size) - first < ENTERING_PER_ZONE]] = True
-    # Pools whose replicas pay for themselves enter with their cheapest route.
+    # Pools whose replicas pay for themselves enter with their cheapest route, the few that
+    # pay most per model.
     paying = np.flatnonzero(out & (per_replica[r.pool] < -tol * scale))
     paying = paying[np.lexsort((rc[paying], r.pool[paying]))]
-    entering[
-        paying[
-            np.searchsorted(r.pool[paying], r.pool[paying], side="left") == np.arange(paying.size)
-        ]
-    ] = True
+    paying = paying[_first_of_group(r.pool[paying])]  # the cheapest route into each pool
+    owner = p.model[r.pool[paying]]
+    paying = paying[np.lexsort((per_replica[r.pool[paying]], owner))]
+    owner = p.model[r.pool[paying]]
+    rank = np.arange(paying.size) - np.searchsorted(owner, owner, side="left")
+    entering[paying[rank < ENTERING_PER_ZONE]] = True
     worst = np.zeros(c.demands.rate.size)
     np.minimum.at(worst, r.pair[negative], rc[negative])
     opening = float(np.minimum(per_replica, 0.0) @ p.upper)
     return entering, float(c.demands.rate @ worst) + opening
 
 
+def _first_of_group(sorted_keys: IntArray) -> NDArray[np.bool_]:
+    first: NDArray[np.bool_] = np.searchsorted(sorted_keys, sorted_keys, side="left") == np.arange(
+        sorted_keys.size
+    )
+    return first
+
+
 def _integer_plan(
-    lp: Compiled, options: SolveOptions, bound: float, deadline: float
+    lp: Compiled, lp_values: FloatArray, options: SolveOptions, bound: float, deadline: float
 ) -> tuple[Compiled, Assignment, float]:
     """The integer plan over the LP's neighbourhood: LP diving first; while the plan is not
     certified within `relative_gap` of `bound` and time remains, SCIP on the LP's support
@@ -255,14 +266,22 @@ def _integer_plan(
         pools = _neighbourhood(cands, options.neighbourhood)
         pools[lp.pool_ids] = True  # every pool the column generation priced in
     c = restrict(cands, pools[cands.routes.pool])
-    _, values = _solve_lp(c.milp)
-    best = consolidate(c, round_and_route(c, values))
+    # Dive over the neighbourhood from the column generation's LP solution (optimal for the
+    # full LP), carried over: the neighbourhood's own LP would only find it again.
+    cols = lp.columns
+    start = transfer(Assignment(lp_values[cols.replicas], lp_values[cols.routed]), lp, c)
+    values = np.zeros(c.milp.num_vars)
+    values[c.columns.replicas], values[c.columns.routed] = start.replicas, start.routed
+    best = round_and_route(c, values)
+    if time.perf_counter() < deadline:  # one small LP per model and try: only within budget
+        best = consolidate(c, best)
     if evaluate(c, best).unserved.any():  # rounding lost capacity the LP had: repair greedily
         best = fill_unserved(c, best)
     searches = [c]
     if not options.exact:
         support = np.zeros(cands.pools.size, dtype=bool)
-        support[c.pool_ids[(values[c.columns.replicas] > 1e-6) | (best.replicas > 0)]] = True
+        support[lp.pool_ids[lp_values[lp.columns.replicas] > 1e-6]] = True
+        support[c.pool_ids[best.replicas > 0]] = True
         searches.insert(0, restrict(cands, support[cands.routes.pool]))
     mip_bound = -math.inf
     for search in searches:
