@@ -221,7 +221,7 @@ class Planner:
     def _churn_budgets(
         self, specs: Mapping[IdepRef, InferenceDeploymentSpec]
     ) -> dict[IdepRef, int]:
-        """Replicas each model's re-plan may still stop this hour (its own budget only)."""
+        """Moves each model's re-plan may still make this hour (its own budget only)."""
         horizon = time.monotonic() - HOUR
         budgets: dict[IdepRef, int] = {}
         for ref, spec in specs.items():
@@ -432,10 +432,10 @@ class Planner:
             self.failures[model.name] = why
 
     def _record_moves(self, plan: Plan) -> None:
-        for outcome in plan.models:
-            if outcome.stopped_replicas:
+        for outcome in plan.models:  # moves, as the budget counts them: scaling is free
+            if outcome.moved_replicas:
                 self.moves.setdefault(outcome.name, deque()).append(
-                    (time.monotonic(), outcome.stopped_replicas)
+                    (time.monotonic(), outcome.moved_replicas)
                 )
 
     # ---------------------------------------------------------------------------------------

@@ -90,7 +90,7 @@ def placement_model(
 ) -> PlacementModel | Rejection:
     """The placement engine's view of one InferenceDeployment. `total`: the autoscaler's
     replica count, which the plan then distributes (spec.scaling.replicas pins it instead);
-    `churn_budget`: running replicas this model's re-plan may still stop this hour."""
+    `churn_budget`: moves this model's re-plan may still make this hour."""
     ttft = _ttft_target(spec)
     if isinstance(ttft, Rejection):
         return ttft
