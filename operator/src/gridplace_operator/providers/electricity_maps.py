@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gridplace_operator.api.region import CarbonIntensitySource, ElectricityMapsSource
@@ -163,7 +163,7 @@ class ElectricityMapsProvider:
             path, params = "carbon-intensity/forecast", {}
         else:
             # The price forecast takes a window rather than a horizon.
-            start = now.replace(minute=0, second=0, microsecond=0)
+            start = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
             end = start + FORECAST_HOURS * HOUR
             path = "price-day-ahead/forecast"
             params = {"start": f"{start:%Y-%m-%dT%H:%MZ}", "end": f"{end:%Y-%m-%dT%H:%MZ}"}
