@@ -2,6 +2,7 @@
 
     uv run python bench/placement_scale.py            # up to 1,000 models x 100 regions
     uv run python bench/placement_scale.py --quick    # under a minute
+    uv run python bench/placement_scale.py --size 1000x100x4x50 --seeds 1
 
 Instances come from `gridplace_placement.generator.random_problem` (seeded). For every instance
 it runs gridplace, the naive object-by-object MILP (time-limited; skipped, and said so, when it
@@ -53,7 +54,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> None:
-    sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    sizes = args.size or (QUICK_SIZES if args.quick else FULL_SIZES)
     if args.max_models:
         sizes = [s for s in sizes if s[0] <= args.max_models]
     seeds = range(args.seeds if args.seeds else (2 if args.quick else 3))
@@ -117,6 +118,16 @@ def run(args: argparse.Namespace) -> None:
             )
 
 
+def size_arg(text: str) -> tuple[int, int, int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 4 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"--size {text!r}: expected four positive integers like 1000x100x4x50"
+        )
+    models, regions, gpu_types, zones = (int(p) for p in parts)
+    return models, regions, gpu_types, zones
+
+
 def emit(line: dict[str, Any]) -> None:
     print(json.dumps(line), flush=True)
 
@@ -126,7 +137,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, 2 seeds (< 1 min)")
     parser.add_argument("--seeds", type=int, default=0, help="seeds per size (default 3; 2 quick)")
     parser.add_argument("--max-models", type=int, default=0, help="skip larger sizes")
-    parser.add_argument("--time-limit", type=float, default=2.0, help="integer search, seconds")
+    parser.add_argument(
+        "--size",
+        type=size_arg,
+        action="append",
+        help="models x regions x GPU types x zones, e.g. 1000x100x4x50 (repeatable)",
+    )
+    parser.add_argument(
+        "--time-limit", type=float, default=2.0, help="budget of each solve, seconds"
+    )
     parser.add_argument("--naive-time-limit", type=float, default=0.0, help="default 30 (3 quick)")
     parser.add_argument("--naive-max-variables", type=int, default=400_000)
     run(parser.parse_args(argv))

@@ -365,6 +365,9 @@ def test_baselines_keep_running_replicas(two_regions: dict[str, Any]) -> None:
         plan = solve(Problem.model_validate(two_regions), policy=policy)
         assert plan.stopped_replicas == 0
         assert replicas_in(plan, "dirty") >= 3
+        # Starting replicas beside those that keep running moves nothing: the budget holds.
+        assert plan.moved_replicas == 0
+        assert plan.status != PlanStatus.INFEASIBLE_WITH_SLACK
 
 
 def test_pinned_totals_under_a_zero_churn_budget_still_get_a_plan() -> None:

@@ -79,7 +79,7 @@ def evaluate(c: Compiled, a: Assignment) -> Evaluation:
         + np.bincount(k.model, weights=k.cost * a.routed, minlength=n_m)
         + np.bincount(d.model, weights=d.penalty * unserved, minlength=n_m)
         + charged
-        + prob.churn_penalty * moved
+        + prob.churn_penalty * charged_moves(c, a.replicas)
         + c.floor_penalty * (short_m + over_m)
     )
     objective = float(model_cost.sum()) + c.floor_penalty * over_all
@@ -95,16 +95,34 @@ def evaluate(c: Compiled, a: Assignment) -> Evaluation:
 
 
 def moved_replicas(c: Compiled, replicas: FloatArray) -> FloatArray:
-    """Per model, the replicas the plan moves: stops beyond those falling demand frees, or
-    starts beyond those rising demand needs (what the churn penalty and budgets count)."""
+    """Per model, the replicas the plan moves (what the churn budgets count): stops beyond
+    those falling demand frees, or starts beyond those rising demand needs as far as they
+    replace stopped replicas. A plan that stops nothing moves nothing; the MILP bounds the
+    stricter `charged_moves`, so its plans keep the budgets under both."""
+    stopped, excess_stops, excess_starts = _churn(c, replicas)
+    moves = np.maximum(excess_stops, np.minimum(stopped, excess_starts))
+    return np.round(np.maximum(moves, 0.0), 9).astype(np.float64)  # whole, up to float noise
+
+
+def charged_moves(c: Compiled, replicas: FloatArray) -> FloatArray:
+    """Per model, the MILP's measure of moves, which the churn penalty is paid on: stops beyond
+    those falling demand frees, or any starts beyond those rising demand needs."""
+    _, excess_stops, excess_starts = _churn(c, replicas)
+    return np.round(np.maximum(np.maximum(excess_stops, excess_starts), 0.0), 9).astype(np.float64)
+
+
+def _churn(c: Compiled, replicas: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per model: replicas stopped, stops beyond the free ones, starts beyond the free ones
+    (zero for models that run nothing now)."""
     p, n_m, cands = c.pools, len(c.problem.models), c.candidates
-    stopped = np.bincount(p.model, np.maximum(p.current - replicas, 0.0), minlength=n_m)
+    stopped: FloatArray = np.bincount(
+        p.model, np.maximum(p.current - replicas, 0.0), minlength=n_m
+    ).astype(np.float64)
     started = np.bincount(p.model, np.maximum(replicas - p.current, 0.0), minlength=n_m)
-    moves = np.maximum(stopped - cands.free_stops, started - cands.free_starts)
-    moves = np.where(np.bincount(p.model, p.current, minlength=n_m) > 0, np.maximum(moves, 0.0), 0)
-    return np.round(moves, 9).astype(
-        np.float64
-    )  # whole replicas up to float noise, so budgets compare exactly
+    runs = np.bincount(p.model, p.current, minlength=n_m) > 0
+    excess_stops: FloatArray = np.where(runs, stopped - cands.free_stops, 0.0)
+    excess_starts: FloatArray = np.where(runs, started - cands.free_starts, 0.0)
+    return stopped, excess_stops, excess_starts
 
 
 def assemble(
