@@ -76,3 +76,17 @@ def test_a_failing_cycle_is_retried_with_its_replan() -> None:
 
     calls = run(script, fail_first=True, debounce_seconds=0.01, error_backoff_seconds=0.01)
     assert calls == [True, True]
+
+
+def test_status_only_wake_ups_do_not_postpone_the_periodic_replan() -> None:
+    async def script(loop: PlanningLoop, calls: list[bool]) -> None:
+        await until(lambda: len(calls) == 1)
+        # Pods becoming ready one by one wake the loop more often than its period.
+        for _ in range(500):
+            if sum(calls) >= 3:
+                break
+            loop.request(replan=False)
+            await asyncio.sleep(0.02)
+
+    calls = run(script, period_seconds=0.2, debounce_seconds=0.005, max_delay_seconds=0.05)
+    assert sum(calls) == 3 and not all(calls)  # re-plans due by time, refreshes between them

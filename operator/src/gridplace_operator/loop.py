@@ -1,13 +1,16 @@
 """The single planning loop: many wake-ups, one debounced cycle at a time.
 
 Handlers only record what they saw and call `request()`; the loop coalesces bursts (applying 500
-objects at once must cause a handful of solves, not 500) and also runs on a period so that
+objects at once must cause a handful of solves, not 500) and also re-plans on a period so that
 time-based signals such as carbon intensity are re-read even when nothing in the cluster changes.
+The period counts from the last re-plan, so a stream of status-only wake-ups (pods becoming ready
+one by one) cannot postpone it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +38,7 @@ class PlanningLoop:
         self._wake = asyncio.Event()
         self._wake.set()  # the first cycle runs at once and always plans
         self._replan = True
+        self._last_replan = time.monotonic()
         self.cycles = 0
 
     def request(self, *, replan: bool) -> None:
@@ -57,12 +61,15 @@ class PlanningLoop:
 
     async def run(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._period)
-            except TimeoutError:
-                self._replan = True  # periodic re-plan: signals move with time
+            until_replan = self._last_replan + self._period - time.monotonic()
+            with contextlib.suppress(TimeoutError):  # woken, or the re-plan is due
+                await asyncio.wait_for(self._wake.wait(), max(until_replan, 0.0))
             await self._settle()
-            replan, self._replan = self._replan, False
+            # Periodic re-plan: signals move with time.
+            due = time.monotonic() - self._last_replan >= self._period
+            replan, self._replan = self._replan or due, False
+            if replan:
+                self._last_replan = time.monotonic()
             try:
                 await self._cycle(replan)
             except asyncio.CancelledError:
