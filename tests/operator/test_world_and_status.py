@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gridplace_operator.api.conditions import Reason
+from gridplace_operator.api.inference_deployment import AutoscalerStatus
 from gridplace_operator.status import IdepFacts, ModelPlan, comparable, idep_status
 from gridplace_operator.world import Change, World
 from gridplace_placement.plan import ModelOutcome, PoolPlan, Route, ZoneOutcome
@@ -152,3 +153,43 @@ def test_transition_time_moves_only_when_status_flips() -> None:
     ready = next(c for c in flipped["conditions"] if c["type"] == "Ready")
     assert ready["lastTransitionTime"] == later.isoformat().replace("+00:00", "Z")
     assert comparable(flipped) != comparable(first)
+
+
+def scaled_by_autoscaler(p95: float, rps: float, desired: int = 2) -> IdepFacts:
+    band = f"p95 {p95:.3g}s vs target 0.5s within 10%; capacity model {desired}"
+    return facts(
+        autoscaler=AutoscalerStatus(
+            desired_replicas=desired,
+            observed_p95_seconds=p95,
+            observed_requests_per_second=rps,
+            reason=Reason.ON_TARGET.value,
+            last_scale_time=NOW - timedelta(seconds=90.123456),
+        ),
+        scaling=(Reason.ON_TARGET, f"{desired} replicas: {band}"),
+    )
+
+
+def scaled_message(status: dict[str, Any]) -> str:
+    return str(next(c["message"] for c in status["conditions"] if c["type"] == "Scaled"))
+
+
+def test_observations_that_barely_move_leave_the_status_as_it_is() -> None:
+    shown = idep_status(scaled_by_autoscaler(0.40, 10.0), {}, NOW).to_api()
+    later = NOW + timedelta(seconds=15)
+    drifted = idep_status(scaled_by_autoscaler(0.42, 10.6), shown, later).to_api()
+    assert comparable(drifted) == comparable(shown)
+    assert drifted["autoscaler"]["observedP95Seconds"] == 0.40
+    assert scaled_message(drifted) == scaled_message(shown)
+
+
+def test_a_new_decision_or_a_real_move_is_written() -> None:
+    shown = idep_status(scaled_by_autoscaler(0.40, 10.0), {}, NOW).to_api()
+    later = NOW + timedelta(seconds=15)
+    slower = idep_status(scaled_by_autoscaler(0.46, 10.0), shown, later).to_api()
+    assert slower["autoscaler"]["observedP95Seconds"] == 0.46
+    assert "p95 0.46s" in scaled_message(slower)
+    busier = idep_status(scaled_by_autoscaler(0.40, 12.0), shown, later).to_api()
+    assert busier["autoscaler"]["observedRequestsPerSecond"] == 12.0
+    grown = idep_status(scaled_by_autoscaler(0.41, 10.0, desired=3), shown, later).to_api()
+    assert grown["autoscaler"]["desiredReplicas"] == 3
+    assert grown["autoscaler"]["observedP95Seconds"] == 0.41

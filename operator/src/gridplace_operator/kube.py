@@ -1,7 +1,8 @@
 """The only module that writes to the API server: server-side apply, deletes, status, Events.
 
 Calls are synchronous (kubernetes client) and run in a worker thread; every write is counted so a
-steady state can be shown to write nothing.
+steady state can be shown to write nothing. Requests and responses stay plain JSON: the client's
+typed models cost memory and time to build, and nothing here reads a write's response.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ APPLY = "application/apply-patch+yaml"
 POD_PAGE = 500
 # Concurrent requests the operator may have in flight (worker threads and pooled connections).
 CONCURRENCY = 16
+
+
+def _discard(response: Any) -> None:
+    """Read a raw response to its end and hand its connection back to the pool."""
+    response.drain_conn()
+    response.release_conn()
 
 
 def load_client_config(kubeconfig: str | None = None) -> client.ApiClient:
@@ -135,7 +142,7 @@ class Kube:
         else:
             raise ValueError(f"gridplace does not apply objects of kind {kind}")
         self._count(kind, "apply")
-        await asyncio.to_thread(
+        response = await asyncio.to_thread(
             method,
             meta["name"],
             meta["namespace"],
@@ -143,7 +150,9 @@ class Kube:
             field_manager=labels.FIELD_MANAGER,
             force=force,
             _content_type=APPLY,
+            _preload_content=False,
         )
+        _discard(response)
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         method = {
@@ -152,10 +161,14 @@ class Kube:
         }[kind]
         self._count(kind, "delete")
         try:
-            await asyncio.to_thread(method, name, namespace, propagation_policy="Background")
+            response = await asyncio.to_thread(
+                method, name, namespace, propagation_policy="Background", _preload_content=False
+            )
         except ApiException as err:
             if err.status != 404:
                 raise
+            return
+        _discard(response)
 
     async def apply_status(
         self, plural: str, namespace: str | None, name: str, status: Mapping[str, Any], kind: str
@@ -164,21 +177,25 @@ class Kube:
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name}}
         body["status"] = dict(status)
         self._count(kind, "apply-status")
+        options: dict[str, Any] = {
+            "field_manager": labels.FIELD_MANAGER,
+            "force": True,
+            "_content_type": APPLY,
+            "_preload_content": False,
+        }
         try:
             if namespace is None:
-                await asyncio.to_thread(
+                response = await asyncio.to_thread(
                     self.custom.patch_cluster_custom_object_status,
                     GROUP,
                     VERSION,
                     plural,
                     name,
                     body,
-                    field_manager=labels.FIELD_MANAGER,
-                    force=True,
-                    _content_type=APPLY,
+                    **options,
                 )
             else:
-                await asyncio.to_thread(
+                response = await asyncio.to_thread(
                     self.custom.patch_namespaced_custom_object_status,
                     GROUP,
                     VERSION,
@@ -186,13 +203,13 @@ class Kube:
                     plural,
                     name,
                     body,
-                    field_manager=labels.FIELD_MANAGER,
-                    force=True,
-                    _content_type=APPLY,
+                    **options,
                 )
         except ApiException as err:
             if err.status != 404:  # deleted meanwhile: nothing left to report on
                 raise
+            return
+        _discard(response)
 
     async def event(
         self,
@@ -205,28 +222,34 @@ class Kube:
         """A core/v1 Event about `regarding` (an object as the API returns it)."""
         meta = regarding["metadata"]
         namespace = meta.get("namespace") or "default"
-        now = datetime.now(UTC)
-        body = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.", namespace=namespace),
-            involved_object=client.V1ObjectReference(
-                api_version=regarding.get("apiVersion"),
-                kind=regarding.get("kind"),
-                name=meta["name"],
-                namespace=meta.get("namespace"),
-                uid=meta.get("uid"),
-            ),
-            reason=reason,
-            message=message[:1024],
-            type="Warning" if warning else "Normal",
-            source=client.V1EventSource(component=labels.CONTROLLER_NAME),
-            reporting_component=labels.CONTROLLER_NAME,
-            reporting_instance=labels.FIELD_MANAGER,
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-        )
+        now = datetime.now(UTC).isoformat()
+        body: Any = {  # plain JSON, which the client sends as it is (typed as its model)
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": regarding.get("apiVersion"),
+                "kind": regarding.get("kind"),
+                "name": meta["name"],
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": labels.CONTROLLER_NAME},
+            "reportingComponent": labels.CONTROLLER_NAME,
+            "reportingInstance": labels.FIELD_MANAGER,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
         self._count("Event", "create")
         try:
-            await asyncio.to_thread(self.core.create_namespaced_event, namespace, body)
+            response = await asyncio.to_thread(
+                self.core.create_namespaced_event, namespace, body, _preload_content=False
+            )
         except ApiException as err:  # an Event is best effort; never fail a cycle for it
             log.warning("could not record Event %s on %s: %s", reason, meta["name"], err.reason)
+            return
+        _discard(response)

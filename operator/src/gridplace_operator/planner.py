@@ -5,6 +5,7 @@ write status and Events. The kopf handlers only fill the `World` and wake the lo
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import time
 from collections import deque
@@ -81,6 +82,25 @@ from gridplace_placement.solver import SolveOptions, solve
 
 log = logging.getLogger(__name__)
 HOUR = 3600.0
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim  # glibc only
+    except AttributeError:
+        return None
+    return trim
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed since the last call back to the OS. A solve allocates and frees ~100 MiB
+    outside Python; glibc keeps freed pages mapped, so without this the operator's resident size
+    would stay at its highest point and creep up with fragmentation."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 @dataclass(frozen=True)
@@ -171,6 +191,7 @@ class Planner:
             except Exception:
                 self.metrics.errors.labels(stage="region-status").inc()
                 log.exception("status of Region %s failed", body["metadata"]["name"])
+        release_freed_memory()
 
     # ---------------------------------------------------------------------------------------
     def _regions(self) -> tuple[list[Region], dict[str, str]]:
@@ -407,6 +428,7 @@ class Planner:
             return None
         finally:
             self.metrics.plan_duration.observe(time.perf_counter() - started)
+            release_freed_memory()  # before reconciling allocates again
         if plan.status == PlanStatus.NO_SOLUTION:
             self._fail(problem, "the solver found no plan within its time limit")
             return None

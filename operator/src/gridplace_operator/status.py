@@ -30,6 +30,9 @@ from gridplace_operator.api.region import (
 from gridplace_placement.plan import ModelOutcome, Plan, PoolPlan, Route, ZoneOutcome
 
 Status = str  # "True" | "False" | "Unknown"
+# Observed p95 and request rate move a little on every autoscaler period; status shows new values
+# only when the decision changes or one of them moves by more than this share.
+OBSERVATION_TOLERANCE = 0.1
 
 
 @dataclass(frozen=True)
@@ -226,11 +229,18 @@ def idep_status(
                 )
             )
     placed = _placed(facts)
+    scaled = _scaled(facts)
+    autoscaler = facts.autoscaler
+    if autoscaler is not None and _same_decision(autoscaler, previous.get("autoscaler")):
+        autoscaler = AutoscalerStatus.model_validate(previous["autoscaler"])
+        shown = next((c for c in before if c.get("type") == ConditionType.SCALED), None)
+        if shown is not None and shown.get("reason") == scaled[1]:
+            scaled = (scaled[0], scaled[1], str(shown.get("message", scaled[2])))
     stamp: dict[str, Any] = {"generation": facts.generation, "previous": before, "now": now}
     conds = [
         condition(ConditionType.READY, _ready(facts, placed[0], desired, ready), **stamp),
         condition(ConditionType.PLACED, placed, **stamp),
-        condition(ConditionType.SCALED, _scaled(facts), **stamp),
+        condition(ConditionType.SCALED, scaled, **stamp),
         condition(ConditionType.SIGNALS_HEALTHY, _signals(facts), **stamp),
     ]
     p95s = [
@@ -258,8 +268,33 @@ def idep_status(
         unmet_requests_per_second=round(plan.outcome.unserved_rps, 3) if plan else 0.0,
         explanation=list(plan.outcome.reasons[:16]) if plan else [],
         last_plan_time=plan.made_at if plan else previous.get("lastPlanTime"),
-        autoscaler=facts.autoscaler,
+        autoscaler=autoscaler,
     )
+
+
+def _same_decision(new: AutoscalerStatus, shown: Mapping[str, Any] | None) -> bool:
+    """Whether `shown` (status.autoscaler as written) tells the same decision as `new`, with
+    observations within OBSERVATION_TOLERANCE of the new ones: then it stays as it is."""
+    if not shown:
+        return False
+    old = AutoscalerStatus.model_validate(shown)
+    if (old.desired_replicas, old.reason, old.last_scale_time) != (
+        new.desired_replicas,
+        new.reason,
+        new.last_scale_time,
+    ):
+        return False
+    pairs = (
+        (old.observed_p95_seconds, new.observed_p95_seconds),
+        (old.observed_requests_per_second, new.observed_requests_per_second),
+    )
+    return all(_close(a, b) for a, b in pairs)
+
+
+def _close(old: float | None, new: float | None) -> bool:
+    if old is None or new is None:
+        return old is new
+    return abs(new - old) <= OBSERVATION_TOLERANCE * max(abs(old), abs(new))
 
 
 def _pool_reason(pool: PoolPlan) -> str:
