@@ -92,7 +92,8 @@ def test_usd_needs_no_rate() -> None:
             },
             "currency applies to file and prometheus",
         ),
-        ({"prometheus": {"query": "x"}, "currency": "euro"}, "String should match pattern"),
+        ({"prometheus": {"query": "x"}, "currency": "eur"}, "String should match pattern"),
+        ({"prometheus": {"query": "x"}, "currency": "EURO"}, "at most 3 characters"),
     ],
 )
 def test_currency_only_where_the_values_have_no_unit_of_their_own(
