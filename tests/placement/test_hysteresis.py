@@ -152,3 +152,21 @@ def test_scaled_current_adds_and_removes_where_the_new_plan_does() -> None:
     assert scaled_current(current, np.array([1.0, 2.0, 0.0])).tolist() == [1.0, 2.0, 0.0]
     assert scaled_current(current, np.array([0.0, 0.0, 3.0])).tolist() == [1.0, 2.0, 0.0]
     assert scaled_current(current, np.array([3.0, 0.0, 3.0])).tolist() == [4.0, 2.0, 0.0]
+
+
+def test_an_extra_replica_that_costs_little_is_kept_as_it_is() -> None:
+    # 41 replicas carry the demand; 42 run. Dropping one saves about 1/42 of the replica cost:
+    # below a 5% margin the plan keeps all 42 (no write), at 0 it scales down.
+    p = problem({"a": 300}, [model("chat", 400.0)])
+    p = Problem.model_validate(
+        {
+            **p.model_dump(by_alias=True),
+            "regions": [{**p.regions[0].model_dump(by_alias=True), "gpus": {H100: 64}}],
+        }
+    )
+    needed = sum(solve(p).replicas().values())
+    now = [{"model": "chat", "region": "a", "gpuType": H100, "replicas": needed + 1}]
+    assert sum(replan(p, now, min_improvement=0.0).replicas().values()) == needed
+    kept = replan(p, now, min_improvement=0.05)
+    assert kept.replicas() == {("chat", "a", H100): needed + 1}
+    assert kept.kept_current and kept.models[0].kept_current

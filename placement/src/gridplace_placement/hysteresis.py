@@ -1,14 +1,15 @@
 """Hysteresis: keep what runs unless the new plan is clearly better.
 
-A re-plan stops at a gap, so near-tied alternatives would move a few models every period. Per
-model that runs now, the alternative "keep" is its current replicas scaled towards the new plan's
-total (replicas added where the new plan adds, removed where it removes: scaling, no move), with
-its demand re-routed over them. The model keeps them when they meet every hard constraint
+A re-plan stops at a gap, so near-tied alternatives would move or re-size a few models every
+period. Per model that runs now there are two alternatives to the new plan: its current replicas
+as they are, and its current replicas scaled towards the new plan's total (added where the new
+plan adds, removed where it removes: scaling, no move), each with its demand re-routed over them.
+The model takes the first of the two (as they are, then scaled) that meets every hard constraint
 (GPU capacity together with the other models, maxReplicas, pool bounds, minReplicas, the region
-floors, surviving a region loss), serve no less of its demand, and the new plan does not lower
-the model's own objective by more than `min_improvement` of it. Models share only GPUs (and the
-problem-wide churn budget, which keeping cannot break: it stops no more replicas), so the
-decisions are taken model by model, the least improved first, while GPUs allow.
+floors, surviving a region loss), serves no less of its demand, and that the new plan does not
+beat by more than `min_improvement` of the model's own objective. Models share only GPUs (and
+the problem-wide churn budget, which keeping cannot break: it moves nothing), so the decisions
+are taken model by model, the least improved first, while GPUs allow.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gridplace_placement.builder import Compiled, FloatArray, IntArray
-from gridplace_placement.extract import Assignment, evaluate
+from gridplace_placement.extract import Assignment, Evaluation, evaluate
 from gridplace_placement.routing import route_fixed
 
 _EPS = 1e-6
@@ -36,70 +37,108 @@ class Held:
 
 
 def keep_current(c: Compiled, new: Assignment, min_improvement: float) -> Held:
-    """Per model, keep its current replicas (scaled) unless `new` is clearly better."""
-    p, k, d, prob = c.pools, c.routes, c.demands, c.problem
+    """Per model, keep its current replicas (as they are, else scaled) unless `new` is clearly
+    better."""
+    p, k, prob = c.pools, c.routes, c.problem
     n_m = len(prob.models)
     runs, keepable = _running_models(c)
     if not keepable.size:
         return Held(new, {}, kept_all=False)
     pools_of = _group(p.model, n_m)
-    keep_n = new.replicas.copy()
+    as_is, scaled = new.replicas.copy(), new.replicas.copy()
     for m in keepable.tolist():
         mine = pools_of[m]
-        keep_n[mine] = scaled_current(p.current[mine], new.replicas[mine])
-    moved = np.bincount(p.model, weights=np.abs(keep_n - new.replicas), minlength=n_m) > _EPS
-    # The plan keeps the current placement when no model that runs now moves in the end.
+        as_is[mine] = p.current[mine]
+        scaled[mine] = scaled_current(p.current[mine], new.replicas[mine])
+    ev_new = evaluate(c, new)
+    options = [_Option.of(c, new, ev_new, n, keepable) for n in (as_is, scaled)]
+    # The models the new plan moves: its replicas are neither of the two alternatives.
+    moves = np.zeros(n_m, dtype=bool)
+    moves[keepable] = True
+    for option in options:
+        moves[keepable] &= option.differs[keepable]
     all_keepable = bool(runs.any()) and keepable.size == int(runs.sum())
-    deciding = keepable[moved[keepable]]
-    if not deciding.size:
-        return Held(new, {}, kept_all=all_keepable)
-    pools = np.flatnonzero(np.isin(p.model, deciding))
-    routes = np.flatnonzero(np.isin(k.model, deciding))
-    pairs = np.flatnonzero(np.isin(d.model, deciding))
-    routing = route_fixed(c, pools, routes, pairs, keep_n[pools])
-    if routing is None:
-        return Held(new, {}, kept_all=False)
-    keep_routes = new.routed.copy()
-    keep_routes[routes] = routing[1]
-    keep = Assignment(keep_n, keep_routes)
 
-    ev_new, ev_keep = evaluate(c, new), evaluate(c, keep)
-    demand = np.bincount(d.model, weights=d.rate, minlength=n_m)
-    lost = np.bincount(d.model, weights=ev_keep.unserved - ev_new.unserved, minlength=n_m)
-    feasible = _meets_model_constraints(c, keep) & (lost <= _EPS * (1.0 + demand))
-    improvement = (ev_keep.per_model - ev_new.per_model) / np.maximum(
-        np.abs(ev_keep.per_model), 1e-12
-    )
     capacity = c.candidates.capacity.ravel()
     gpus = _gpu_use(c, new.replicas)
-    replicas, routed = new.replicas.copy(), new.routed.copy()
     routes_of = _group(k.model, n_m)
     n_g = len(c.gpu_types)
+    replicas, routed = new.replicas.copy(), new.routed.copy()
     held: dict[int, float] = {}
-    for m in deciding[np.argsort(improvement[deciding], kind="stable")].tolist():
-        if not feasible[m] or improvement[m] >= min_improvement:
-            continue
+    saving = np.min([o.improvement for o in options], axis=0)
+    for m in keepable[np.argsort(saving[keepable], kind="stable")].tolist():
         mine = pools_of[m]
         where = p.region[mine] * n_g + p.gpu[mine]
-        extra = (keep_n[mine] - new.replicas[mine]) * p.gpus_per_replica[mine]
-        trial = gpus[where] + extra
-        if ((trial > capacity[where] + _EPS) & (extra > 0)).any():
-            continue  # the GPUs it runs on now went to other models
-        np.add.at(gpus, where, extra)
-        replicas[mine] = keep_n[mine]
-        routed[routes_of[m]] = keep_routes[routes_of[m]]
-        held[m] = float(improvement[m])
+        for option in options:
+            if not option.differs[m] or not option.qualifies(m, min_improvement):
+                continue
+            extra = (option.assignment.replicas[mine] - new.replicas[mine]) * p.gpus_per_replica[
+                mine
+            ]
+            if ((gpus[where] + extra > capacity[where] + _EPS) & (extra > 0)).any():
+                continue  # the GPUs it runs on now went to other models
+            np.add.at(gpus, where, extra)
+            replicas[mine] = option.assignment.replicas[mine]
+            routed[routes_of[m]] = option.assignment.routed[routes_of[m]]
+            held[m] = float(option.improvement[m])
+            break
     if not held:
-        return Held(new, {}, kept_all=False)
+        return Held(new, {}, kept_all=all_keepable and not moves.any())
     result = Assignment(replicas, routed)
     ev = evaluate(c, result)  # keeping never adds slack; should rounding say so, keep nothing
     if (
         ev.floor_short > ev_new.floor_short
         or ev.churn_over > ev_new.churn_over + _EPS
-        or ev.unserved.sum() > ev_new.unserved.sum() + _EPS * (1.0 + d.rate.sum())
+        or ev.unserved.sum() > ev_new.unserved.sum() + _EPS * (1.0 + c.demands.rate.sum())
     ):
         return Held(new, {}, kept_all=False)
-    return Held(result, held, kept_all=all_keepable and len(held) == deciding.size)
+    moves[list(held)] = False
+    return Held(result, held, kept_all=all_keepable and not moves.any())
+
+
+@dataclass(frozen=True)
+class _Option:
+    """One way for the models that run now to keep their pools, evaluated per model."""
+
+    assignment: Assignment
+    differs: NDArray[np.bool_]  # its replicas differ from the new plan's
+    feasible: NDArray[np.bool_]  # meets the model's constraints and serves no less
+    improvement: FloatArray  # share of its objective the new plan saves against it
+
+    @classmethod
+    def of(
+        cls,
+        c: Compiled,
+        new: Assignment,
+        ev_new: Evaluation,
+        replicas: FloatArray,
+        models: IntArray,
+    ) -> _Option:
+        p, k, d = c.pools, c.routes, c.demands
+        n_m = len(c.problem.models)
+        differs = (
+            np.bincount(p.model, weights=np.abs(replicas - new.replicas), minlength=n_m) > _EPS
+        )
+        chosen = models[differs[models]]
+        routed = new.routed.copy()
+        pools = np.flatnonzero(np.isin(p.model, chosen))
+        routes = np.flatnonzero(np.isin(k.model, chosen))
+        pairs = np.flatnonzero(np.isin(d.model, chosen))
+        routing = route_fixed(c, pools, routes, pairs, replicas[pools]) if chosen.size else None
+        if routing is None:
+            differs[:] = False
+        else:
+            routed[routes] = routing[1]
+        option = Assignment(replicas, routed)
+        ev = evaluate(c, option)
+        demand = np.bincount(d.model, weights=d.rate, minlength=n_m)
+        lost = np.bincount(d.model, weights=ev.unserved - ev_new.unserved, minlength=n_m)
+        feasible = _meets_model_constraints(c, option) & (lost <= _EPS * (1.0 + demand))
+        improvement = (ev.per_model - ev_new.per_model) / np.maximum(np.abs(ev.per_model), 1e-12)
+        return cls(option, differs, feasible, improvement)
+
+    def qualifies(self, model: int, min_improvement: float) -> bool:
+        return bool(self.feasible[model] and self.improvement[model] < min_improvement)
 
 
 def scaled_current(current: FloatArray, new: FloatArray) -> FloatArray:

@@ -68,8 +68,8 @@ class ModelOutcome(_Result):
     )
     kept_current: bool = Field(
         default=False,
-        description="hysteresis kept this model's current pools (scaled only): the best other "
-        "plan found did not lower its objective by more than minImprovement",
+        description="hysteresis kept this model's current pools (as they are or scaled): the best "
+        "other plan found did not lower its objective by more than minImprovement",
     )
     reasons: list[str] = Field(description="the binding reasons behind this placement")
 
@@ -97,8 +97,8 @@ class Plan(_Result):
     moved_replicas: int = Field(default=0, description="moves over all models (churn budget)")
     kept_current: bool = Field(
         default=False,
-        description="every model that runs now keeps its current pools (scaled only where its "
-        "demand changed): no move found paid by minImprovement",
+        description="every model that runs now keeps its current pools (as they are or scaled): "
+        "no move found paid by minImprovement",
     )
     pools: list[PoolPlan]
     routes: list[Route]
