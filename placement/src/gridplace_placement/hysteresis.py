@@ -68,13 +68,11 @@ def keep_current(c: Compiled, new: Assignment, min_improvement: float) -> Held:
     saving = np.min([o.improvement for o in options], axis=0)
     for m in keepable[np.argsort(saving[keepable], kind="stable")].tolist():
         mine = pools_of[m]
-        where = p.region[mine] * n_g + p.gpu[mine]
+        where, per_replica = p.region[mine] * n_g + p.gpu[mine], p.gpus_per_replica[mine]
         for option in options:
             if not option.differs[m] or not option.qualifies(m, min_improvement):
                 continue
-            extra = (option.assignment.replicas[mine] - new.replicas[mine]) * p.gpus_per_replica[
-                mine
-            ]
+            extra = (option.assignment.replicas[mine] - new.replicas[mine]) * per_replica
             if ((gpus[where] + extra > capacity[where] + _EPS) & (extra > 0)).any():
                 continue  # the GPUs it runs on now went to other models
             np.add.at(gpus, where, extra)
@@ -124,10 +122,11 @@ class _Option:
         pools = np.flatnonzero(np.isin(p.model, chosen))
         routes = np.flatnonzero(np.isin(k.model, chosen))
         pairs = np.flatnonzero(np.isin(d.model, chosen))
-        routing = route_fixed(c, pools, routes, pairs, replicas[pools]) if chosen.size else None
-        if routing is None:
-            differs[:] = False
-        else:
+        if chosen.size:
+            routing = route_fixed(c, pools, routes, pairs, replicas[pools])
+            if routing is None:  # GLOP failed: this way of keeping cannot be judged
+                none = np.zeros(n_m, dtype=bool)
+                return cls(Assignment(replicas, routed), differs, none, np.zeros(n_m))
             routed[routes] = routing[1]
         option = Assignment(replicas, routed)
         ev = evaluate(c, option)
