@@ -14,6 +14,7 @@ from gridplace_operator.translate import (
     build_problem,
     current_assignments,
     parse_spec,
+    running_assignments,
     static_demand,
 )
 from gridplace_placement.problem import Assignment
@@ -152,3 +153,17 @@ def test_each_model_gets_its_own_churn_budget() -> None:
     assert t.problem.churn_budget is None
     budgets = {m.name: m.churn_budget for m in t.problem.models}
     assert budgets == {"team-a/chat": 0, "team-b/chat": 3}
+
+
+def test_what_the_last_plan_applied_counts_as_running_until_the_watch_shows_it() -> None:
+    seen = [
+        Assignment(model="ns/a", region="r1", gpu_type="H100", replicas=2),  # applied, seen
+        Assignment(model="ns/b", region="r1", gpu_type="H100", replicas=1),  # leaving: held
+    ]
+    applied = {"ns/a": {("r1", "H100"): 3}, "ns/b": {("r2", "H100"): 1}}
+    assert running_assignments(seen, applied) == [
+        Assignment(model="ns/a", region="r1", gpu_type="H100", replicas=3),
+        Assignment(model="ns/b", region="r1", gpu_type="H100", replicas=1),
+        Assignment(model="ns/b", region="r2", gpu_type="H100", replicas=1),
+    ]
+    assert running_assignments(seen, {}) == seen

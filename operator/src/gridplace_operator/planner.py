@@ -73,6 +73,7 @@ from gridplace_operator.translate import (
     current_assignments,
     parse_spec,
     placement_model,
+    running_assignments,
     static_demand,
 )
 from gridplace_operator.world import World
@@ -268,8 +269,9 @@ class Planner:
             else:
                 specs[ref] = parsed
         deployments = [c for (kind, _, _), c in self.world.children.items() if kind == "Deployment"]
-        running = current_assignments(deployments)
         enforce = {r: s for r, s in specs.items() if s.placement.mode == "Enforce"}
+        applied = {r.key: self.plans[r.key].replicas() for r in enforce if r.key in self.plans}
+        running = running_assignments(current_assignments(deployments), applied)
         advise = {r: s for r, s in specs.items() if s.placement.mode == "Advise"}
         inventory = self.inventory
         plans: dict[str, ModelPlan] = {}

@@ -157,6 +157,25 @@ def current_assignments(deployments: Sequence[Mapping[str, Any]]) -> list[Assign
     return out
 
 
+def running_assignments(
+    observed: Sequence[Assignment], applied: Mapping[str, Mapping[tuple[str, str], int]]
+) -> list[Assignment]:
+    """What runs per (model, region, GPU type) for the next plan: the larger of what the watch
+    shows and what the last plan applied (`applied`: replicas by (region, GPU type) per model).
+    Right after a plan is applied the watch still lags behind it; a re-plan that took the gap
+    for free capacity would move the replicas that were just started."""
+    replicas = {(a.model, a.region, a.gpu_type): a.replicas for a in observed}
+    for model, pools in applied.items():
+        for (region, gpu_type), n in pools.items():
+            key = (model, region, gpu_type)
+            replicas[key] = max(replicas.get(key, 0), n)
+    return [
+        Assignment(model=model, region=region, gpu_type=gpu_type, replicas=n)
+        for (model, region, gpu_type), n in sorted(replicas.items())
+        if n > 0
+    ]
+
+
 def build_problem(
     ideps: Mapping[IdepRef, InferenceDeploymentSpec],
     *,
