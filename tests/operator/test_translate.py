@@ -155,15 +155,16 @@ def test_each_model_gets_its_own_churn_budget() -> None:
     assert budgets == {"team-a/chat": 0, "team-b/chat": 3}
 
 
-def test_what_the_last_plan_applied_counts_as_running_until_the_watch_shows_it() -> None:
+def test_the_last_plan_is_what_runs_where_there_is_one() -> None:
     seen = [
-        Assignment(model="ns/a", region="r1", gpu_type="H100", replicas=2),  # applied, seen
-        Assignment(model="ns/b", region="r1", gpu_type="H100", replicas=1),  # leaving: held
+        Assignment(model="ns/a", region="r1", gpu_type="H100", replicas=2),  # watch lags
+        Assignment(model="ns/b", region="r1", gpu_type="H100", replicas=1),  # moving to r2
+        Assignment(model="ns/c", region="r1", gpu_type="H100", replicas=1),  # not planned yet
     ]
     applied = {"ns/a": {("r1", "H100"): 3}, "ns/b": {("r2", "H100"): 1}}
     assert running_assignments(seen, applied) == [
         Assignment(model="ns/a", region="r1", gpu_type="H100", replicas=3),
-        Assignment(model="ns/b", region="r1", gpu_type="H100", replicas=1),
         Assignment(model="ns/b", region="r2", gpu_type="H100", replicas=1),
+        Assignment(model="ns/c", region="r1", gpu_type="H100", replicas=1),
     ]
     assert running_assignments(seen, {}) == seen

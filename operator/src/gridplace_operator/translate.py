@@ -160,20 +160,19 @@ def current_assignments(deployments: Sequence[Mapping[str, Any]]) -> list[Assign
 def running_assignments(
     observed: Sequence[Assignment], applied: Mapping[str, Mapping[tuple[str, str], int]]
 ) -> list[Assignment]:
-    """What runs per (model, region, GPU type) for the next plan: the larger of what the watch
-    shows and what the last plan applied (`applied`: replicas by (region, GPU type) per model).
-    Right after a plan is applied the watch still lags behind it; a re-plan that took the gap
-    for free capacity would move the replicas that were just started."""
-    replicas = {(a.model, a.region, a.gpu_type): a.replicas for a in observed}
+    """What runs per (model, region, GPU type) for the next plan: for a model the last plan
+    placed, that plan (`applied`: replicas by (region, GPU type)); for the others (after a
+    restart), what the watch shows. The watch lags behind a plan just applied, and shows the
+    replicas a move leaves behind until make-before-break lets them go: a re-plan that saw
+    either would take them for free capacity or for a place to move back to."""
+    out = [a for a in observed if a.model not in applied]
     for model, pools in applied.items():
-        for (region, gpu_type), n in pools.items():
-            key = (model, region, gpu_type)
-            replicas[key] = max(replicas.get(key, 0), n)
-    return [
-        Assignment(model=model, region=region, gpu_type=gpu_type, replicas=n)
-        for (model, region, gpu_type), n in sorted(replicas.items())
-        if n > 0
-    ]
+        out.extend(
+            Assignment(model=model, region=region, gpu_type=gpu_type, replicas=n)
+            for (region, gpu_type), n in pools.items()
+            if n > 0
+        )
+    return sorted(out, key=lambda a: (a.model, a.region, a.gpu_type))
 
 
 def build_problem(
