@@ -13,6 +13,8 @@ from gridplace_operator.children import (
     gpu_slug,
 )
 from gridplace_operator.diff import Apply, Delete, ObservedChild, writes_for
+from gridplace_operator.inventory import pod_gpu_request
+from gridplace_operator.world import child_view
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 A100 = "NVIDIA-A100-SXM4-80GB"
@@ -147,3 +149,27 @@ def test_regions_that_lose_all_replicas_are_removed_and_foreign_objects_left_alo
         ("Service", "chat-eu-central-1"),
     ]
     assert not writes.held
+
+
+def test_a_replacement_in_a_crowded_pool_holds_nothing_back() -> None:
+    # Two models swap pools that are both full: each replacement needs the GPUs the other's old
+    # replica holds, so waiting for either to be ready would wait forever.
+    o = owner()
+    before = desired_children(o, {("us-east-1", H100): 1}, SELECTORS)
+    after = desired_children(o, {("eu-central-1", H100): 1}, SELECTORS)
+    current = observed(before, {"chat-us-east-1": 1})
+    assert writes_for(after, current, "uid-1").held
+    crowded = writes_for(after, current, "uid-1", crowded={("eu-central-1", H100)})
+    assert not crowded.held
+    assert ("Deployment", "chat-us-east-1") in {
+        (w.kind, w.name) for w in crowded.brk if isinstance(w, Delete)
+    }
+    # Room elsewhere does not matter: the pool the replacement goes to decides.
+    assert writes_for(after, current, "uid-1", crowded={("us-east-1", H100)}).held
+
+
+def test_the_world_keeps_the_gpus_each_replica_of_a_child_asks_for() -> None:
+    dep = desired_children(owner(), {("us-east-1", H100): 2}, SELECTORS)[-1]
+    view = child_view({**dep, "status": {"readyReplicas": 1}})
+    assert view["spec"]["replicas"] == 2
+    assert pod_gpu_request(view["spec"]["template"]) == 1

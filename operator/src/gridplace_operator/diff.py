@@ -5,7 +5,7 @@ Pure: the planner calls `writes_for(...)` per InferenceDeployment and hands the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,12 +66,23 @@ def _key(kind: str, name: str) -> tuple[str, str]:
     return (kind, name)
 
 
+def _pool(manifest: Mapping[str, Any]) -> tuple[str, str]:
+    lbl = manifest["metadata"]["labels"]
+    return (lbl.get(labels.REGION, ""), lbl.get(labels.GPU_TYPE, ""))
+
+
 def writes_for(
     desired: Sequence[dict[str, Any]],
     observed: Sequence[ObservedChild],
     owner_uid: str,
+    crowded: Collection[tuple[str, str]] = (),
 ) -> Writes:
-    """The writes that turn `observed` into `desired`; unchanged children cost nothing."""
+    """The writes that turn `observed` into `desired`; unchanged children cost nothing.
+
+    `crowded`: (region, GPU type) pools whose Deployments ask for more GPUs than the pool has.
+    A replacement there cannot start before other replicas stop, so nothing waits for it: when
+    two models swap pools, each would otherwise hold its old replicas for the other's forever.
+    """
     have = {_key(o.kind, o.name): o for o in observed if o.owner_uid == owner_uid}
     want = {_key(d["kind"], d["metadata"]["name"]): d for d in desired}
     make: list[Apply] = []
@@ -93,6 +104,6 @@ def writes_for(
     coming = any(
         d["spec"]["replicas"] > have[k].ready_replicas if k in have else d["spec"]["replicas"] > 0
         for k, d in want.items()
-        if d["kind"] == "Deployment"
+        if d["kind"] == "Deployment" and _pool(d) not in crowded
     )
     return Writes(make=make, brk=brk, held=bool(brk) and coming)

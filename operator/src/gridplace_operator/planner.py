@@ -36,7 +36,7 @@ from gridplace_operator.autoscaler import (
 )
 from gridplace_operator.children import Owner, desired_children
 from gridplace_operator.diff import Apply, Delete, ObservedChild, writes_for
-from gridplace_operator.inventory import Inventory, build_inventory
+from gridplace_operator.inventory import Inventory, build_inventory, pod_gpu_request
 from gridplace_operator.kube import Kube
 from gridplace_operator.metrics import OperatorMetrics
 from gridplace_operator.prom import (
@@ -157,6 +157,7 @@ class Planner:
         self.scaling: dict[str, History] = {}
         self.decisions: dict[str, Decision] = {}
         self.measured_demand: dict[IdepRef, dict[str, float]] = {}
+        self.crowded: set[tuple[str, str]] = set()
 
     # ---------------------------------------------------------------------------------------
     async def cycle(self, replan: bool) -> None:
@@ -174,6 +175,7 @@ class Planner:
             self.metrics.plans.labels(outcome="replan").inc()
         else:
             self.metrics.plans.labels(outcome="refresh").inc()
+        self.crowded = self._crowded_pools()
         # Objects are independent once planned: reconcile several at a time.
         gate = asyncio.Semaphore(self.settings.reconcile_concurrency)
 
@@ -473,6 +475,20 @@ class Planner:
             if ns == namespace
         ]
 
+    def _crowded_pools(self) -> set[tuple[str, str]]:
+        """(region, GPU type) pools whose gridplace Deployments, as the watch shows them, ask for
+        more GPUs than the pool has for gridplace (make-before-break cannot finish there)."""
+        asked: dict[tuple[str, str], int] = {}
+        for (kind, _, _), obj in self.world.children.items():
+            if kind != "Deployment":
+                continue
+            lbl = obj.get("metadata", {}).get("labels") or {}
+            key = (lbl.get(labels.REGION, ""), lbl.get(labels.GPU_TYPE, ""))
+            spec = obj.get("spec") or {}
+            per_replica = pod_gpu_request(spec.get("template") or {})
+            asked[key] = asked.get(key, 0) + int(spec.get("replicas") or 0) * per_replica
+        return {key for key, gpus in asked.items() if gpus > self.inventory.available(*key)}
+
     def _ready_by_pool(self, namespace: str, name: str) -> dict[tuple[str, str], int]:
         ready: dict[tuple[str, str], int] = {}
         for (kind, ns, _), obj in self.world.children.items():
@@ -570,7 +586,9 @@ class Planner:
         selectors = self._selectors()
         replicas = {k: n for k, n in model_plan.replicas().items() if k[0] in selectors}
         desired = desired_children(owner, replicas, selectors)
-        writes = writes_for(desired, self._observed_children(owner.namespace), owner.uid)
+        writes = writes_for(
+            desired, self._observed_children(owner.namespace), owner.uid, self.crowded
+        )
         for write in writes.make:
             try:
                 await self.kube.apply(write.manifest, force=not write.new)

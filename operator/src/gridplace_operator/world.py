@@ -46,10 +46,23 @@ def child_view(obj: Obj) -> dict[str, Any]:
     }
     if meta.get("deletionTimestamp"):
         view_meta["deletionTimestamp"] = meta["deletionTimestamp"]
+    spec = obj.get("spec") or {}
+    pod_spec = (spec.get("template") or {}).get("spec") or {}
     return {
         "kind": obj.get("kind"),
         "metadata": view_meta,
-        "spec": {"replicas": (obj.get("spec") or {}).get("replicas")},
+        "spec": {
+            "replicas": spec.get("replicas"),
+            # Only the GPUs each replica asks for, to tell pools that are over-committed.
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"resources": c.get("resources") or {}}
+                        for c in pod_spec.get("containers") or []
+                    ]
+                }
+            },
+        },
         "status": {"readyReplicas": (obj.get("status") or {}).get("readyReplicas")},
     }
 
