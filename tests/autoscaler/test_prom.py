@@ -137,7 +137,8 @@ def test_measured_demand_by_zone_and_a_bad_query(
     scraped = 'up{job="file_sd",inference_deployment="prom-idep"}'
     assert poll(lambda: len(prom.query(scraped)) == 2, 60)
     query = (
-        'label_replace(sum by (region) (up{inference_deployment="prom-idep"}) * 1.5,'
+        # count, not sum: a scrape that fails under load sets `up` to 0 but keeps the series
+        'label_replace(count by (region) (up{inference_deployment="prom-idep"}) * 1.5,'
         ' "zone", "users-$1", "region", "r-(.*)")'
     )
     assert prom.demand(query, "zone") == {"users-busy": 1.5, "users-idle": 1.5}
