@@ -22,6 +22,7 @@ from gridplace_placement.solver import (
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 A100 = "NVIDIA-A100-SXM4-40GB"
+L40S = "NVIDIA-L40S"
 
 
 def make_problem(
@@ -442,3 +443,59 @@ def test_plans_carry_between_restrictions_of_the_candidates() -> None:
     assert there.replicas.sum() == n.sum()
     back = transfer(there, part, whole)
     assert back.replicas.tolist() == n.tolist()
+
+
+def test_milp_bound_certifies_small_models_the_lp_rounds_down() -> None:
+    """Small models with a floor of one replica and demand spread over far zones: the LP
+    serves each zone from a fraction of a nearby replica, so its bound stays a few percent
+    below any plan. With floors every pool is in the search, so the MILP's own bound holds
+    for every plan and certifies it."""
+    regions = {
+        "us-east-1": {
+            "gpus": {H100: 48, L40S: 48},
+            "carbonIntensity": 380,
+            "powerPriceUsdPerMwh": 62,
+        },
+        "eu-central-1": {
+            "gpus": {H100: 48, L40S: 48},
+            "carbonIntensity": 350,
+            "powerPriceUsdPerMwh": 95,
+        },
+        "ap-northeast-1": {
+            "gpus": {H100: 48, L40S: 96},
+            "carbonIntensity": 590,
+            "powerPriceUsdPerMwh": 114.6,
+        },
+    }
+    rtt = {
+        "us-east": {"us-east-1": 5.3, "eu-central-1": 93.1, "ap-northeast-1": 149.4},
+        "eu-central": {"us-east-1": 92.6, "eu-central-1": 4.0, "ap-northeast-1": 227.1},
+        "ap-northeast": {"us-east-1": 149.2, "eu-central-1": 227.6, "ap-northeast-1": 2.5},
+    }
+    data = make_problem(regions=regions, rtt=rtt, demand={})
+    data["models"] = [
+        {
+            **data["models"][0],
+            "name": f"chat-{i}",
+            "gpuTypes": [H100, L40S],
+            "minReplicas": 1,
+            "maxReplicas": 4,
+            "demand": demand,
+        }
+        for i, demand in enumerate(
+            [
+                {"eu-central": 1.34, "ap-northeast": 1.19, "us-east": 0.53},
+                {"ap-northeast": 0.64, "us-east": 0.95},
+                {"us-east": 0.7, "eu-central": 0.4},
+            ]
+        )
+    ]
+    problem = Problem.model_validate(data)
+    _, lp, _ = lp_bound(candidates(problem))
+    plan = solve(problem)
+    assert plan.objective - lp > 0.01 * plan.objective  # the LP alone could not certify it
+    assert plan.status == PlanStatus.OPTIMAL
+    assert plan.lower_bound >= lp
+    assert plan.gap <= 0.005
+    exact = solve(problem, SolveOptions(exact=True))
+    assert plan.objective == pytest.approx(exact.objective, rel=1e-6)

@@ -87,8 +87,7 @@ def solve(
             compiled, lp_values, options, bound, deadline
         )
         solved = True
-        if options.exact:
-            bound = max(bound, mip_bound)  # the MILP's own bound counts only over all pools
+        bound = max(bound, mip_bound)
         held = keep_current(compiled, assignment, options.min_improvement)
         assignment = held.assignment
     else:
@@ -256,7 +255,9 @@ def _integer_plan(
     """The integer plan over the LP's neighbourhood: LP diving first; while the plan is not
     certified within `relative_gap` of `bound` and time remains, SCIP on the LP's support
     (a small MILP it usually closes), then on the whole neighbourhood, each hinted with the
-    best plan so far. Returns the neighbourhood model, the plan and SCIP's own bound."""
+    best plan so far. Returns the neighbourhood model, the plan and the MILP solver's own
+    bound where it holds for every plan: when the neighbourhood is every candidate (exact, or
+    floors and running replicas keep all pools), else -inf."""
     if lp.milp.num_vars == 0:  # nothing to place: no demand and no floors
         return lp, Assignment(np.zeros(0), np.zeros(0)), 0.0
     cands = lp.candidates
@@ -283,13 +284,18 @@ def _integer_plan(
         support[lp.pool_ids[lp_values[lp.columns.replicas] > 1e-6]] = True
         support[c.pool_ids[best.replicas > 0]] = True
         searches.insert(0, restrict(cands, support[cands.routes.pool]))
-    mip_bound = -math.inf
+    # The MILP's own bound counts only over every candidate route (and so every pool): it is
+    # often far above the LP's when small models must round a fraction of a replica up.
+    complete = c.route_ids.size == cands.routes.size
+    global_bound = -math.inf
     for search in searches:
         left = deadline - time.perf_counter()
         objective = evaluate(c, best).objective
         if left <= 0 or objective - bound <= options.relative_gap * abs(objective):
             break
         found, solved, mip_bound = _solve_milp(search, options, transfer(best, c, search), left)
+        if search is c and complete:
+            global_bound = mip_bound
         if solved:
             found = transfer(found, search, c)
             if evaluate(c, found).objective < objective:
@@ -298,7 +304,7 @@ def _integer_plan(
         repaired = fill_unserved(c, best)
         if evaluate(c, repaired).objective < evaluate(c, best).objective:
             best = repaired
-    return c, best, mip_bound if options.exact else -math.inf
+    return c, best, global_bound
 
 
 def transfer(a: Assignment, source: Compiled, target: Compiled) -> Assignment:
