@@ -63,7 +63,6 @@ def translate(ideps: dict[IdepRef, InferenceDeploymentSpec], **kw: Any) -> Any:
         "signals": SIGNALS,
         "inventory": INVENTORY,
         "current": [],
-        "churn_budget": None,
     }
     args.update(kw)
     return build_problem(ideps, **args)

@@ -287,7 +287,6 @@ class Planner:
                 signals=signals,
                 inventory=inventory,
                 current=current,
-                churn_budget=None,
                 churn_budgets=self._churn_budgets(group) if enforced else None,
                 totals={r: self.decisions[r.key].desired for r in group if r.key in self.decisions},
             )

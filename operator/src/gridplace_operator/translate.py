@@ -183,7 +183,6 @@ def build_problem(
     signals: Mapping[str, RegionSignalValues],
     inventory: Inventory,
     current: Sequence[Assignment],
-    churn_budget: int | None,
     totals: Mapping[IdepRef, int] | None = None,
     churn_budgets: Mapping[IdepRef, int] | None = None,
 ) -> Translation:
@@ -270,6 +269,5 @@ def build_problem(
         regions=p_regions,
         rtt_ms=rtt,
         current=current_known,
-        churn_budget=churn_budget,
     )
     return out
