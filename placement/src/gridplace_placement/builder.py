@@ -790,3 +790,10 @@ def _mean_by(group: IntArray, values: FloatArray, size: int, default: float) -> 
 
 def _safe_div(num: FloatArray, den: FloatArray) -> FloatArray:
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
+
+def group_by(keys: IntArray, size: int) -> list[IntArray]:
+    """Indices of `keys` per key value 0..size-1 (e.g. each model's pools), in index order."""
+    order = np.argsort(keys, kind="stable")
+    bounds = np.searchsorted(keys[order], np.arange(size + 1))
+    return [order[bounds[i] : bounds[i + 1]] for i in range(size)]

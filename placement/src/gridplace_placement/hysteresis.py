@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from gridplace_placement.builder import Compiled, FloatArray, IntArray
+from gridplace_placement.builder import Compiled, FloatArray, IntArray, group_by
 from gridplace_placement.extract import Assignment, Evaluation, evaluate
 from gridplace_placement.routing import route_fixed
 
@@ -44,7 +44,7 @@ def keep_current(c: Compiled, new: Assignment, min_improvement: float) -> Held:
     runs, keepable = _running_models(c)
     if not keepable.size:
         return Held(new, {}, kept_all=False)
-    pools_of = _group(p.model, n_m)
+    pools_of = group_by(p.model, n_m)
     as_is, scaled = new.replicas.copy(), new.replicas.copy()
     for m in keepable.tolist():
         mine = pools_of[m]
@@ -61,7 +61,7 @@ def keep_current(c: Compiled, new: Assignment, min_improvement: float) -> Held:
 
     capacity = c.candidates.capacity.ravel()
     gpus = _gpu_use(c, new.replicas)
-    routes_of = _group(k.model, n_m)
+    routes_of = group_by(k.model, n_m)
     n_g = len(c.gpu_types)
     replicas, routed = new.replicas.copy(), new.routed.copy()
     held: dict[int, float] = {}
@@ -192,12 +192,6 @@ def _meets_model_constraints(c: Compiled, a: Assignment) -> NDArray[np.bool_]:
     after_loss = capacity.sum(axis=1) - capacity.max(axis=1, initial=0.0)
     ok &= ~survive | (after_loss >= served - _EPS * (1.0 + served))
     return ok
-
-
-def _group(keys: IntArray, size: int) -> list[IntArray]:
-    order = np.argsort(keys, kind="stable")
-    bounds = np.searchsorted(keys[order], np.arange(size + 1))
-    return [order[bounds[i] : bounds[i + 1]] for i in range(size)]
 
 
 def _gpu_use(c: Compiled, replicas: FloatArray) -> FloatArray:

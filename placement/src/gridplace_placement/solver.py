@@ -19,6 +19,7 @@ from gridplace_placement.builder import (
     IntArray,
     Milp,
     candidates,
+    group_by,
     mir,
     model_cut_terms,
     restrict,
@@ -232,7 +233,7 @@ def _entering_routes(
     # pay most per model.
     paying = np.flatnonzero(out & (per_replica[r.pool] < -tol * scale))
     paying = paying[np.lexsort((rc[paying], r.pool[paying]))]
-    paying = paying[_first_of_group(r.pool[paying])]  # the cheapest route into each pool
+    paying = paying[_first_ofgroup_by(r.pool[paying])]  # the cheapest route into each pool
     owner = p.model[r.pool[paying]]
     paying = paying[np.lexsort((per_replica[r.pool[paying]], owner))]
     owner = p.model[r.pool[paying]]
@@ -244,7 +245,7 @@ def _entering_routes(
     return entering, float(c.demands.rate @ worst) + opening
 
 
-def _first_of_group(sorted_keys: IntArray) -> NDArray[np.bool_]:
+def _first_ofgroup_by(sorted_keys: IntArray) -> NDArray[np.bool_]:
     first: NDArray[np.bool_] = np.searchsorted(sorted_keys, sorted_keys, side="left") == np.arange(
         sorted_keys.size
     )
@@ -334,9 +335,9 @@ def consolidate(c: Compiled, a: Assignment, passes: int = 2) -> Assignment:
     """
     p, k, d = c.pools, c.routes, c.demands
     n, routed = a.replicas.copy(), a.routed.copy()
-    by_model_pool = _group(p.model, len(c.problem.models))
-    by_model_route = _group(k.model, len(c.problem.models))
-    by_model_pair = _group(d.model, len(c.problem.models))
+    by_model_pool = group_by(p.model, len(c.problem.models))
+    by_model_route = group_by(k.model, len(c.problem.models))
+    by_model_pair = group_by(d.model, len(c.problem.models))
     frozen = c.candidates.whole_model
     for _ in range(passes):
         changed = False
@@ -366,12 +367,6 @@ def consolidate(c: Compiled, a: Assignment, passes: int = 2) -> Assignment:
         if not changed:
             break
     return Assignment(n, routed)
-
-
-def _group(keys: IntArray, size: int) -> list[IntArray]:
-    order = np.argsort(keys, kind="stable")
-    bounds = np.searchsorted(keys[order], np.arange(size + 1))
-    return [order[bounds[i] : bounds[i + 1]] for i in range(size)]
 
 
 def _route_cost(c: Compiled, routes: IntArray, pairs: IntArray, flows: FloatArray) -> float:
@@ -429,7 +424,7 @@ def round_and_route(c: Compiled, lp_values: FloatArray, max_rounds: int = 12) ->
     """
     cols, p = c.columns, c.pools
     lower, upper = np.concatenate(c.milp.lower), np.concatenate(c.milp.upper)
-    cap = _gpu_capacity(c)
+    cap = c.candidates.capacity.ravel()  # by region * len(gpu_types) + gpu
     key = p.region * len(c.gpu_types) + p.gpu
     fixed = np.zeros(p.size, dtype=bool)
     values = lp_values
@@ -479,14 +474,6 @@ def _solve_lp(milp: Milp) -> tuple[float, FloatArray]:
     solver = glop()
     solver.solve(_helper(milp, integer=False))
     return float(solver.objective_value()), np.asarray(solver.variable_values(), dtype=np.float64)
-
-
-def _gpu_capacity(c: Compiled) -> FloatArray:
-    cap = np.zeros(len(c.problem.regions) * len(c.gpu_types))
-    for r, reg in enumerate(c.problem.regions):
-        for g, count in reg.gpus.items():
-            cap[r * len(c.gpu_types) + c.gpu_types.index(g)] = count
-    return cap
 
 
 def _helper(milp: Milp, *, integer: bool) -> mbh.ModelBuilderHelper:
