@@ -9,6 +9,7 @@ zone but has few GPUs; in `mid` carbon rises through the day, so the best placem
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from scipy.optimize import linprog
 
 from gridplace_operator.cli import main
 from gridplace_placement.builder import compile_problem
@@ -213,6 +215,68 @@ def test_bound_of_one_pool_is_whole_replicas_plus_dynamic_energy() -> None:
     )
     # The current replicas and the churn budget do not bind the bound.
     assert carbon_bound(problem) == pytest.approx(expected, rel=1e-6)
+
+
+def _brute_force_least_carbon(problem: Problem) -> float:
+    """Every integer replica vector of a tiny problem, each with its least-carbon routing."""
+    c = compile_problem(problem)
+    p, k = c.pools, c.routes
+    pair_rate = c.demands.rate
+    assert pair_rate.sum() == pytest.approx(sum(sum(m.demand.values()) for m in problem.models))
+    best = math.inf
+    for n in itertools.product(*(range(int(u) + 1) for u in p.upper)):
+        replicas = np.array(n, dtype=float)
+        serve = np.zeros((pair_rate.size, k.size))
+        serve[k.pair, np.arange(k.size)] = 1.0
+        load = np.zeros((p.size, k.size))
+        load[k.pool, np.arange(k.size)] = 1.0
+        routed = linprog(
+            p.carbon_per_request[k.pool],
+            A_ub=load,
+            b_ub=replicas * p.rate,
+            A_eq=serve,
+            b_eq=pair_rate,
+            bounds=(0, None),
+        )
+        if routed.status == 0:
+            best = min(best, float(replicas @ p.carbon_per_replica) + float(routed.fun))
+    return best
+
+
+def test_bound_is_the_least_carbon_of_whole_replicas_where_the_lp_is_fractional() -> None:
+    problem = Problem.model_validate(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "profile": PROFILE,
+                    "gpuTypes": ["NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-40GB"],
+                    "sloP95TtftSeconds": 1.0,
+                    "demand": {"near": 11.0, "far": 5.5},
+                }
+            ],
+            "regions": [
+                {
+                    "name": "green",
+                    "gpus": {"NVIDIA-H100-80GB-HBM3": 1, "NVIDIA-A100-SXM4-40GB": 4},
+                    "carbonIntensity": 100,
+                    "powerPriceUsdPerMwh": 50,
+                },
+                {
+                    "name": "dirty",
+                    "gpus": {"NVIDIA-H100-80GB-HBM3": 4},
+                    "carbonIntensity": 400,
+                    "powerPriceUsdPerMwh": 50,
+                },
+            ],
+            # "far" is outside the SLO of green: it must be served by dirty.
+            "rttMs": {"near": {"green": 5, "dirty": 30}, "far": {"green": 200, "dirty": 5}},
+        }
+    )
+    lp = carbon_bound(problem, integer=False)
+    exact = _brute_force_least_carbon(problem)
+    assert lp < exact - 1.0  # the relaxation splits a replica here
+    assert carbon_bound(problem) == pytest.approx(exact, rel=1e-6)
 
 
 def test_problem_of_an_hour_carries_that_hours_signals(tiny_scenario: Path) -> None:
