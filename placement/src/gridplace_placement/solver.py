@@ -26,6 +26,7 @@ from gridplace_placement.builder import (
 )
 from gridplace_placement.extract import Assignment, assemble, evaluate
 from gridplace_placement.hysteresis import Held, keep_current
+from gridplace_placement.lagrangian import LpSolution, price_models
 from gridplace_placement.plan import Plan, Timing
 from gridplace_placement.problem import Problem
 from gridplace_placement.routing import glop, route_fixed, sparse_model
@@ -81,14 +82,13 @@ def solve(
     t0 = time.perf_counter()
     cands = candidates(problem)
     t1 = time.perf_counter()
-    compiled, bound, lp_values = lp_bound(cands, options.routes_per_zone)
+    lp = column_generation(cands, options.routes_per_zone)
+    compiled, bound = lp.compiled, lp.bound
     t2 = time.perf_counter()
     held = Held(Assignment(np.zeros(0), np.zeros(0)), {}, kept_all=False)
     if policy == "gridplace":
         deadline = t0 + options.time_limit_seconds
-        compiled, assignment, mip_bound = _integer_plan(
-            compiled, lp_values, options, bound, deadline
-        )
+        compiled, assignment, mip_bound = _integer_plan(lp, options, deadline)
         solved = True
         bound = max(bound, mip_bound)
         held = keep_current(compiled, assignment, options.min_improvement)
@@ -132,27 +132,30 @@ def lp_bound(
     provably lies within 0.1% below it; the bound returned subtracts that remaining amount, so
     it is valid either way. The restricted model is returned for the integer search.
     """
+    lp = column_generation(cands, routes_per_zone, max_rounds)
+    return lp.compiled, lp.bound, lp.values
+
+
+def column_generation(
+    cands: Candidates, routes_per_zone: int = 16, max_rounds: int = 30
+) -> LpSolution:
+    """`lp_bound` with the LP's duals and each model's pricing shortfall."""
+    n_m = len(cands.problem.models)
     mask = _cheapest_routes(cands, routes_per_zone)
     for _ in range(max_rounds):
         compiled = restrict(cands, mask)
         if compiled.milp.num_vars == 0:
-            return compiled, 0.0, np.zeros(0)
-        solver = glop()
-        solver.solve(_helper(compiled.milp, integer=False))
-        if not solver.has_solution():  # slacks keep it feasible; this is a solver failure
-            raise RuntimeError(f"LP relaxation failed: {solver.status()}")
-        values = np.asarray(solver.variable_values(), dtype=np.float64)
-        objective = float(solver.objective_value())
-        entering, shortfall = _entering_routes(
-            compiled, np.asarray(solver.dual_values(), dtype=np.float64)
-        )
+            return LpSolution(compiled, 0.0, np.zeros(0), np.zeros(0), np.zeros(n_m))
+        objective, values, duals = _solve_lp_with_duals(compiled.milp)
+        entering, shortfall = _entering_routes(compiled, duals)
         entering &= ~mask
-        if not entering.any() or -shortfall <= BOUND_TOLERANCE * abs(objective):
-            return compiled, objective + min(shortfall, 0.0), values
+        if not entering.any() or -shortfall.sum() <= BOUND_TOLERANCE * abs(objective):
+            short = np.minimum(shortfall, 0.0)  # each model's share is <= 0 already
+            return LpSolution(compiled, objective + float(short.sum()), values, duals, short)
         mask |= entering
     compiled = restrict(cands, np.ones(cands.routes.size, dtype=bool))
-    bound, values = _solve_lp(compiled.milp)
-    return compiled, bound, values
+    objective, values, duals = _solve_lp_with_duals(compiled.milp)
+    return LpSolution(compiled, objective, values, duals, np.zeros(n_m))
 
 
 def lp_relaxation(c: Compiled) -> tuple[float, FloatArray]:
@@ -174,10 +177,10 @@ def _cheapest_routes(cands: Candidates, k: int) -> NDArray[np.bool_]:
 
 def _entering_routes(
     c: Compiled, y: FloatArray, tol: float = 1e-9
-) -> tuple[NDArray[np.bool_], float]:
+) -> tuple[NDArray[np.bool_], FloatArray]:
     """Candidate routes with negative reduced cost c - y.A (GLOP's dual sign convention), and
-    the most the LP could still fall: each route carries at most its zone's demand and a new
-    pool at most `upper` replicas, so the full LP is at least this LP + sum over zones of
+    per model the most the LP could still fall: each route carries at most its zone's demand and
+    a new pool at most `upper` replicas, so the full LP is at least this LP + sum over zones of
     demand x the zone's most negative reduced cost + sum over new pools of upper x their
     replicas' negative reduced cost."""
     cands, cols = c.candidates, c.columns
@@ -241,8 +244,11 @@ def _entering_routes(
     entering[paying[rank < ENTERING_PER_ZONE]] = True
     worst = np.zeros(c.demands.rate.size)
     np.minimum.at(worst, r.pair[negative], rc[negative])
-    opening = float(np.minimum(per_replica, 0.0) @ p.upper)
-    return entering, float(c.demands.rate @ worst) + opening
+    n_m = len(cands.problem.models)
+    routing = np.bincount(d.model, weights=d.rate * worst, minlength=n_m)
+    opening = np.bincount(p.model, weights=np.minimum(per_replica, 0.0) * p.upper, minlength=n_m)
+    shortfall: FloatArray = (routing + opening).astype(np.float64)
+    return entering, shortfall
 
 
 def _first_ofgroup_by(sorted_keys: IntArray) -> NDArray[np.bool_]:
@@ -253,27 +259,29 @@ def _first_ofgroup_by(sorted_keys: IntArray) -> NDArray[np.bool_]:
 
 
 def _integer_plan(
-    lp: Compiled, lp_values: FloatArray, options: SolveOptions, bound: float, deadline: float
+    lp: LpSolution, options: SolveOptions, deadline: float
 ) -> tuple[Compiled, Assignment, float]:
-    """The integer plan over the LP's neighbourhood: LP diving first; while the plan is not
-    certified within `relative_gap` of `bound` and time remains, SCIP on the LP's support
-    (a small MILP it usually closes), then on the whole neighbourhood, each hinted with the
-    best plan so far. Returns the neighbourhood model, the plan and the MILP solver's own
-    bound where it holds for every plan: when the neighbourhood is every candidate (exact, or
-    floors and running replicas keep all pools), else -inf."""
-    if lp.milp.num_vars == 0:  # nothing to place: no demand and no floors
-        return lp, Assignment(np.zeros(0), np.zeros(0)), 0.0
-    cands = lp.candidates
+    """The integer plan: LP diving over the LP's neighbourhood first; then, while the plan is
+    not certified within `relative_gap` and time remains, the models' own MILPs at the LP's
+    GPU prices (`lagrangian`: largest gap first, each lifting the bound), then the MILP solver
+    on the LP's support and on the whole neighbourhood. Returns the model the plan is over,
+    the plan and the best bound found beside the LP's (-inf if none): the Lagrangian one, or
+    the MILP solver's own where its search covered every candidate route."""
+    compiled, bound = lp.compiled, lp.bound
+    if compiled.milp.num_vars == 0:  # nothing to place: no demand and no floors
+        return compiled, Assignment(np.zeros(0), np.zeros(0)), 0.0
+    cands = compiled.candidates
     if options.exact:
         pools = np.ones(cands.pools.size, dtype=bool)
     else:
         pools = _neighbourhood(cands, options.neighbourhood)
-        pools[lp.pool_ids] = True  # every pool the column generation priced in
+        pools[compiled.pool_ids] = True  # every pool the column generation priced in
     c = restrict(cands, pools[cands.routes.pool])
     # Dive over the neighbourhood from the column generation's LP solution (optimal for the
     # full LP), carried over: the neighbourhood's own LP would only find it again.
-    cols = lp.columns
-    start = transfer(Assignment(lp_values[cols.replicas], lp_values[cols.routed]), lp, c)
+    cols = compiled.columns
+    lp_plan = Assignment(lp.values[cols.replicas], lp.values[cols.routed])
+    start = transfer(lp_plan, compiled, c)
     values = np.zeros(c.milp.num_vars)
     values[c.columns.replicas], values[c.columns.routed] = start.replicas, start.routed
     best = round_and_route(c, values)
@@ -281,33 +289,44 @@ def _integer_plan(
         best = consolidate(c, best)
     if evaluate(c, best).unserved.any():  # rounding lost capacity the LP had: repair greedily
         best = fill_unserved(c, best)
+    home, found_bound = c, -math.inf
+    if not _certified(c, best, bound, options.relative_gap) and time.perf_counter() < deadline:
+        lagrangian = price_models(lp)
+        if lagrangian is not None:
+            home = lagrangian.full
+            best = lagrangian.search(transfer(best, c, home), options.relative_gap, deadline, bound)
+            found_bound = lagrangian.bound
+            bound = max(bound, found_bound)
     searches = [c]
     if not options.exact:
         support = np.zeros(cands.pools.size, dtype=bool)
-        support[lp.pool_ids[lp_values[lp.columns.replicas] > 1e-6]] = True
-        support[c.pool_ids[best.replicas > 0]] = True
+        support[compiled.pool_ids[lp.values[cols.replicas] > 1e-6]] = True
+        support[home.pool_ids[best.replicas > 0]] = True
         searches.insert(0, restrict(cands, support[cands.routes.pool]))
-    # The MILP's own bound counts only over every candidate route (and so every pool): it is
-    # often far above the LP's when small models must round a fraction of a replica up.
-    complete = c.route_ids.size == cands.routes.size
-    global_bound = -math.inf
     for search in searches:
         left = deadline - time.perf_counter()
-        objective = evaluate(c, best).objective
-        if left <= 0 or objective - bound <= options.relative_gap * abs(objective):
+        if left <= 0 or _certified(home, best, bound, options.relative_gap):
             break
-        found, solved, mip_bound = _solve_milp(search, options, transfer(best, c, search), left)
-        if search is c and complete:
-            global_bound = mip_bound
+        found, solved, mip_bound = _solve_milp(search, options, transfer(best, home, search), left)
+        # The MILP's own bound counts only over every candidate route (and so every pool): it
+        # is often far above the LP's when small models must round a fraction of a replica up.
+        if search.route_ids.size == cands.routes.size:
+            found_bound = max(found_bound, mip_bound)
+            bound = max(bound, found_bound)
         if solved:
-            found = transfer(found, search, c)
-            if evaluate(c, found).objective < objective:
+            found = transfer(found, search, home)
+            if evaluate(home, found).objective < evaluate(home, best).objective:
                 best = found
-    if evaluate(c, best).unserved.any():  # a search stopped early may leave free GPUs unused
-        repaired = fill_unserved(c, best)
-        if evaluate(c, repaired).objective < evaluate(c, best).objective:
+    if evaluate(home, best).unserved.any():  # a search stopped early may leave free GPUs unused
+        repaired = fill_unserved(home, best)
+        if evaluate(home, repaired).objective < evaluate(home, best).objective:
             best = repaired
-    return c, best, global_bound
+    return home, best, found_bound
+
+
+def _certified(c: Compiled, a: Assignment, bound: float, relative_gap: float) -> bool:
+    objective = evaluate(c, a).objective
+    return objective - bound <= relative_gap * abs(objective)
 
 
 def transfer(a: Assignment, source: Compiled, target: Compiled) -> Assignment:
@@ -468,6 +487,18 @@ def round_and_route(c: Compiled, lp_values: FloatArray, max_rounds: int = 12) ->
     free = (p.current == 0) & ~c.candidates.whole_model[p.model]
     n = np.where(free, np.minimum(n, np.ceil(load / p.rate - 1e-9)), n)
     return Assignment(n, routed)
+
+
+def _solve_lp_with_duals(milp: Milp) -> tuple[float, FloatArray, FloatArray]:
+    solver = glop()
+    solver.solve(_helper(milp, integer=False))
+    if not solver.has_solution():  # slacks keep it feasible; this is a solver failure
+        raise RuntimeError(f"LP relaxation failed: {solver.status()}")
+    return (
+        float(solver.objective_value()),
+        np.asarray(solver.variable_values(), dtype=np.float64),
+        np.asarray(solver.dual_values(), dtype=np.float64),
+    )
 
 
 def _solve_lp(milp: Milp) -> tuple[float, FloatArray]:

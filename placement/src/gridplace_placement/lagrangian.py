@@ -1,0 +1,256 @@
+"""Lagrangian bound and search by model: models share only GPUs and the problem-wide churn budget.
+
+Pricing those coupling rows (`A_R x <= b_R`) with multipliers `y <= 0` splits the MILP into one
+small MILP per model: every plan `x` that keeps them has `y.(A_R x - b_R) >= 0`, so
+
+    c.x >= (c - y A_R).x + y.b_R >= y.b_R + sum_m min over model m's plans of (c - y A_R).x_m
+
+which is a lower bound for every integer plan of the full problem, whatever `y <= 0` (weak
+Lagrangian duality). With `y` the LP's duals, each model's minimum is at least its share of the
+LP optimum (the LP's solution splits by model under its own duals) and at least the dual bound
+of the model's own MILP over *all* of its candidate routes and pools, so the bound never falls
+below the LP's and rises by what each solved model must round up. The same MILP gives the model
+its best plan at those prices; where it fits the GPUs the other models leave and costs less, it
+replaces the model's part of the plan. The models with the largest gap between their part of the
+plan and their lower bound go first, until the plan is certified or the budget is spent.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.sparse import bmat, csr_matrix
+from scipy.sparse.csgraph import connected_components
+
+from gridplace_placement.builder import Compiled, FloatArray, IntArray, group_by, restrict
+from gridplace_placement.extract import Assignment, charged_moves, evaluate
+
+
+@dataclass(frozen=True)
+class LpSolution:
+    """An LP relaxation solved over some of the candidates' routes, with its duals."""
+
+    compiled: Compiled
+    bound: float  # certified for the full LP: objective + the pricing shortfall
+    values: FloatArray
+    duals: FloatArray  # per row, GLOP's sign convention (<= 0 on binding <= rows of a min)
+    shortfall: FloatArray  # per model: most the full LP's share lies below this one's (<= 0)
+
+
+@dataclass
+class Lagrangian:
+    """The full candidate MILP with its coupling rows priced, split by model."""
+
+    full: Compiled
+    price: FloatArray  # reduced objective per column of `full`
+    matrix: csr_matrix
+    cols_of: list[IntArray]  # per model: its columns in `full`
+    rows_of: list[IntArray]  # per model: its rows in `full` (the coupling rows belong to none)
+    gpu_price: FloatArray  # -y per (region * len(gpu_types) + gpu), >= 0
+    churn_price: float  # -y of the problem-wide churn budget, >= 0
+    constant: float  # y.b_R and the columns of no model
+    lower: FloatArray  # per model: lower bound of its priced minimum
+    solved: NDArray[np.bool_]  # per model: its MILP ran
+    pools_of: list[IntArray]  # per model: its pools in `full`
+    routes_of: list[IntArray]
+
+    @property
+    def bound(self) -> float:
+        return self.constant + float(self.lower.sum())
+
+    def priced_cost(self, a: Assignment) -> FloatArray:
+        """Each model's part of a plan (over `full`) at the Lagrangian prices."""
+        c, p = self.full, self.full.pools
+        n_m = len(c.problem.models)
+        key = p.region * len(c.gpu_types) + p.gpu
+        gpus = a.replicas * p.gpus_per_replica * self.gpu_price[key]
+        moves = self.churn_price * charged_moves(c, a.replicas)
+        per_model: FloatArray = evaluate(c, a).per_model
+        return per_model + np.bincount(p.model, weights=gpus, minlength=n_m) + moves
+
+    def search(
+        self, best: Assignment, relative_gap: float, deadline: float, bound: float
+    ) -> Assignment:
+        """Solve the models' MILPs, largest gap first, while the plan is not certified within
+        `relative_gap` of max(`bound`, self.bound) and time remains; returns the best plan."""
+        c, p = self.full, self.full.pools
+        key = p.region * len(c.gpu_types) + p.gpu
+        cap = c.candidates.capacity.ravel()
+        _, hi, cost, _, _, _, _ = c.milp.arrays()
+        objective = evaluate(c, best).objective
+        while deadline - time.perf_counter() > 0:
+            if objective - max(bound, self.bound) <= relative_gap * abs(objective):
+                break
+            gap = np.where(self.solved, -np.inf, self.priced_cost(best) - self.lower)
+            m = int(np.argmax(gap))
+            if gap[m] <= 1e-9 * max(abs(objective), 1.0):
+                break
+            self.solved[m] = True
+            cols = self.cols_of[m]
+            dual, values = self._solve(m, self.price[cols], hi[cols], deadline, relative_gap)
+            self.lower[m] = max(self.lower[m], dual)
+            # Its best plan at the GPU prices, if it fits and pays; else its best plan at the
+            # true costs within the GPUs the other models leave.
+            mine = self.pools_of[m]
+            others = np.bincount(
+                key, weights=best.replicas * p.gpus_per_replica, minlength=cap.size
+            ) - np.bincount(
+                key[mine],
+                weights=best.replicas[mine] * p.gpus_per_replica[mine],
+                minlength=cap.size,
+            )
+            for attempt in range(2):
+                if values is not None:
+                    trial = self._with_part(best, m, values)
+                    used = others + np.bincount(
+                        key[mine],
+                        weights=trial.replicas[mine] * p.gpus_per_replica[mine],
+                        minlength=cap.size,
+                    )
+                    if (used <= cap + 1e-9).all():
+                        trial_objective = evaluate(c, trial).objective
+                        if trial_objective < objective - 1e-12:
+                            best, objective = trial, trial_objective
+                            break
+                if attempt == 0 and deadline - time.perf_counter() > 0:
+                    upper = hi.copy()
+                    free = np.maximum(cap[key[mine]] - others[key[mine]], 0.0)
+                    replicas = c.columns.replicas[mine]
+                    upper[replicas] = np.minimum(upper[replicas], free // p.gpus_per_replica[mine])
+                    _, values = self._solve(m, cost[cols], upper[cols], deadline, relative_gap)
+        return best
+
+    def _solve(
+        self, m: int, cost: FloatArray, upper: FloatArray, deadline: float, relative_gap: float
+    ) -> tuple[float, FloatArray | None]:
+        """Model m's MILP with these costs and column upper bounds: its dual bound (-inf if
+        none) and its solution over `full`'s columns (None if none)."""
+        c, cols, rows = self.full, self.cols_of[m], self.rows_of[m]
+        lo, _, _, integer, _, row_lo, row_hi = c.milp.arrays()
+        result = milp(
+            cost,
+            integrality=integer[cols].astype(np.int64),
+            bounds=Bounds(lo[cols], upper),
+            constraints=LinearConstraint(self.matrix[rows][:, cols], row_lo[rows], row_hi[rows]),
+            options={
+                "time_limit": max(deadline - time.perf_counter(), 1e-3),
+                "mip_rel_gap": relative_gap / 10,
+                "presolve": False,
+            },
+        )
+        dual = getattr(result, "mip_dual_bound", None)
+        dual = float(dual) if dual is not None and math.isfinite(dual) else -math.inf
+        if result.x is None:
+            return dual, None
+        values = np.zeros(c.milp.num_vars)
+        values[cols] = result.x
+        return dual, values
+
+    def _with_part(self, a: Assignment, m: int, values: FloatArray) -> Assignment:
+        """`a` with model m's replicas and routes taken from a solution over `full`'s columns."""
+        cols, mine, mine_routes = self.full.columns, self.pools_of[m], self.routes_of[m]
+        replicas, routed = a.replicas.copy(), a.routed.copy()
+        replicas[mine] = np.round(values[cols.replicas[mine]])
+        routed[mine_routes] = np.maximum(values[cols.routed[mine_routes]], 0.0)
+        return Assignment(replicas, routed)
+
+
+def price_models(lp: LpSolution) -> Lagrangian | None:
+    """Price the coupling rows with the LP's duals over the full candidate MILP; None when a
+    column of no model would make the bound unbounded (never at an LP optimum)."""
+    cands = lp.compiled.candidates
+    full = (
+        lp.compiled
+        if lp.compiled.route_ids.size == cands.routes.size
+        else restrict(cands, np.ones(cands.routes.size, dtype=bool))
+    )
+    n_m, n_keys = len(cands.problem.models), cands.capacity.size
+    # Multipliers y <= 0 of the GPU rows (by region and type) and the churn budget row.
+    lc = lp.compiled.columns
+    y_gpu = np.zeros(n_keys)
+    has = lc.gpu_rows >= 0
+    y_gpu[has] = np.minimum(lp.duals[lc.gpu_rows[has]], 0.0)
+    y_churn = float(min(lp.duals[lc.churn_row[0]], 0.0)) if lc.churn_row.size else 0.0
+
+    # Each model's share of the LP optimum at these prices, plus its pricing shortfall.
+    lp_price = _priced(lp.compiled, y_gpu, y_churn)
+    lp_model, _ = _models(lp.compiled)
+    sel = lp_model >= 0
+    lower = (
+        np.bincount(lp_model[sel], weights=lp_price[sel] * lp.values[sel], minlength=n_m).astype(
+            np.float64
+        )
+        + lp.shortfall
+    )
+
+    price = _priced(full, y_gpu, y_churn)
+    col_model, row_model = _models(full)
+    lo, hi, _, _, matrix, _, row_hi = full.milp.arrays()
+    fc = full.columns
+    coupling = _coupling_rows(full)
+    y_rows = np.concatenate([y_gpu[_keys(full)], np.full(fc.churn_row.size, y_churn)])
+    constant = float(y_rows @ row_hi[coupling])
+    alone = np.flatnonzero(col_model < 0)  # e.g. the problem-wide churn overrun
+    if ((price[alone] < 0) & np.isinf(hi[alone])).any():
+        return None
+    at_lo = np.where(price[alone] * lo[alone] <= price[alone] * hi[alone], lo[alone], hi[alone])
+    constant += float(price[alone] @ at_lo)
+    return Lagrangian(
+        full=full,
+        price=price,
+        matrix=matrix,
+        cols_of=group_by(np.where(col_model >= 0, col_model, n_m), n_m + 1)[:n_m],
+        rows_of=group_by(np.where(row_model >= 0, row_model, n_m), n_m + 1)[:n_m],
+        gpu_price=-y_gpu,
+        churn_price=-y_churn,
+        constant=constant,
+        lower=lower,
+        solved=np.zeros(n_m, dtype=bool),
+        pools_of=group_by(full.pools.model, n_m),
+        routes_of=group_by(full.routes.model, n_m),
+    )
+
+
+def _keys(c: Compiled) -> IntArray:
+    """Key (region * len(gpu_types) + gpu) of each GPU capacity row, in row order."""
+    key: IntArray = c.columns.capacity_key[:, 0] * len(c.gpu_types) + c.columns.capacity_key[:, 1]
+    return key
+
+
+def _coupling_rows(c: Compiled) -> IntArray:
+    return np.concatenate([c.columns.capacity_rows, c.columns.churn_row])
+
+
+def _priced(c: Compiled, y_gpu: FloatArray, y_churn: float) -> FloatArray:
+    """The objective less y times the coupling rows: c - y A_R."""
+    _, _, cost, _, matrix, _, _ = c.milp.arrays()
+    y = np.concatenate([y_gpu[_keys(c)], np.full(c.columns.churn_row.size, y_churn)])
+    priced: FloatArray = cost - matrix[_coupling_rows(c)].T @ y
+    return priced
+
+
+def _models(c: Compiled) -> tuple[IntArray, IntArray]:
+    """Model of each column and each row once the coupling rows are gone (-1: none). Without
+    them the MILP falls apart into one connected block per model."""
+    matrix = c.milp.arrays()[4]
+    keep = np.ones(matrix.shape[0], dtype=bool)
+    keep[_coupling_rows(c)] = False
+    rows = np.flatnonzero(keep)
+    block = matrix[rows]
+    graph = bmat([[None, block], [block.T, None]], format="csr")
+    _, label = connected_components(graph, directed=False)
+    row_label, col_label = label[: rows.size], label[rows.size :]
+    owner = np.full(int(label.max(initial=-1)) + 1, -1, dtype=np.int64)
+    cols = c.columns
+    owner[col_label[cols.replicas]] = c.pools.model
+    owner[col_label[cols.routed]] = c.routes.model
+    owner[col_label[cols.unserved]] = c.demands.model
+    col_model = owner[col_label]
+    row_model = np.full(matrix.shape[0], -1, dtype=np.int64)
+    row_model[rows] = owner[row_label]
+    return col_model, row_model
