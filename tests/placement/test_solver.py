@@ -14,6 +14,7 @@ from gridplace_placement.solver import (
     Backend,
     Policy,
     SolveOptions,
+    column_generation,
     lp_bound,
     lp_relaxation,
     solve,
@@ -347,6 +348,19 @@ def test_column_generation_bound_matches_the_full_lp() -> None:
     assert restricted.routes.size < compile_problem(problem).routes.size  # it did prune
     assert bound <= full + 1e-6 * abs(full)  # a valid lower bound
     assert bound >= full * (1 - 2e-3)  # and a tight one
+
+
+def test_small_problems_solve_the_full_lp_at_once() -> None:
+    problem = random_problem(30, 8, gpu_types=3, zones=8, seed=3)
+    cands = candidates(problem)
+    whole = column_generation(cands, full_below=cands.routes.size + 1)
+    priced = column_generation(cands, routes_per_zone=2, full_below=cands.routes.size)
+    assert whole.compiled.route_ids.size == cands.routes.size
+    assert priced.compiled.route_ids.size < cands.routes.size
+    full, _ = lp_relaxation(compile_problem(problem))
+    assert whole.bound == pytest.approx(full, rel=1e-9)
+    assert not whole.shortfall.any()
+    assert priced.bound <= full + 1e-6 * abs(full)
 
 
 def test_generated_instances_are_reproducible_and_certified() -> None:

@@ -48,7 +48,9 @@ class Lagrangian:
 
     full: Compiled
     price: FloatArray  # reduced objective per column of `full`
-    matrix: csr_matrix
+    arrays: tuple[
+        FloatArray, FloatArray, FloatArray, NDArray[np.bool_], csr_matrix, FloatArray, FloatArray
+    ]  # full.milp.arrays()
     cols_of: list[IntArray]  # per model: its columns in `full`
     rows_of: list[IntArray]  # per model: its rows in `full` (the coupling rows belong to none)
     gpu_price: FloatArray  # -y per (region * len(gpu_types) + gpu), >= 0
@@ -81,7 +83,7 @@ class Lagrangian:
         c, p = self.full, self.full.pools
         key = p.region * len(c.gpu_types) + p.gpu
         cap = c.candidates.capacity.ravel()
-        _, hi, cost, _, _, _, _ = c.milp.arrays()
+        _, hi, cost, _, _, _, _ = self.arrays
         objective = evaluate(c, best).objective
         while deadline - time.perf_counter() > 0:
             if objective - max(bound, self.bound) <= relative_gap * abs(objective):
@@ -131,12 +133,12 @@ class Lagrangian:
         """Model m's MILP with these costs and column upper bounds: its dual bound (-inf if
         none) and its solution over `full`'s columns (None if none)."""
         c, cols, rows = self.full, self.cols_of[m], self.rows_of[m]
-        lo, _, _, integer, _, row_lo, row_hi = c.milp.arrays()
+        lo, _, _, integer, matrix, row_lo, row_hi = self.arrays
         result = milp(
             cost,
             integrality=integer[cols].astype(np.int64),
             bounds=Bounds(lo[cols], upper),
-            constraints=LinearConstraint(self.matrix[rows][:, cols], row_lo[rows], row_hi[rows]),
+            constraints=LinearConstraint(matrix[rows][:, cols], row_lo[rows], row_hi[rows]),
             options={
                 "time_limit": max(deadline - time.perf_counter(), 1e-3),
                 "mip_rel_gap": relative_gap / 10,
@@ -190,7 +192,8 @@ def price_models(lp: LpSolution) -> Lagrangian | None:
 
     price = _priced(full, y_gpu, y_churn)
     col_model, row_model = _models(full)
-    lo, hi, _, _, matrix, _, row_hi = full.milp.arrays()
+    arrays = full.milp.arrays()
+    lo, hi, _, _, _, _, row_hi = arrays
     fc = full.columns
     coupling = _coupling_rows(full)
     y_rows = np.concatenate([y_gpu[_keys(full)], np.full(fc.churn_row.size, y_churn)])
@@ -203,7 +206,7 @@ def price_models(lp: LpSolution) -> Lagrangian | None:
     return Lagrangian(
         full=full,
         price=price,
-        matrix=matrix,
+        arrays=arrays,
         cols_of=group_by(np.where(col_model >= 0, col_model, n_m), n_m + 1)[:n_m],
         rows_of=group_by(np.where(row_model >= 0, row_model, n_m), n_m + 1)[:n_m],
         gpu_price=-y_gpu,

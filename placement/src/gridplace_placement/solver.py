@@ -38,6 +38,9 @@ Policy = Literal[
 POLICIES: tuple[Policy, ...] = get_args(Policy)
 ENTERING_PER_ZONE = 16  # routes per (model, zone) priced into the LP per round
 BOUND_TOLERANCE = 1e-3  # stop pricing when the bound can fall by less than this share
+# Below this many candidate routes the full LP is solved at once: faster than pricing rounds
+# (measured at 100 x 20 x 4 x 20, 17k routes: 0.07 s against 0.10-0.15 s).
+FULL_LP_ROUTES = 30_000
 
 
 class SolveOptions(BaseModel):
@@ -82,7 +85,7 @@ def solve(
     t0 = time.perf_counter()
     cands = candidates(problem)
     t1 = time.perf_counter()
-    lp = column_generation(cands, options.routes_per_zone)
+    lp = column_generation(cands, options.routes_per_zone, full_below=FULL_LP_ROUTES)
     compiled, bound = lp.compiled, lp.bound
     t2 = time.perf_counter()
     held = Held(Assignment(np.zeros(0), np.zeros(0)), {}, kept_all=False)
@@ -137,11 +140,14 @@ def lp_bound(
 
 
 def column_generation(
-    cands: Candidates, routes_per_zone: int = 16, max_rounds: int = 30
+    cands: Candidates, routes_per_zone: int = 16, max_rounds: int = 30, full_below: int = 0
 ) -> LpSolution:
-    """`lp_bound` with the LP's duals and each model's pricing shortfall."""
+    """`lp_bound` with the LP's duals and each model's pricing shortfall. With fewer than
+    `full_below` candidate routes, the full LP is solved at once instead."""
     n_m = len(cands.problem.models)
     mask = _cheapest_routes(cands, routes_per_zone)
+    if cands.routes.size < full_below:
+        max_rounds = 0
     for _ in range(max_rounds):
         compiled = restrict(cands, mask)
         if compiled.milp.num_vars == 0:
@@ -275,7 +281,10 @@ def _integer_plan(
         pools = np.ones(cands.pools.size, dtype=bool)
     else:
         pools = _neighbourhood(cands, options.neighbourhood)
-        pools[compiled.pool_ids] = True  # every pool the column generation priced in
+        # Every pool the column generation priced in; the pools it uses if it priced in all.
+        full = compiled.route_ids.size == cands.routes.size
+        used = lp.values[compiled.columns.replicas] > 1e-9 if full else slice(None)
+        pools[compiled.pool_ids[used]] = True
     c = restrict(cands, pools[cands.routes.pool])
     # Dive over the neighbourhood from the column generation's LP solution (optimal for the
     # full LP), carried over: the neighbourhood's own LP would only find it again.
