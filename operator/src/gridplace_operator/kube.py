@@ -1,6 +1,7 @@
 """The only module that writes to the API server: server-side apply, deletes, status, Events.
 
-Calls are synchronous (kubernetes client) and run in a worker thread; every write is counted so a
+Calls are synchronous (plain JSON over the kubernetes client's connection, `rest.py`) and run in
+a worker thread; every write is counted so a
 steady state can be shown to write nothing. Requests and responses stay plain JSON: the client's
 typed models cost memory and time to build, and nothing here reads a write's response.
 """
@@ -8,9 +9,8 @@ typed models cost memory and time to build, and nothing here reads a write's res
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,9 +21,9 @@ from gridplace_operator import labels
 from gridplace_operator.api.common import GROUP, VERSION
 from gridplace_operator.inventory import inventory_view
 from gridplace_operator.metrics import OperatorMetrics
+from gridplace_operator.rest import APPLY, Rest, core_path, group_path
 
 log = logging.getLogger(__name__)
-APPLY = "application/apply-patch+yaml"
 
 
 POD_PAGE = 500
@@ -52,11 +52,30 @@ def load_client_config(kubeconfig: str | None = None) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+# Every kind gridplace reads or writes: (API group and version, or None for core/v1; plural).
+_KINDS: dict[str, tuple[tuple[str, str] | None, str]] = {
+    "InferenceDeployment": ((GROUP, VERSION), "inferencedeployments"),
+    "Region": ((GROUP, VERSION), "regions"),
+    "Node": (None, "nodes"),
+    "Pod": (None, "pods"),
+    "Service": (None, "services"),
+    "Event": (None, "events"),
+    "Deployment": (("apps", "v1"), "deployments"),
+}
+CLUSTER_SCOPED = frozenset({"Region", "Node"})
+
+
+def path_of(kind: str, namespace: str | None = None, name: str | None = None) -> str:
+    """API path of a kind's collection (all namespaces when `namespace` is None) or object."""
+    group_version, plural = _KINDS[kind]
+    if group_version is None:
+        return core_path(plural, namespace, name)
+    return group_path(*group_version, plural, namespace, name)
+
+
 class Kube:
     def __init__(self, api_client: client.ApiClient, metrics: OperatorMetrics) -> None:
-        self.core = client.CoreV1Api(api_client)
-        self.apps = client.AppsV1Api(api_client)
-        self.custom = client.CustomObjectsApi(api_client)
+        self.rest = Rest(api_client)
         self.metrics = metrics
 
     def _count(self, kind: str, verb: str) -> None:
@@ -72,13 +91,13 @@ class Kube:
             token: str | None = None
             while True:
                 # Raw JSON: the typed models cost more to build than the planner needs.
-                response: Any = self.core.list_pod_for_all_namespaces(
-                    field_selector="status.phase!=Succeeded,status.phase!=Failed",
-                    limit=POD_PAGE,
-                    _continue=token,
-                    _preload_content=False,
-                )
-                page = json.loads(response.data)
+                query: dict[str, str | int] = {
+                    "fieldSelector": "status.phase!=Succeeded,status.phase!=Failed",
+                    "limit": POD_PAGE,
+                }
+                if token:
+                    query["continue"] = token
+                page = self.rest.get_json(path_of("Pod"), query=query)
                 pods.extend(inventory_view(pod) for pod in page["items"])
                 token = page.get("metadata", {}).get("continue")
                 if not token:
@@ -94,35 +113,13 @@ class Kube:
         Namespaced kinds are listed in `namespaces` only, when given, so that namespace-scoped
         RBAC suffices.
         """
-        raw: dict[str, Any] = {"_preload_content": False}
-        if label_selector:
-            raw["label_selector"] = label_selector
-        cluster_wide: dict[str, Callable[[], Any]] = {
-            "InferenceDeployment": lambda: self.custom.list_cluster_custom_object(
-                GROUP, VERSION, "inferencedeployments", **raw
-            ),
-            "Region": lambda: self.custom.list_cluster_custom_object(
-                GROUP, VERSION, "regions", **raw
-            ),
-            "Node": lambda: self.core.list_node(**raw),
-            "Deployment": lambda: self.apps.list_deployment_for_all_namespaces(**raw),
-            "Service": lambda: self.core.list_service_for_all_namespaces(**raw),
-        }
-        in_namespace: dict[str, Callable[[str], Any]] = {
-            "InferenceDeployment": lambda ns: self.custom.list_namespaced_custom_object(
-                GROUP, VERSION, ns, "inferencedeployments", **raw
-            ),
-            "Deployment": lambda ns: self.apps.list_namespaced_deployment(ns, **raw),
-            "Service": lambda ns: self.core.list_namespaced_service(ns, **raw),
-        }
-        if namespaces and kind in in_namespace:
-            responses = [in_namespace[kind](ns) for ns in namespaces]
-        else:
-            responses = [cluster_wide[kind]()]
+        query = {"labelSelector": label_selector} if label_selector else {}
+        scoped = namespaces and kind not in CLUSTER_SCOPED
+        paths = [path_of(kind, ns) for ns in namespaces] if scoped else [path_of(kind)]
         return [
             {**item, "kind": kind}
-            for response in responses
-            for item in json.loads(response.data)["items"]
+            for path in paths
+            for item in self.rest.get_json(path, query=query)["items"]
         ]
 
     # Writes ----------------------------------------------------------------------------------
@@ -133,36 +130,28 @@ class Kube:
         instead of handing fields another manager owns over to gridplace.
         """
         kind = obj["kind"]
-        meta = obj["metadata"]
-        method: Callable[..., Any]
-        if kind == "Deployment":
-            method = self.apps.patch_namespaced_deployment
-        elif kind == "Service":
-            method = self.core.patch_namespaced_service
-        else:
+        if kind not in ("Deployment", "Service"):
             raise ValueError(f"gridplace does not apply objects of kind {kind}")
+        meta = obj["metadata"]
         self._count(kind, "apply")
         response = await asyncio.to_thread(
-            method,
-            meta["name"],
-            meta["namespace"],
-            dict(obj),
-            field_manager=labels.FIELD_MANAGER,
-            force=force,
-            _content_type=APPLY,
-            _preload_content=False,
+            self.rest.request,
+            "PATCH",
+            path_of(kind, meta["namespace"], meta["name"]),
+            query={"fieldManager": labels.FIELD_MANAGER, "force": "true" if force else "false"},
+            body=dict(obj),
+            content_type=APPLY,
         )
         _discard(response)
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
-        method = {
-            "Deployment": self.apps.delete_namespaced_deployment,
-            "Service": self.core.delete_namespaced_service,
-        }[kind]
         self._count(kind, "delete")
         try:
             response = await asyncio.to_thread(
-                method, name, namespace, propagation_policy="Background", _preload_content=False
+                self.rest.request,
+                "DELETE",
+                path_of(kind, namespace, name),
+                query={"propagationPolicy": "Background"},
             )
         except ApiException as err:
             if err.status != 404:
@@ -171,40 +160,21 @@ class Kube:
         _discard(response)
 
     async def apply_status(
-        self, plural: str, namespace: str | None, name: str, status: Mapping[str, Any], kind: str
+        self, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]
     ) -> None:
         """Server-side apply of a custom object's status subresource."""
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name}}
         body["status"] = dict(status)
         self._count(kind, "apply-status")
-        options: dict[str, Any] = {
-            "field_manager": labels.FIELD_MANAGER,
-            "force": True,
-            "_content_type": APPLY,
-            "_preload_content": False,
-        }
         try:
-            if namespace is None:
-                response = await asyncio.to_thread(
-                    self.custom.patch_cluster_custom_object_status,
-                    GROUP,
-                    VERSION,
-                    plural,
-                    name,
-                    body,
-                    **options,
-                )
-            else:
-                response = await asyncio.to_thread(
-                    self.custom.patch_namespaced_custom_object_status,
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    plural,
-                    name,
-                    body,
-                    **options,
-                )
+            response = await asyncio.to_thread(
+                self.rest.request,
+                "PATCH",
+                path_of(kind, namespace, name) + "/status",
+                query={"fieldManager": labels.FIELD_MANAGER, "force": "true"},
+                body=body,
+                content_type=APPLY,
+            )
         except ApiException as err:
             if err.status != 404:  # deleted meanwhile: nothing left to report on
                 raise
@@ -223,7 +193,7 @@ class Kube:
         meta = regarding["metadata"]
         namespace = meta.get("namespace") or "default"
         now = datetime.now(UTC).isoformat()
-        body: Any = {  # plain JSON, which the client sends as it is (typed as its model)
+        body = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": namespace},
@@ -247,7 +217,7 @@ class Kube:
         self._count("Event", "create")
         try:
             response = await asyncio.to_thread(
-                self.core.create_namespaced_event, namespace, body, _preload_content=False
+                self.rest.request, "POST", path_of("Event", namespace), body=body
             )
         except ApiException as err:  # an Event is best effort; never fail a cycle for it
             log.warning("could not record Event %s on %s: %s", reason, meta["name"], err.reason)

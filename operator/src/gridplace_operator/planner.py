@@ -569,9 +569,7 @@ class Planner:
             ref, model_plan, spec if isinstance(spec, InferenceDeploymentSpec) else None
         )
         if comparable(status) != comparable(previous):
-            await self.kube.apply_status(
-                "inferencedeployments", ref.namespace, ref.name, status, "InferenceDeployment"
-            )
+            await self.kube.apply_status("InferenceDeployment", ref.namespace, ref.name, status)
         await self._events(body, status, previous)
 
     def plan_rtt(self) -> dict[str, dict[str, float]]:
@@ -683,7 +681,7 @@ class Planner:
         previous: Mapping[str, Any] = body.get("status") or {}
         status = region_status(facts, previous, now).to_api()
         if _region_comparable(status) != _region_comparable(previous):
-            await self.kube.apply_status("regions", None, name, status, "Region")
+            await self.kube.apply_status("Region", None, name, status)
 
 
 def _gpus_taken(plan: Plan, problem: Problem) -> dict[tuple[str, str], int]:

@@ -7,13 +7,13 @@ import base64
 import binascii
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from gridplace_operator.providers.cache import TimedCache
+from gridplace_operator.rest import Rest, core_path
 from gridplace_operator.signals import SignalError
 
 
@@ -38,7 +38,7 @@ class KubeRefs:
         ttl_seconds: float,
         timeout_seconds: float,
     ) -> None:
-        self.core = client.CoreV1Api(api_client)
+        self.rest = Rest(api_client)
         self.namespace = namespace
         self.ttl_seconds = ttl_seconds
         self.timeout_seconds = timeout_seconds
@@ -51,13 +51,15 @@ class KubeRefs:
 
         def fetch() -> Mapping[str, str]:
             try:
-                found: Any = self.core.read_namespaced_secret(
-                    name, ns, _request_timeout=self.timeout_seconds
+                found = self.rest.get_json(
+                    core_path("secrets", ns, name), timeout=self.timeout_seconds
                 )
             except (ApiException, urllib3.exceptions.HTTPError) as err:
                 raise _api_problem(err, what) from None
             try:
-                return {k: base64.b64decode(v).decode() for k, v in (found.data or {}).items()}
+                return {
+                    k: base64.b64decode(v).decode() for k, v in (found.get("data") or {}).items()
+                }
             except (binascii.Error, UnicodeDecodeError):
                 raise SignalError(f"{what}: a value is not UTF-8 text") from None
 
@@ -82,12 +84,12 @@ class KubeRefs:
         ns = namespace or self.namespace
         what = f"ConfigMap {ns}/{name}"
         try:
-            found: Any = self.core.read_namespaced_config_map(
-                name, ns, _request_timeout=self.timeout_seconds
+            found = self.rest.get_json(
+                core_path("configmaps", ns, name), timeout=self.timeout_seconds
             )
         except (ApiException, urllib3.exceptions.HTTPError) as err:
             raise _api_problem(err, what) from None
-        data: dict[str, str] = found.data or {}
+        data: dict[str, str] = found.get("data") or {}
         if key not in data:
             have = ", ".join(sorted(data)) or "none"
             raise SignalError(f"{what} has no key {key!r} (keys: {have})")

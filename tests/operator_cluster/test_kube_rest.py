@@ -1,0 +1,58 @@
+"""gridplace's plain-JSON requests against the real API server: paths, paging, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from gridplace_e2e.cluster.handle import ClusterHandle
+from gridplace_operator import kube as kube_module
+from gridplace_operator.kube import Kube, load_client_config, path_of
+from gridplace_operator.metrics import OperatorMetrics
+
+POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "placeholder"},
+    "spec": {"containers": [{"name": "c", "image": "example.invalid/none"}]},
+}
+
+
+def test_paths_of_core_group_and_cluster_scoped_kinds() -> None:
+    assert path_of("Pod") == "/api/v1/pods"
+    assert path_of("Service", "team-a", "chat") == "/api/v1/namespaces/team-a/services/chat"
+    assert path_of("Deployment", "ns") == "/apis/apps/v1/namespaces/ns/deployments"
+    assert path_of("Region", None, "us-east-1") == "/apis/gridplace.dev/v1alpha1/regions/us-east-1"
+    assert path_of("Node", None, "a/b") == "/api/v1/nodes/a%2Fb"  # never a path traversal
+
+
+def test_pods_are_listed_across_pages_and_writes_raise_api_errors(
+    cluster: ClusterHandle, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(5):
+        meta = {"name": f"placeholder-{i}", "namespace": namespace, "labels": {"probe": namespace}}
+        pod = {**POD, "metadata": meta}
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    monkeypatch.setattr(kube_module, "POD_PAGE", 2)  # three pages for five pods
+    kube = Kube(load_client_config(str(cluster.kubeconfig)), OperatorMetrics())
+    pods = asyncio.run(kube.list_gpu_pods())
+    assert sum(pod["metadata"]["labels"].get("probe") == namespace for pod in pods) == 5
+
+    asyncio.run(
+        kube.delete("Service", namespace, "absent")
+    )  # a 404 on delete is done, not an error
+    with pytest.raises(ApiException) as raised:
+        asyncio.run(
+            kube.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": "invalid", "namespace": namespace},
+                    "spec": {"ports": [{"port": -1}]},
+                }
+            )
+        )
+    assert raised.value.status == 422
