@@ -293,7 +293,7 @@ def _integer_plan(
     start = transfer(lp_plan, compiled, c)
     values = np.zeros(c.milp.num_vars)
     values[c.columns.replicas], values[c.columns.routed] = start.replicas, start.routed
-    best = round_and_route(c, values)
+    best = round_and_route(c, values, deadline=deadline)
     if time.perf_counter() < deadline:  # one small LP per model and try: only within budget
         best = consolidate(c, best)
     if evaluate(c, best).unserved.any():  # rounding lost capacity the LP had: repair greedily
@@ -316,7 +316,8 @@ def _integer_plan(
         left = deadline - time.perf_counter()
         if left <= 0 or _certified(home, best, bound, options.relative_gap):
             break
-        found, solved, mip_bound = _solve_milp(search, options, transfer(best, home, search), left)
+        start = transfer(best, home, search)
+        found, solved, mip_bound = _solve_milp(search, options, start, deadline)
         # The MILP's own bound counts only over every candidate route (and so every pool): it
         # is often far above the LP's when small models must round a fraction of a replica up.
         if search.route_ids.size == cands.routes.size:
@@ -418,7 +419,7 @@ def _neighbourhood(cands: Candidates, extra: int) -> NDArray[np.bool_]:
 
 
 def _solve_milp(
-    c: Compiled, options: SolveOptions, start: Assignment, seconds: float
+    c: Compiled, options: SolveOptions, start: Assignment, deadline: float
 ) -> tuple[Assignment, bool, float]:
     cols = c.columns
     milp = c.milp
@@ -428,7 +429,8 @@ def _solve_milp(
         for col, value in zip(cols.replicas.tolist(), start.replicas.tolist(), strict=True):
             helper.add_hint(col, value)
     solver = mbh.ModelSolverHelper(options.backend)
-    solver.set_time_limit_in_seconds(seconds)
+    # The limit counts from here, after the model is built: it covers presolve and search.
+    solver.set_time_limit_in_seconds(max(deadline - time.perf_counter(), 1e-3))
     solver.set_solver_specific_parameters(_parameters(options))
     solver.solve(helper)
     if not solver.has_solution():
@@ -441,14 +443,16 @@ def _solve_milp(
     return Assignment(replicas, routed), True, mip_bound
 
 
-def round_and_route(c: Compiled, lp_values: FloatArray, max_rounds: int = 12) -> Assignment:
+def round_and_route(
+    c: Compiled, lp_values: FloatArray, max_rounds: int = 12, deadline: float = math.inf
+) -> Assignment:
     """LP diving: fix the LP's replicas to integers, re-solve the LP for the rest, repeat.
 
     Each round rounds up the pools the LP uses where the region still has GPUs of the type
     (largest fractional part first) and fixes them. Pools that do not fit are capped at their
     floor but stay free, so the next LP (GLOP) moves their excess to where GPUs remain; the last
-    round fixes whatever is left at its floor. With all replicas integer, pools shrink to the
-    replicas their final load needs.
+    round (the `max_rounds`-th, or the first one past `deadline`) fixes whatever is left at its
+    floor. With all replicas integer, pools shrink to the replicas their final load needs.
     """
     cols, p = c.columns, c.pools
     lower, upper = np.concatenate(c.milp.lower), np.concatenate(c.milp.upper)
@@ -461,7 +465,7 @@ def round_and_route(c: Compiled, lp_values: FloatArray, max_rounds: int = 12) ->
         todo = np.flatnonzero(~fixed & (n_lp > 1e-6))
         if todo.size == 0:
             break
-        last = round_ == max_rounds - 1
+        last = round_ == max_rounds - 1 or time.perf_counter() >= deadline
         used = np.bincount(
             key,
             weights=np.where(fixed, lower[cols.replicas], 0.0) * p.gpus_per_replica,
