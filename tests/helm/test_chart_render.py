@@ -13,6 +13,8 @@ import pytest
 import yaml
 from helmchart import CHART, ROOT, Helm, HelmError, objects, one, operator_container, rules
 
+from gridplace_operator.providers.settings import parse_rates
+
 MONITORING = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PodMonitor")
 
 
@@ -141,6 +143,12 @@ def _named_secrets(docs: list[dict[str, Any]]) -> None:
     assert env["GRIDPLACE_NAMESPACE"] == "signals"
 
 
+def _currency_rates(docs: list[dict[str, Any]]) -> None:
+    env = {e["name"]: e["value"] for e in operator_container(docs)["env"]}
+    rates = parse_rates(env["GRIDPLACE_USD_PER_CURRENCY"])  # what the operator will read
+    assert rates == {"EUR": 1.08, "GBP": 1.27, "JPY": 0.0067}
+
+
 def _no_signal_access(docs: list[dict[str, Any]]) -> None:
     assert not [r for r in objects(docs, "Role") if r["metadata"]["name"].endswith("-signals")]
 
@@ -188,6 +196,10 @@ VALID: dict[str, tuple[dict[str, Any], Check]] = {
             }
         },
         _named_secrets,
+    ),
+    "currency-rates": (
+        {"signals": {"usdPerCurrency": {"GBP": 1.27, "EUR": 1.08, "JPY": 0.0067}}},
+        _currency_rates,
     ),
     "no-signal-access": (
         {
@@ -262,6 +274,14 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
     "named-without-names": (
         {"signals": {"secrets": {"access": "named", "names": []}}},
         "at '/signals/secrets/names': minItems: got 0, want 1",
+    ),
+    "currency-code": (
+        {"signals": {"usdPerCurrency": {"euro": 1.08}}},
+        "at '/signals/usdPerCurrency': additional properties 'euro' not allowed",
+    ),
+    "currency-rate": (
+        {"signals": {"usdPerCurrency": {"EUR": 0}}},
+        "at '/signals/usdPerCurrency/EUR'",
     ),
     "unknown-key": ({"replicaCount": 2}, "additional properties 'replicaCount' not allowed"),
     "typo-in-section": (

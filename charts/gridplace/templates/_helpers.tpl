@@ -66,3 +66,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- fail (printf "%s=true, but the cluster serves no monitoring.coreos.com/v1 %s: install prometheus-operator's CRDs first (for `helm template`, pass --api-versions monitoring.coreos.com/v1/%s)" $values $kind $kind) }}
 {{- end }}
 {{- end }}
+
+{{/* signals.usdPerCurrency as GRIDPLACE_USD_PER_CURRENCY wants it: EUR=1.08,GBP=1.27 */}}
+{{- define "gridplace.currencyRates" -}}
+{{- $rates := list -}}
+{{- range $code, $rate := . -}}
+{{- $rates = append $rates (printf "%s=%v" $code $rate) -}}
+{{- end -}}
+{{- join "," $rates -}}
+{{- end -}}
