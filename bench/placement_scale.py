@@ -3,6 +3,7 @@
     uv run python bench/placement_scale.py            # up to 1,000 models x 100 regions
     uv run python bench/placement_scale.py --quick    # under a minute
     uv run python bench/placement_scale.py --size 1000x100x4x50 --seeds 1
+    uv run python bench/placement_scale.py --size 1000x100x4x50 --policy gridplace
 
 Instances come from `gridplace_placement.generator.random_problem` (seeded). For every instance
 it runs gridplace, the naive object-by-object MILP (time-limited; skipped, and said so, when it
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> None:
         for seed in seeds:
             problem = random_problem(models, regions, gpu_types=gpu_types, zones=zones, seed=seed)
             size = {"models": models, "regions": regions, "gpuTypes": gpu_types, "zones": zones}
-            for policy in POLICIES:
+            for policy in args.policy or POLICIES:
                 line: dict[str, Any] = {
                     "kind": "instance",
                     **size,
@@ -164,6 +165,12 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=0.01,
         help="certified gap at which a solve stops (the issue's target: 1%%)",
+    )
+    parser.add_argument(
+        "--policy",
+        choices=POLICIES,
+        action="append",
+        help="run only this policy (repeatable; default all)",
     )
     parser.add_argument("--naive-time-limit", type=float, default=0.0, help="default 30 (3 quick)")
     parser.add_argument("--naive-max-variables", type=int, default=400_000)

@@ -4,8 +4,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gridplace_placement import solver as solver_module
-from gridplace_placement.builder import Milp, candidates, compile_problem, mir, restrict
+from gridplace_placement.builder import candidates, compile_problem, mir, restrict
 from gridplace_placement.extract import Assignment, assemble
 from gridplace_placement.generator import random_problem
 from gridplace_placement.plan import Plan, PlanStatus, Timing
@@ -18,7 +17,6 @@ from gridplace_placement.solver import (
     column_generation,
     lp_bound,
     lp_relaxation,
-    round_and_route,
     solve,
     transfer,
 )
@@ -519,38 +517,3 @@ def test_milp_bound_certifies_small_models_the_lp_rounds_down() -> None:
     assert plan.gap <= 0.005
     exact = solve(problem, SolveOptions(exact=True))
     assert plan.objective == pytest.approx(exact.objective, rel=1e-6)
-
-
-def test_the_dive_past_its_deadline_fixes_every_pool_in_one_round(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Where GPUs run short, the dive re-solves its LP once a round; past the solve's deadline
-    it fixes every pool in the round at hand, so a spent budget costs one more LP, not up to
-    twelve."""
-    data = random_problem(15, 5, gpu_types=3, zones=6, seed=2).model_dump(by_alias=True)
-    for region in data["regions"]:
-        region["gpus"] = {g: int(n * 0.25) for g, n in region["gpus"].items()}
-    c = compile_problem(Problem.model_validate(data))
-    _, values = lp_relaxation(c)
-    solves: list[int] = []
-    real = solver_module._solve_lp
-
-    def counted(milp: Milp) -> tuple[float, np.ndarray]:
-        solves.append(1)
-        return real(milp)
-
-    monkeypatch.setattr(solver_module, "_solve_lp", counted)
-    unhurried = round_and_route(c, values)
-    rounds = len(solves)
-    solves.clear()
-    hurried = round_and_route(c, values, deadline=0.0)
-    assert rounds > 1
-    assert len(solves) == 1
-    key = c.pools.region * len(c.gpu_types) + c.pools.gpu
-    cap = c.candidates.capacity.ravel()
-    for plan in (unhurried, hurried):
-        assert np.array_equal(plan.replicas, np.round(plan.replicas))
-        used = np.bincount(
-            key, weights=plan.replicas * c.pools.gpus_per_replica, minlength=cap.size
-        )
-        assert (used <= cap + 1e-9).all()

@@ -99,32 +99,19 @@ class Lagrangian:
             # Its best plan at the GPU prices, if it fits and pays; else its best plan at the
             # true costs within the GPUs the other models leave.
             mine = self.pools_of[m]
-            others = np.bincount(
-                key, weights=best.replicas * p.gpus_per_replica, minlength=cap.size
-            ) - np.bincount(
-                key[mine],
-                weights=best.replicas[mine] * p.gpus_per_replica[mine],
-                minlength=cap.size,
-            )
-            for attempt in range(2):
-                if values is not None:
-                    trial = self._with_part(best, m, values)
-                    used = others + np.bincount(
-                        key[mine],
-                        weights=trial.replicas[mine] * p.gpus_per_replica[mine],
-                        minlength=cap.size,
-                    )
-                    if (used <= cap + 1e-9).all():
-                        trial_objective = evaluate(c, trial).objective
-                        if trial_objective < objective - 1e-12:
-                            best, objective = trial, trial_objective
-                            break
-                if attempt == 0 and deadline - time.perf_counter() > 0:
-                    upper = hi.copy()
-                    free = np.maximum(cap[key[mine]] - others[key[mine]], 0.0)
-                    replicas = c.columns.replicas[mine]
-                    upper[replicas] = np.minimum(upper[replicas], free // p.gpus_per_replica[mine])
-                    _, values = self._solve(m, cost[cols], upper[cols], deadline, relative_gap)
+            gpus = best.replicas * p.gpus_per_replica
+            others = np.bincount(key, weights=gpus, minlength=cap.size).astype(np.float64)
+            others -= np.bincount(key[mine], weights=gpus[mine], minlength=cap.size)
+            better = self._improves(best, objective, m, values, others)
+            if better is None and deadline - time.perf_counter() > 0:
+                upper = hi.copy()
+                free = np.maximum(cap[key[mine]] - others[key[mine]], 0.0)
+                replicas = c.columns.replicas[mine]
+                upper[replicas] = np.minimum(upper[replicas], free // p.gpus_per_replica[mine])
+                _, values = self._solve(m, cost[cols], upper[cols], deadline, relative_gap)
+                better = self._improves(best, objective, m, values, others)
+            if better is not None:
+                best, objective = better
         return best
 
     def _solve(
@@ -152,6 +139,30 @@ class Lagrangian:
         values = np.zeros(c.milp.num_vars)
         values[cols] = result.x
         return dual, values
+
+    def _improves(
+        self,
+        best: Assignment,
+        objective: float,
+        m: int,
+        values: FloatArray | None,
+        others: FloatArray,
+    ) -> tuple[Assignment, float] | None:
+        """`best` with model m's part from `values`, and its objective, if that fits the GPUs
+        the other models use (`others`, by region and type) and costs less; else None."""
+        if values is None:
+            return None
+        c, p, mine = self.full, self.full.pools, self.pools_of[m]
+        trial = self._with_part(best, m, values)
+        key = p.region[mine] * len(c.gpu_types) + p.gpu[mine]
+        cap = c.candidates.capacity.ravel()
+        used = others + np.bincount(
+            key, weights=trial.replicas[mine] * p.gpus_per_replica[mine], minlength=cap.size
+        )
+        if (used > cap + 1e-9).any():
+            return None
+        trial_objective = evaluate(c, trial).objective
+        return (trial, trial_objective) if trial_objective < objective - 1e-12 else None
 
     def _with_part(self, a: Assignment, m: int, values: FloatArray) -> Assignment:
         """`a` with model m's replicas and routes taken from a solution over `full`'s columns."""
