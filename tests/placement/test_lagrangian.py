@@ -99,3 +99,25 @@ def test_plans_from_the_models_milps_keep_gpu_capacity() -> None:
     assert used
     assert all(n <= gpus[key] for key, n in used.items())
     assert plan.lower_bound <= exact_optimum(problem) + 1e-6
+
+
+def test_bound_holds_with_survival_floors_and_per_model_budgets() -> None:
+    """Every per-model row kind in the models' MILPs: surviving a region loss, replica and
+    region floors, a per-model churn budget beside the problem-wide one."""
+    data = random_problem(12, 5, gpu_types=3, zones=6, seed=4).model_dump(by_alias=True)
+    for i, model in enumerate(data["models"]):
+        if i % 3 == 0:
+            model["availability"] = {"surviveRegionLoss": True}
+        elif i % 3 == 1:
+            model["minReplicas"] = 3
+            model["availability"] = {"minRegions": 2, "perRegionMin": 1}
+        model["churnBudget"] = 1
+    problem = Problem.model_validate(data)
+    lp = column_generation(candidates(problem), routes_per_zone=1)
+    lagrangian = price_models(lp)
+    assert lagrangian is not None
+    solve_every_model(lagrangian)
+    optimum = exact_optimum(problem)
+    assert lp.bound <= lagrangian.bound <= optimum + 1e-6 * abs(optimum)
+    plan = solve(problem, SolveOptions(relative_gap=0.0, time_limit_seconds=10))
+    assert plan.lower_bound <= optimum + 1e-6 * abs(optimum)
