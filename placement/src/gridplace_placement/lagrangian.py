@@ -83,7 +83,7 @@ class Lagrangian:
         c, p = self.full, self.full.pools
         key = p.region * len(c.gpu_types) + p.gpu
         cap = c.candidates.capacity.ravel()
-        _, hi, cost, _, _, _, _ = self.arrays
+        hi = self.arrays[1]
         objective = evaluate(c, best).objective
         while deadline - time.perf_counter() > 0:
             if objective - max(bound, self.bound) <= relative_gap * abs(objective):
@@ -96,8 +96,8 @@ class Lagrangian:
             cols = self.cols_of[m]
             dual, values = self._solve(m, self.price[cols], hi[cols], deadline, relative_gap)
             self.lower[m] = max(self.lower[m], dual)
-            # Its best plan at the GPU prices, if it fits and pays; else its best plan at the
-            # true costs within the GPUs the other models leave.
+            # Its best plan at the prices, if it fits and pays; else its best plan at the prices
+            # within the GPUs the other models leave (measured: fewer MILPs than at true costs).
             mine = self.pools_of[m]
             gpus = best.replicas * p.gpus_per_replica
             others = np.bincount(key, weights=gpus, minlength=cap.size).astype(np.float64)
@@ -108,7 +108,7 @@ class Lagrangian:
                 free = np.maximum(cap[key[mine]] - others[key[mine]], 0.0)
                 replicas = c.columns.replicas[mine]
                 upper[replicas] = np.minimum(upper[replicas], free // p.gpus_per_replica[mine])
-                _, values = self._solve(m, cost[cols], upper[cols], deadline, relative_gap)
+                _, values = self._solve(m, self.price[cols], upper[cols], deadline, relative_gap)
                 better = self._improves(best, objective, m, values, others)
             if better is not None:
                 best, objective = better
