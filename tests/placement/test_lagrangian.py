@@ -7,8 +7,9 @@ import pytest
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from gridplace_placement.builder import candidates, compile_problem
+from gridplace_placement.extract import Assignment
 from gridplace_placement.generator import random_problem
-from gridplace_placement.lagrangian import Lagrangian, price_models
+from gridplace_placement.lagrangian import PACE_SAMPLE, Lagrangian, price_models
 from gridplace_placement.plan import PlanStatus
 from gridplace_placement.problem import Problem
 from gridplace_placement.solver import SolveOptions, column_generation, solve
@@ -121,3 +122,18 @@ def test_bound_holds_with_survival_floors_and_per_model_budgets() -> None:
     assert lp.bound <= lagrangian.bound <= optimum + 1e-6 * abs(optimum)
     plan = solve(problem, SolveOptions(relative_gap=0.0, time_limit_seconds=10))
     assert plan.lower_bound <= optimum + 1e-6 * abs(optimum)
+
+
+def test_search_hands_over_once_the_bound_stops_rising() -> None:
+    """Where the models' MILPs cannot lift the bound (here: each model's bound is already its
+    exact minimum at the prices), the search stops after a sample of models instead of
+    solving them all, leaving the time to the MILP solver over all models."""
+    problem = shrunk(15, 5, 2, 0.25)
+    lp = column_generation(candidates(problem))
+    lagrangian = price_models(lp)
+    assert lagrangian is not None
+    solve_every_model(lagrangian)
+    n = lagrangian.full
+    empty = Assignment(np.zeros(n.pools.size), np.zeros(n.routes.size))  # far from certified
+    lagrangian.search(empty, 1e-4, time.perf_counter() + 60, lp.bound)
+    assert int(lagrangian.solved.sum()) == PACE_SAMPLE < len(problem.models)

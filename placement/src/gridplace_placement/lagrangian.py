@@ -23,12 +23,17 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import Bounds, LinearConstraint, milp
+from ortools.linear_solver.python import model_builder_helper as mbh
 from scipy.sparse import bmat, csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from gridplace_placement.builder import Compiled, FloatArray, IntArray, group_by, restrict
 from gridplace_placement.extract import Assignment, charged_moves, evaluate
+from gridplace_placement.routing import sparse_model
+
+# Model MILPs solved before the search judges its pace (a few, so one hard model is not all
+# it sees).
+PACE_SAMPLE = 5
 
 
 @dataclass(frozen=True)
@@ -79,15 +84,27 @@ class Lagrangian:
         self, best: Assignment, relative_gap: float, deadline: float, bound: float
     ) -> Assignment:
         """Solve the models' MILPs, largest gap first, while the plan is not certified within
-        `relative_gap` of max(`bound`, self.bound) and time remains; returns the best plan."""
+        `relative_gap` of max(`bound`, self.bound) and, at the pace the bound has risen so far,
+        could be before `deadline`; returns the best plan.
+
+        Where the GPUs bind hard the LP's prices split the problem poorly: each model's MILP
+        then lifts the bound by a sliver, and the time is better left to the MILP solver over
+        all models (the caller's next step), whose own bound certifies."""
         c, p = self.full, self.full.pools
         key = p.region * len(c.gpu_types) + p.gpu
         cap = c.candidates.capacity.ravel()
         hi = self.arrays[1]
         objective = evaluate(c, best).objective
-        while deadline - time.perf_counter() > 0:
-            if objective - max(bound, self.bound) <= relative_gap * abs(objective):
+        started, first_bound = time.perf_counter(), max(bound, self.bound)
+        while (now := time.perf_counter()) < deadline:
+            # What stands between the plan and its certificate.
+            excess = objective - max(bound, self.bound) - relative_gap * abs(objective)
+            if excess <= 0:
                 break
+            if self.solved.sum() >= PACE_SAMPLE:
+                risen = max(bound, self.bound) - first_bound
+                if risen <= 0 or excess * (now - started) / risen > deadline - now:
+                    break
             gap = np.where(self.solved, -np.inf, self.priced_cost(best) - self.lower)
             m = int(np.argmax(gap))
             if gap[m] <= 1e-9 * max(abs(objective), 1.0):
@@ -121,24 +138,29 @@ class Lagrangian:
         none) and its solution over `full`'s columns (None if none)."""
         c, cols, rows = self.full, self.cols_of[m], self.rows_of[m]
         lo, _, _, integer, matrix, row_lo, row_hi = self.arrays
-        result = milp(
-            cost,
-            integrality=integer[cols].astype(np.int64),
-            bounds=Bounds(lo[cols], upper),
-            constraints=LinearConstraint(matrix[rows][:, cols], row_lo[rows], row_hi[rows]),
-            options={
-                "time_limit": max(deadline - time.perf_counter(), 1e-3),
-                "mip_rel_gap": relative_gap / 10,
-                "presolve": False,
-            },
+        model = sparse_model(
+            matrix[rows][:, cols],
+            lower=lo[cols],
+            upper=upper,
+            cost=cost,
+            row_lower=row_lo[rows],
+            row_upper=row_hi[rows],
         )
-        dual = getattr(result, "mip_dual_bound", None)
-        dual = float(dual) if dual is not None and math.isfinite(dual) else -math.inf
-        if result.x is None:
-            return dual, None
+        for col in np.flatnonzero(integer[cols]).tolist():
+            model.set_var_integrality(col, True)
+        solver = mbh.ModelSolverHelper("highs")
+        solver.set_time_limit_in_seconds(max(deadline - time.perf_counter(), 1e-3))
+        # Presolve off: these models are small, and with it HiGHS may print to stdout.
+        solver.set_solver_specific_parameters(
+            f"mip_rel_gap={relative_gap / 10}\npresolve=off\noutput_flag=false"
+        )
+        solver.solve(model)
+        if not solver.has_solution():
+            return -math.inf, None
+        dual = float(solver.best_objective_bound())
         values = np.zeros(c.milp.num_vars)
-        values[cols] = result.x
-        return dual, values
+        values[cols] = np.asarray(solver.variable_values(), dtype=np.float64)
+        return (dual if math.isfinite(dual) else -math.inf), values
 
     def _improves(
         self,

@@ -309,25 +309,16 @@ def _integer_plan(
     if evaluate(c, best).unserved.any():  # rounding lost capacity the LP had: repair greedily
         best = fill_unserved(c, best)
     home, found_bound = c, -math.inf
-    if not _certified(c, best, bound, options.relative_gap) and time.perf_counter() < deadline:
-        lagrangian = price_models(lp)
-        if lagrangian is not None:
-            home = lagrangian.full
-            best = lagrangian.search(transfer(best, c, home), options.relative_gap, deadline, bound)
-            found_bound = lagrangian.bound
-            bound = max(bound, found_bound)
-    searches = [c]
-    if not options.exact:
-        support = np.zeros(cands.pools.size, dtype=bool)
-        support[compiled.pool_ids[lp.values[cols.replicas] > 1e-6]] = True
-        support[home.pool_ids[best.replicas > 0]] = True
-        searches.insert(0, restrict(cands, support[cands.routes.pool]))
-    for search in searches:
-        left = deadline - time.perf_counter()
-        if left <= 0 or _certified(home, best, bound, options.relative_gap):
-            break
-        start = transfer(best, home, search)
-        found, solved, mip_bound = _solve_milp(search, options, start, deadline)
+
+    def milp_over(search: Compiled) -> None:
+        """The MILP solver over `search`, from the best plan so far, if time remains and the
+        plan is not yet certified; keeps what it finds if cheaper."""
+        nonlocal best, bound, found_bound
+        if time.perf_counter() >= deadline or _certified(home, best, bound, options.relative_gap):
+            return
+        found, solved, mip_bound = _solve_milp(
+            search, options, transfer(best, home, search), deadline
+        )
         # The MILP's own bound counts only over every candidate route (and so every pool): it
         # is often far above the LP's when small models must round a fraction of a replica up.
         if search.route_ids.size == cands.routes.size:
@@ -337,6 +328,23 @@ def _integer_plan(
             found = transfer(found, search, home)
             if evaluate(home, found).objective < evaluate(home, best).objective:
                 best = found
+
+    if not _certified(home, best, bound, options.relative_gap) and time.perf_counter() < deadline:
+        lagrangian = price_models(lp)
+        if lagrangian is not None:
+            best = lagrangian.search(
+                transfer(best, home, lagrangian.full), options.relative_gap, deadline, bound
+            )
+            home = lagrangian.full
+            found_bound = max(found_bound, lagrangian.bound)
+            bound = max(bound, found_bound)
+    if not options.exact:
+        # The pools the LP or the plan use (a few hundred at 100 x 20): a small MILP first.
+        support = np.zeros(cands.pools.size, dtype=bool)
+        support[compiled.pool_ids[lp.values[cols.replicas] > 1e-6]] = True
+        support[home.pool_ids[best.replicas > 0]] = True
+        milp_over(restrict(cands, support[cands.routes.pool]))
+    milp_over(c)
     if evaluate(home, best).unserved.any():  # a search stopped early may leave free GPUs unused
         repaired = fill_unserved(home, best)
         if evaluate(home, repaired).objective < evaluate(home, best).objective:
