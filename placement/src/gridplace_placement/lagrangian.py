@@ -24,8 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 from ortools.linear_solver.python import model_builder_helper as mbh
-from scipy.sparse import bmat, csr_matrix
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse import csr_matrix
 
 from gridplace_placement.builder import Compiled, FloatArray, IntArray, group_by, restrict
 from gridplace_placement.extract import Assignment, charged_moves, evaluate
@@ -272,21 +271,36 @@ def _priced(c: Compiled, y_gpu: FloatArray, y_churn: float) -> FloatArray:
 
 def _models(c: Compiled) -> tuple[IntArray, IntArray]:
     """Model of each column and each row once the coupling rows are gone (-1: none). Without
-    them the MILP falls apart into one connected block per model."""
+    them the MILP falls apart into one block per model: replicas, routes and shortfalls name
+    their model, and the model spreads along the rows to the columns that only rows name (a
+    pool's stops, a region's use, a floor's shortfall), and on to their rows."""
     matrix = c.milp.arrays()[4]
     keep = np.ones(matrix.shape[0], dtype=bool)
     keep[_coupling_rows(c)] = False
     rows = np.flatnonzero(keep)
-    block = matrix[rows]
-    graph = bmat([[None, block], [block.T, None]], format="csr")
-    _, label = connected_components(graph, directed=False)
-    row_label, col_label = label[: rows.size], label[rows.size :]
-    owner = np.full(int(label.max(initial=-1)) + 1, -1, dtype=np.int64)
+    by_row = matrix[rows].tocsr()
+    by_col = by_row.tocsc()
     cols = c.columns
-    owner[col_label[cols.replicas]] = c.pools.model
-    owner[col_label[cols.routed]] = c.routes.model
-    owner[col_label[cols.unserved]] = c.demands.model
-    col_model = owner[col_label]
+    col_model = np.full(matrix.shape[1], -1, dtype=np.int64)
+    col_model[cols.replicas] = c.pools.model
+    col_model[cols.routed] = c.routes.model
+    col_model[cols.unserved] = c.demands.model
+    while True:
+        kept_model = _spread(col_model, by_row.indptr, by_row.indices)
+        reached = _spread(kept_model, by_col.indptr, by_col.indices)
+        if np.array_equal(np.maximum(col_model, reached), col_model):
+            break
+        col_model = np.maximum(col_model, reached)
     row_model = np.full(matrix.shape[0], -1, dtype=np.int64)
-    row_model[rows] = owner[row_label]
+    row_model[rows] = kept_model
     return col_model, row_model
+
+
+def _spread(model: IntArray, indptr: IntArray, indices: IntArray) -> IntArray:
+    """Per compressed line (row of a CSR, column of a CSC): the largest model among its
+    entries (-1 for an empty line or one that names none)."""
+    out = np.full(indptr.size - 1, -1, dtype=np.int64)
+    filled = np.flatnonzero(np.diff(indptr) > 0)
+    if filled.size:
+        out[filled] = np.maximum.reduceat(model[indices], indptr[filled])
+    return out
