@@ -128,6 +128,21 @@ def test_availability_floor_spreads_regions(two_regions: dict[str, Any]) -> None
     assert replicas_in(plan, "dirty") >= 2
 
 
+def test_a_floor_of_one_region_runs_a_replica_without_region_binaries(
+    two_regions: dict[str, Any],
+) -> None:
+    two_regions["models"][0]["availability"] = {"minRegions": 1}
+    two_regions["models"][0]["demand"] = {}  # nothing to serve: only the floor asks for one
+    problem = Problem.model_validate(two_regions)
+    assert compile_problem(problem).columns.region_used.size == 0
+    plan = plan_for(two_regions)
+    assert sum(p.replicas for p in plan.pools) == 1
+    two_regions["models"][0]["availability"] = {"minRegions": 2}  # two need the binaries
+    assert compile_problem(Problem.model_validate(two_regions)).columns.region_used.size > 0
+    plan = plan_for(two_regions)
+    assert replicas_in(plan, "clean") >= 1 and replicas_in(plan, "dirty") >= 1
+
+
 def test_survive_region_loss_keeps_capacity_elsewhere(two_regions: dict[str, Any]) -> None:
     two_regions["models"][0]["availability"] = {"surviveRegionLoss": True}
     plan = plan_for(two_regions)

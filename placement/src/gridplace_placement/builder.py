@@ -634,6 +634,17 @@ def _build(
     floors = np.array([m.availability.min_regions for m in models])
     per_region_min = np.array([float(m.availability.per_region_min) for m in models])
     floor_models = np.flatnonzero(floors > 0)
+    # One region with one replica is one replica anywhere: no region binaries for that floor
+    # (the default availability), which keeps HiGHS' search and its memory small.
+    any_one = floor_models[(floors[floor_models] == 1) & (per_region_min[floor_models] == 1)]
+    short_any = lp.variables(any_one.size, 0.0, np.inf, floor_penalty)
+    rows = lp.constraints(any_one.size, 1.0, np.inf)
+    row_of = np.full(n_m, -1)
+    row_of[any_one] = rows
+    sel = row_of[pools.model] >= 0
+    lp.terms(row_of[pools.model][sel], n[sel], 1.0)
+    lp.terms(rows, short_any, 1.0)
+    floor_models = np.setdiff1d(floor_models, any_one)
     mr_sel = np.isin(pools.model, floor_models)
     mr_key = pools.model[mr_sel] * len(problem.regions) + pools.region[mr_sel]
     mr_uniq, mr_inv = np.unique(mr_key, return_inverse=True)
@@ -721,7 +732,7 @@ def _build(
         region_used=z,
         region_used_key=mr_pairs,
         churn_over=np.concatenate([churn_over, model_over]),
-        floor_short=np.concatenate([short_min, short_regions]),
+        floor_short=np.concatenate([short_min, short_any, short_regions]),
         capacity_rows=cap_rows,
         capacity_key=cap_key,
         churn_row=churn_row,
