@@ -252,7 +252,7 @@ def _entering_routes(
     # pay most per model.
     paying = np.flatnonzero(out & (per_replica[r.pool] < -tol * scale))
     paying = paying[np.lexsort((rc[paying], r.pool[paying]))]
-    paying = paying[_first_ofgroup_by(r.pool[paying])]  # the cheapest route into each pool
+    paying = paying[_first_of_each(r.pool[paying])]  # the cheapest route into each pool
     owner = p.model[r.pool[paying]]
     paying = paying[np.lexsort((per_replica[r.pool[paying]], owner))]
     owner = p.model[r.pool[paying]]
@@ -267,7 +267,7 @@ def _entering_routes(
     return entering, shortfall
 
 
-def _first_ofgroup_by(sorted_keys: IntArray) -> NDArray[np.bool_]:
+def _first_of_each(sorted_keys: IntArray) -> NDArray[np.bool_]:
     first: NDArray[np.bool_] = np.searchsorted(sorted_keys, sorted_keys, side="left") == np.arange(
         sorted_keys.size
     )
