@@ -268,6 +268,7 @@ def _entering_routes(
 
 
 def _first_of_each(sorted_keys: IntArray) -> NDArray[np.bool_]:
+    """True at the first entry of each run of equal keys."""
     first: NDArray[np.bool_] = np.searchsorted(sorted_keys, sorted_keys, side="left") == np.arange(
         sorted_keys.size
     )
