@@ -141,8 +141,11 @@ def test_steady_state_writes_nothing_and_a_restart_converges_without_writes(
     operator.wait_cycles(2)
     before, seen_by_server = operator.writes(), apiserver_writes(cluster)
     assert seen_by_server >= before > 0  # the server did see gridplace's writes so far
+    solves = operator.counter("gridplace_plan_duration_seconds_count")
     operator.wait_cycles(4)  # periodic re-plans with nothing changed
     assert operator.writes() == before
+    # Unchanged inputs reuse the certified plan: the solver does not run again.
+    assert operator.counter("gridplace_plan_duration_seconds_count") == solves
     assert apiserver_writes(cluster) == seen_by_server
     names_before = sorted(deployments(cluster, namespace))
     operator.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import hashlib
 import logging
 import time
 from collections import deque
@@ -83,6 +84,8 @@ from gridplace_placement.solver import SolveOptions, solve
 
 log = logging.getLogger(__name__)
 HOUR = 3600.0
+# Certified plans kept for unchanged inputs: one per problem a cycle solves (Enforce, Advise).
+CERTIFIED_KEPT = 2
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -155,6 +158,9 @@ class Planner:
         self.summaries: dict[str, str] = {}
         self.prometheus = prometheus  # None: no autoscaler, replicas sized from declared demand
         self.scaling: dict[str, History] = {}
+        # The last certified plans by digest of their problem: a re-plan of unchanged inputs
+        # reuses one instead of spending the solver's time and memory on the same answer.
+        self.certified: dict[str, Plan] = {}
         self.decisions: dict[str, Decision] = {}
         self.measured_demand: dict[IdepRef, dict[str, float]] = {}
         self.crowded: set[tuple[str, str]] = set()
@@ -420,6 +426,10 @@ class Planner:
         return current, min(ready, current)
 
     async def _solve(self, problem: Problem) -> Plan | None:
+        digest = hashlib.blake2b(problem.model_dump_json().encode(), digest_size=16).hexdigest()
+        if (known := self.certified.get(digest)) is not None:
+            log.debug("inputs unchanged since a certified plan of %d model(s)", len(known.models))
+            return known
         options = SolveOptions(time_limit_seconds=self.settings.solve_time_limit_seconds)
         started = time.perf_counter()
         try:
@@ -437,6 +447,10 @@ class Planner:
             return None
         for model in problem.models:
             self.failures.pop(model.name, None)
+        if plan.status == PlanStatus.OPTIMAL:  # certified: solving again finds nothing better
+            self.certified[digest] = plan
+            while len(self.certified) > CERTIFIED_KEPT:
+                del self.certified[next(iter(self.certified))]
         t = plan.timing
         log.info(
             "planned %d model(s) in %.2fs (compile %.2f, bound %.2f, solve %.2f, extract %.2f):"
