@@ -132,7 +132,11 @@ def carbon_bound(problem: Problem, *, integer: bool = True, seconds: float = 10.
         return lp
     highs = mbh.ModelSolverHelper("highs")
     highs.set_time_limit_in_seconds(seconds)
-    highs.set_solver_specific_parameters("mip_rel_gap=1e-6\nthreads=1\noutput_flag=false")
+    # Presolve off: HiGHS may print to stdout when a presolved MIP's solution needs repair,
+    # which would corrupt `gridplace simulate --json`; these MILPs are small.
+    highs.set_solver_specific_parameters(
+        "mip_rel_gap=1e-6\nthreads=1\npresolve=off\noutput_flag=false"
+    )
     highs.solve(model(integer=True))
     if not highs.has_solution():
         return lp
