@@ -66,11 +66,6 @@ def _key(kind: str, name: str) -> tuple[str, str]:
     return (kind, name)
 
 
-def _pool(manifest: Mapping[str, Any]) -> tuple[str, str]:
-    lbl = manifest["metadata"]["labels"]
-    return (lbl.get(labels.REGION, ""), lbl.get(labels.GPU_TYPE, ""))
-
-
 def writes_for(
     desired: Sequence[dict[str, Any]],
     observed: Sequence[ObservedChild],
@@ -104,6 +99,6 @@ def writes_for(
     coming = any(
         d["spec"]["replicas"] > have[k].ready_replicas if k in have else d["spec"]["replicas"] > 0
         for k, d in want.items()
-        if d["kind"] == "Deployment" and _pool(d) not in crowded
+        if d["kind"] == "Deployment" and labels.pool_of(d) not in crowded
     )
     return Writes(make=make, brk=brk, held=bool(brk) and coming)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 FIELD_MANAGER = "gridplace"
 CONTROLLER_NAME = "gridplace.dev/operator"
 
@@ -18,3 +21,9 @@ SPEC_HASH = "gridplace.dev/spec-hash"
 NODE_REGION = "topology.kubernetes.io/region"
 NODE_GPU_PRODUCT = "nvidia.com/gpu.product"
 GPU_RESOURCE = "nvidia.com/gpu"
+
+
+def pool_of(child: Mapping[str, Any]) -> tuple[str, str]:
+    """(region, GPU type) of a child gridplace owns, read from its labels."""
+    found = (child.get("metadata") or {}).get("labels") or {}
+    return (found.get(REGION, ""), found.get(GPU_TYPE, ""))

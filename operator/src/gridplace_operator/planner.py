@@ -495,8 +495,7 @@ class Planner:
         for (kind, _, _), obj in self.world.children.items():
             if kind != "Deployment":
                 continue
-            lbl = obj.get("metadata", {}).get("labels") or {}
-            key = (lbl.get(labels.REGION, ""), lbl.get(labels.GPU_TYPE, ""))
+            key = labels.pool_of(obj)
             spec = obj.get("spec") or {}
             per_replica = pod_gpu_request(spec.get("template") or {})
             asked[key] = asked.get(key, 0) + int(spec.get("replicas") or 0) * per_replica
@@ -512,8 +511,7 @@ class Planner:
                 or lbl.get(labels.INFERENCE_DEPLOYMENT) != name
             ):
                 continue
-            key = (lbl.get(labels.REGION, ""), lbl.get(labels.GPU_TYPE, ""))
-            ready[key] = int((obj.get("status") or {}).get("readyReplicas") or 0)
+            ready[labels.pool_of(obj)] = int((obj.get("status") or {}).get("readyReplicas") or 0)
         return ready
 
     def _signal_health(self, regions: list[str]) -> SignalHealth:
