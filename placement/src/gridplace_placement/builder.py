@@ -622,14 +622,20 @@ def _build(
     min_rep = np.array([float(m.min_replicas) for m in models])
     max_rows = lp.constraints(n_m, -np.inf, max_rep)
     lp.terms(max_rows[pools.model], n, 1.0)
+
+    def replica_floor(of: IntArray, minimum: FloatArray) -> IntArray:
+        """Soft rows: each model in `of` runs at least `minimum` replicas; returns the slacks."""
+        short = lp.variables(of.size, 0.0, np.inf, floor_penalty)
+        rows = lp.constraints(of.size, minimum, np.inf)
+        row_of = np.full(n_m, -1)
+        row_of[of] = rows
+        sel = row_of[pools.model] >= 0
+        lp.terms(row_of[pools.model][sel], n[sel], 1.0)
+        lp.terms(rows, short, 1.0)
+        return short
+
     needs_min = np.flatnonzero(min_rep > 0)
-    short_min = lp.variables(needs_min.size, 0.0, np.inf, floor_penalty)
-    rows = lp.constraints(needs_min.size, min_rep[needs_min], np.inf)
-    row_of = np.full(n_m, -1)
-    row_of[needs_min] = rows
-    sel = row_of[pools.model] >= 0
-    lp.terms(row_of[pools.model][sel], n[sel], 1.0)
-    lp.terms(rows, short_min, 1.0)
+    short_min = replica_floor(needs_min, min_rep[needs_min])
 
     floors = np.array([m.availability.min_regions for m in models])
     per_region_min = np.array([float(m.availability.per_region_min) for m in models])
@@ -637,13 +643,7 @@ def _build(
     # One region with one replica is one replica anywhere: no region binaries for that floor
     # (the default availability), which keeps HiGHS' search and its memory small.
     any_one = floor_models[(floors[floor_models] == 1) & (per_region_min[floor_models] == 1)]
-    short_any = lp.variables(any_one.size, 0.0, np.inf, floor_penalty)
-    rows = lp.constraints(any_one.size, 1.0, np.inf)
-    row_of = np.full(n_m, -1)
-    row_of[any_one] = rows
-    sel = row_of[pools.model] >= 0
-    lp.terms(row_of[pools.model][sel], n[sel], 1.0)
-    lp.terms(rows, short_any, 1.0)
+    short_any = replica_floor(any_one, np.ones(any_one.size))
     floor_models = np.setdiff1d(floor_models, any_one)
     mr_sel = np.isin(pools.model, floor_models)
     mr_key = pools.model[mr_sel] * len(problem.regions) + pools.region[mr_sel]
