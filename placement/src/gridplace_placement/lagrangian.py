@@ -144,9 +144,8 @@ class Lagrangian:
             cost=cost,
             row_lower=row_lo[rows],
             row_upper=row_hi[rows],
+            integer=integer[cols],
         )
-        for col in np.flatnonzero(integer[cols]).tolist():
-            model.set_var_integrality(col, True)
         solver = mbh.ModelSolverHelper("highs")
         solver.set_time_limit_in_seconds(max(deadline - time.perf_counter(), 1e-3))
         # Presolve off: these models are small, and with it HiGHS may print to stdout.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from ortools.linear_solver.python import model_builder_helper as mbh
 from scipy.sparse import coo_matrix, csr_matrix
 
@@ -58,9 +59,15 @@ def sparse_model(
     cost: FloatArray,
     row_lower: FloatArray,
     row_upper: FloatArray,
+    integer: NDArray[np.bool_] | None = None,
 ) -> mbh.ModelBuilderHelper:
+    """The model `row_lower <= matrix x <= row_upper`, `lower <= x <= upper`, minimising
+    `cost.x`, with the columns marked in `integer` integral."""
     helper = mbh.ModelBuilderHelper()
     # The shipped stub spells the array type wrongly (ndarray[float64, ...]), hence Any.
     fill: Any = helper.fill_model_from_sparse_data
     fill(lower, upper, cost, row_lower, row_upper, matrix)
+    if integer is not None:
+        for col in np.flatnonzero(integer).tolist():
+            helper.set_var_integrality(col, True)
     return helper

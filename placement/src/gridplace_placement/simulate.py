@@ -27,6 +27,7 @@ from gridplace_placement.extract import moved_replicas
 from gridplace_placement.plan import Plan
 from gridplace_placement.problem import Assignment, Problem
 from gridplace_placement.routing import glop as glop_solver
+from gridplace_placement.routing import sparse_model
 from gridplace_placement.scenario import ScenarioData
 from gridplace_placement.solver import Policy, SolveOptions, solve
 
@@ -103,25 +104,24 @@ def carbon_bound(problem: Problem, *, integer: bool = True, seconds: float = 10.
         return 0.0
     per_request = p.carbon_per_replica / np.maximum(p.rate, _EPS) + p.carbon_per_request
     penalty = 1e3 * (float(per_request.max(initial=0.0)) + float(p.carbon_per_replica.sum()) + 1)
-    cost = np.zeros(c.milp.num_vars)
-    cost[cols.replicas] = p.carbon_per_replica
-    cost[cols.routed] = p.carbon_per_request[k.pool]
-    cost[cols.unserved] = penalty
-    cost[cols.floor_short] = penalty
     carbon = np.zeros(c.milp.num_vars)
     carbon[cols.replicas] = p.carbon_per_replica
     carbon[cols.routed] = p.carbon_per_request[k.pool]
     slack = np.concatenate([cols.unserved, cols.floor_short]).astype(np.int64)
+    cost = carbon.copy()
+    cost[slack] = penalty
     lower, upper, _, is_int, matrix, row_lower, row_upper = c.milp.arrays()
 
     def model(integer: bool) -> mbh.ModelBuilderHelper:
-        built = mbh.ModelBuilderHelper()
-        # The shipped stub spells the array type wrongly (ndarray[float64, ...]).
-        built.fill_model_from_sparse_data(lower, upper, cost, row_lower, row_upper, matrix)  # type: ignore[arg-type]
-        if integer:
-            for col in np.flatnonzero(is_int).tolist():
-                built.set_var_integrality(col, True)
-        return built
+        return sparse_model(
+            matrix,
+            lower=lower,
+            upper=upper,
+            cost=cost,
+            row_lower=row_lower,
+            row_upper=row_upper,
+            integer=is_int if integer else None,
+        )
 
     glop = glop_solver()
     glop.solve(model(integer=False))

@@ -541,13 +541,15 @@ def _solve_lp(milp: Milp) -> tuple[float, FloatArray]:
 
 def _helper(milp: Milp, *, integer: bool) -> mbh.ModelBuilderHelper:
     lower, upper, cost, is_int, matrix, row_lo, row_hi = milp.arrays()
-    helper = sparse_model(
-        matrix, lower=lower, upper=upper, cost=cost, row_lower=row_lo, row_upper=row_hi
+    return sparse_model(
+        matrix,
+        lower=lower,
+        upper=upper,
+        cost=cost,
+        row_lower=row_lo,
+        row_upper=row_hi,
+        integer=is_int if integer else None,
     )
-    if integer:
-        for col in np.flatnonzero(is_int).tolist():
-            helper.set_var_integrality(col, True)
-    return helper
 
 
 def _parameters(options: SolveOptions) -> str:
