@@ -808,3 +808,14 @@ def group_by(keys: IntArray, size: int) -> list[IntArray]:
     order = np.argsort(keys, kind="stable")
     bounds = np.searchsorted(keys[order], np.arange(size + 1))
     return [order[bounds[i] : bounds[i + 1]] for i in range(size)]
+
+
+def gpu_use(c: Compiled, replicas: FloatArray) -> FloatArray:
+    """GPUs used by (region, GPU type), shaped like the candidates' capacity, flattened."""
+    p = c.pools
+    n_g = len(c.gpu_types)
+    return np.bincount(
+        p.region * n_g + p.gpu,
+        weights=replicas * p.gpus_per_replica,
+        minlength=len(c.problem.regions) * n_g,
+    ).astype(np.float64)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from gridplace_placement.builder import Compiled, FloatArray, IntArray, group_by
+from gridplace_placement.builder import Compiled, FloatArray, IntArray, gpu_use, group_by
 from gridplace_placement.extract import Assignment, Evaluation, evaluate
 from gridplace_placement.routing import route_fixed
 
@@ -60,7 +60,7 @@ def keep_current(c: Compiled, new: Assignment, min_improvement: float) -> Held:
     all_keepable = bool(runs.any()) and keepable.size == int(runs.sum())
 
     capacity = c.candidates.capacity.ravel()
-    gpus = _gpu_use(c, new.replicas)
+    gpus = gpu_use(c, new.replicas)
     routes_of = group_by(k.model, n_m)
     n_g = len(c.gpu_types)
     replicas, routed = new.replicas.copy(), new.routed.copy()
@@ -192,14 +192,3 @@ def _meets_model_constraints(c: Compiled, a: Assignment) -> NDArray[np.bool_]:
     after_loss = capacity.sum(axis=1) - capacity.max(axis=1, initial=0.0)
     ok &= ~survive | (after_loss >= served - _EPS * (1.0 + served))
     return ok
-
-
-def _gpu_use(c: Compiled, replicas: FloatArray) -> FloatArray:
-    """GPUs used by (region, GPU type), shaped like the candidates' capacity, flattened."""
-    p = c.pools
-    n_g = len(c.gpu_types)
-    return np.bincount(
-        p.region * n_g + p.gpu,
-        weights=replicas * p.gpus_per_replica,
-        minlength=len(c.problem.regions) * n_g,
-    ).astype(np.float64)

@@ -26,7 +26,14 @@ from numpy.typing import NDArray
 from ortools.linear_solver.python import model_builder_helper as mbh
 from scipy.sparse import csr_matrix
 
-from gridplace_placement.builder import Compiled, FloatArray, IntArray, group_by, restrict
+from gridplace_placement.builder import (
+    Compiled,
+    FloatArray,
+    IntArray,
+    gpu_use,
+    group_by,
+    restrict,
+)
 from gridplace_placement.extract import Assignment, charged_moves, evaluate
 from gridplace_placement.routing import sparse_model
 
@@ -115,17 +122,16 @@ class Lagrangian:
             # Its best plan at the prices, if it fits and pays; else its best plan at the prices
             # within the GPUs the other models leave (measured: fewer MILPs than at true costs).
             mine = self.pools_of[m]
-            gpus = best.replicas * p.gpus_per_replica
-            others = np.bincount(key, weights=gpus, minlength=cap.size).astype(np.float64)
-            others -= np.bincount(key[mine], weights=gpus[mine], minlength=cap.size)
-            better = self._improves(best, objective, m, values, others)
+            better = self._improves(best, objective, m, values)
             if better is None and deadline - time.perf_counter() > 0:
+                theirs = best.replicas.copy()
+                theirs[mine] = 0.0
+                free = np.maximum(cap - gpu_use(c, theirs), 0.0)[key[mine]]
                 upper = hi.copy()
-                free = np.maximum(cap[key[mine]] - others[key[mine]], 0.0)
                 replicas = c.columns.replicas[mine]
                 upper[replicas] = np.minimum(upper[replicas], free // p.gpus_per_replica[mine])
                 _, values = self._solve(m, self.price[cols], upper[cols], deadline, relative_gap)
-                better = self._improves(best, objective, m, values, others)
+                better = self._improves(best, objective, m, values)
             if better is not None:
                 best, objective = better
         return best
@@ -161,25 +167,15 @@ class Lagrangian:
         return (dual if math.isfinite(dual) else -math.inf), values
 
     def _improves(
-        self,
-        best: Assignment,
-        objective: float,
-        m: int,
-        values: FloatArray | None,
-        others: FloatArray,
+        self, best: Assignment, objective: float, m: int, values: FloatArray | None
     ) -> tuple[Assignment, float] | None:
         """`best` with model m's part from `values`, and its objective, if that fits the GPUs
-        the other models use (`others`, by region and type) and costs less; else None."""
+        and costs less; else None."""
         if values is None:
             return None
-        c, p, mine = self.full, self.full.pools, self.pools_of[m]
+        c = self.full
         trial = self._with_part(best, m, values)
-        key = p.region[mine] * len(c.gpu_types) + p.gpu[mine]
-        cap = c.candidates.capacity.ravel()
-        used = others + np.bincount(
-            key, weights=trial.replicas[mine] * p.gpus_per_replica[mine], minlength=cap.size
-        )
-        if (used > cap + 1e-9).any():
+        if (gpu_use(c, trial.replicas) > c.candidates.capacity.ravel() + 1e-9).any():
             return None
         trial_objective = evaluate(c, trial).objective
         return (trial, trial_objective) if trial_objective < objective - 1e-12 else None
