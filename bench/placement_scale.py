@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         "--relative-gap",
         type=float,
         default=0.01,
-        help="certified gap at which a solve stops (the issue's target: 1%%)",
+        help="certified gap at which a solve stops (default 1%%, the scale target)",
     )
     parser.add_argument(
         "--policy",
