@@ -38,7 +38,7 @@ def test_pods_are_listed_across_pages_and_writes_raise_api_errors(
         cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
     monkeypatch.setattr(kube_module, "POD_PAGE", 2)  # three pages for five pods
     kube = Kube(load_client_config(str(cluster.kubeconfig)), OperatorMetrics())
-    pods = asyncio.run(kube.list_gpu_pods())
+    pods = asyncio.run(asyncio.wait_for(kube.list_gpu_pods(), 60))  # a lost page token loops
     assert sum(pod["metadata"]["labels"].get("probe") == namespace for pod in pods) == 5
 
     asyncio.run(
