@@ -81,6 +81,32 @@ def test_tensor_parallel_replicas_request_their_gpus_and_user_args_follow() -> N
     assert "--quantization=fp8" in container["args"]
 
 
+def test_vllm_pods_get_no_token_no_capabilities_and_no_privilege_escalation() -> None:
+    o = owner(image="registry.example/vllm:custom", env=[{"name": "HF_HOME", "value": "/tmp/hf"}])
+    plan = {("us-east-1", H100): 1, ("eu-central-1", H100): 2}
+    deployments = [c for c in desired_children(o, plan, SELECTORS) if c["kind"] == "Deployment"]
+    assert len(deployments) == 2
+    for dep in deployments:
+        pod = dep["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        assert "serviceAccountName" not in pod  # the namespace's default, without its token
+        assert pod["enableServiceLinks"] is False
+        assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+        assert not {"hostNetwork", "hostPID", "hostIPC", "volumes"} & set(pod)
+        (container,) = pod["containers"]
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        }
+        # The official vLLM image runs as root: gridplace neither forces nor forbids a user.
+        assert "runAsNonRoot" not in pod["securityContext"]
+        assert "runAsUser" not in container["securityContext"]
+    # Each manifest has its own copy: a caller editing one leaves the next render alone.
+    deployments[0]["spec"]["template"]["spec"]["containers"][0]["securityContext"].clear()
+    again = desired_children(o, plan, SELECTORS)[-1]["spec"]["template"]["spec"]
+    assert again["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
 def test_gpu_type_suffix_only_when_several_types_are_acceptable() -> None:
     assert deployment_name(owner(), "us-east-1", H100) == "chat-us-east-1"
     both = owner([H100, A100])

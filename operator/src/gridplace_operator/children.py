@@ -3,6 +3,7 @@ Services, as plain manifests. Pure functions; `kube.py` applies them."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -19,6 +20,18 @@ MAX_NAME = 63  # Service names are DNS-1035 labels
 # Model loading can take many minutes; the startup probe allows 30 of them before liveness starts.
 STARTUP_PROBE_FAILURES = 180
 DRAIN_SECONDS = 15
+
+# vLLM's official image (vllm/vllm-openai) has no USER and runs as root, and torch fails under a
+# UID without a passwd entry, so `runAsNonRoot` would refuse or break its pods (an image with a
+# non-root USER still runs as that user). What root there can still be denied: every capability
+# (vLLM, CUDA and NCCL on one node need none; the NVIDIA runtime adds the GPU devices), any gain
+# of privilege (setuid, file capabilities) and the syscalls outside the runtime's default seccomp
+# filter. The root filesystem stays writable: vLLM, torch and Triton cache under $HOME and /tmp.
+POD_SECURITY_CONTEXT: dict[str, Any] = {"seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
 
 
 @dataclass(frozen=True)
@@ -134,6 +147,7 @@ def desired_deployment(
         "livenessProbe": _probe("/health", 10, 6),
         # Keep serving while endpoints stop routing to this pod, then let vLLM finish requests.
         "lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}},
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
     }
     if model.env:
         container["env"] = [e.to_api() for e in model.env]
@@ -164,6 +178,13 @@ def desired_deployment(
                     },
                 },
                 "spec": {
+                    # vLLM never calls the Kubernetes API: no token of the namespace's default
+                    # ServiceAccount for code the tenant chose to read.
+                    "automountServiceAccountToken": False,
+                    # No {SERVICE}_PORT variables: a Service named `vllm` in the namespace would
+                    # set VLLM_PORT, which vLLM reads as its own internal port and refuses.
+                    "enableServiceLinks": False,
+                    "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
                     "nodeSelector": {**node_selector, labels.NODE_GPU_PRODUCT: gpu_type},
                     "tolerations": [
                         {"key": labels.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
