@@ -1,9 +1,9 @@
 """Baseline policies beside the optimiser, over the same compiled index sets and the same Plan.
 
-Greedy policies keep the running replicas, route each (model, zone) demand to SLO-eligible pools
-in the order of their score, adding replicas while the region has GPUs of the type (GPU capacity,
-maxReplicas, SLO eligibility and any churn budget hold), then top up minReplicas and the region
-floor:
+Greedy policies keep the running replicas their GPUs and maxReplicas still hold (those of a
+lost region stop), route each (model, zone) demand to SLO-eligible pools in the order of their
+score, adding replicas while the region has GPUs of the type (GPU capacity, maxReplicas, SLO
+eligibility and any churn budget hold), then top up minReplicas and the region floor:
 - latency-nearest: lowest RTT first;
 - cheapest-power: lowest electricity price first (RTT breaks ties);
 - lowest-carbon: lowest gCO2 per request at full replicas first;
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from ortools.linear_solver import pywraplp  # type: ignore[attr-defined]
 
-from gridplace_placement.builder import Compiled, FloatArray, Pools
+from gridplace_placement.builder import Compiled, FloatArray, Pools, gpu_use
 from gridplace_placement.extract import Assignment
 
 if TYPE_CHECKING:
@@ -56,25 +56,33 @@ def _greedy(
     """Greedy routing by score; from `start` (replicas and routes kept) only unserved demand
     is placed, which makes it a repair step for other plans too."""
     p, k, d, prob = c.pools, c.routes, c.demands, c.problem
-    gpus_left = {}
-    for r, reg in enumerate(prob.regions):
-        for g, count in reg.gpus.items():
-            gpus_left[(r, c.gpu_types.index(g))] = float(count)
+    # GPUs by region * len(gpu_types) + type; zero where a region has none of a type (left,
+    # cordoned or never there), which running replicas may still name.
+    key = p.region * len(c.gpu_types) + p.gpu
+    gpus_left = c.candidates.capacity.ravel().copy()
     reps_left = np.array(
-        [m.max_replicas if m.max_replicas is not None else math.inf for m in prob.models]
+        [m.max_replicas if m.max_replicas is not None else math.inf for m in prob.models],
+        dtype=np.float64,
     )
-    # Running replicas stay: baselines never stop what runs.
-    n = p.current.copy() if start is None else np.maximum(start.replicas, 0.0)
-    for q in np.flatnonzero(n > 0).tolist():
-        gpus_left[(int(p.region[q]), int(p.gpu[q]))] -= n[q] * p.gpus_per_replica[q]
-        reps_left[p.model[q]] -= n[q]
+    if start is None:
+        # Running replicas stay as far as their GPUs and maxReplicas still hold them: those
+        # in a lost region or beyond a lowered maximum stop, and their demand goes elsewhere.
+        n = np.zeros(p.size)
+        for q in np.flatnonzero(p.current > 0).tolist():
+            room = min(gpus_left[key[q]] // p.gpus_per_replica[q], reps_left[p.model[q]])
+            n[q] = max(min(p.current[q], p.upper[q], room), 0.0)
+            gpus_left[key[q]] -= n[q] * p.gpus_per_replica[q]
+            reps_left[p.model[q]] -= n[q]
+    else:
+        n = np.maximum(start.replicas, 0.0)
+        gpus_left -= gpu_use(c, n)
+        reps_left -= np.bincount(p.model, weights=n, minlength=len(prob.models))
     routed = np.zeros(k.size) if start is None else start.routed.copy()
     load = np.bincount(k.pool, weights=routed, minlength=p.size).astype(np.float64)
 
     def headroom(q: int) -> float:
         gpr = float(p.gpus_per_replica[q])
-        key = (int(p.region[q]), int(p.gpu[q]))
-        addable = min(gpus_left[key] // gpr, p.upper[q] - n[q], reps_left[p.model[q]])
+        addable = min(gpus_left[key[q]] // gpr, p.upper[q] - n[q], reps_left[p.model[q]])
         return float((n[q] + max(addable, 0.0)) * p.rate[q] - load[q])
 
     def place(route: int, rate: float) -> float:
@@ -91,7 +99,7 @@ def _greedy(
     def add_replicas(q: int, count: float) -> None:
         if count > 0:
             n[q] += count
-            gpus_left[(int(p.region[q]), int(p.gpu[q]))] -= count * p.gpus_per_replica[q]
+            gpus_left[key[q]] -= count * p.gpus_per_replica[q]
             reps_left[p.model[q]] -= count
 
     width = int(max(k.zone.max(initial=0), d.zone.max(initial=0))) + 1
@@ -129,7 +137,7 @@ def _greedy(
                 break
             r = int(p.region[q])
             missing = floor.per_region_min - per_region.get(r, 0.0)
-            if missing > 0 and _fits(gpus_left, p, q, missing, reps_left):
+            if missing > 0 and _fits(gpus_left[key[q]], p, q, missing, reps_left):
                 add_replicas(q, missing)
                 per_region[r] = per_region.get(r, 0.0) + missing
                 have += 1
@@ -138,7 +146,7 @@ def _greedy(
             if short <= 0:
                 break
             take = min(short, p.upper[q] - n[q])
-            while take > 0 and not _fits(gpus_left, p, q, take, reps_left):
+            while take > 0 and not _fits(gpus_left[key[q]], p, q, take, reps_left):
                 take -= 1
             if take > 0:
                 add_replicas(q, take)
@@ -146,11 +154,9 @@ def _greedy(
     return Assignment(n, routed)
 
 
-def _fits(
-    gpus_left: dict[tuple[int, int], float], p: Pools, q: int, count: float, reps_left: FloatArray
-) -> bool:
-    key = (int(p.region[q]), int(p.gpu[q]))
-    return bool(gpus_left[key] >= count * p.gpus_per_replica[q] and reps_left[p.model[q]] >= count)
+def _fits(gpus_left: float, p: Pools, q: int, count: float, reps_left: FloatArray) -> bool:
+    """Whether `count` more replicas of pool q fit its GPUs left there and its model's maximum."""
+    return bool(gpus_left >= count * p.gpus_per_replica[q] and reps_left[p.model[q]] >= count)
 
 
 def naive(c: Compiled, options: SolveOptions) -> tuple[Assignment, bool]:
@@ -203,11 +209,8 @@ def naive(c: Compiled, options: SolveOptions) -> tuple[Assignment, bool]:
         gpr = models[m].profiles[c.gpu_types[g]].gpus_per_replica
         by_pool_type.setdefault((r, g), []).append(var * gpr)
         by_model_region.setdefault((m, r), []).append(var)
-    for r, reg in enumerate(regions):
-        for gname, count in reg.gpus.items():
-            terms = by_pool_type.get((r, c.gpu_types.index(gname)), [])
-            if terms:
-                solver.Add(sum(terms) <= count)
+    for (r, g), terms in by_pool_type.items():  # every pair, with none of a type counting as 0
+        solver.Add(sum(terms) <= float(c.candidates.capacity[r, g]))
     stopped_by_model: dict[int, list[pywraplp.Variable]] = {}
     for m, model in enumerate(models):
         mine = [var for r in range(len(regions)) for var in by_model_region.get((m, r), [])]

@@ -27,11 +27,10 @@ def reasons_by_model(
     regions, zones = prob.regions, prob.zones
     gpus_used = np.zeros((len(regions), len(c.gpu_types)))
     np.add.at(gpus_used, (p.region, p.gpu), replicas * p.gpus_per_replica)
-    capacity = np.zeros_like(gpus_used)
-    for r, reg in enumerate(regions):
-        for g, count in reg.gpus.items():
-            capacity[r, c.gpu_types.index(g)] = count
+    capacity = c.candidates.capacity  # zero where a region has none of a type
     full = gpus_used[p.region, p.gpu] + p.gpus_per_replica > capacity[p.region, p.gpu]
+    # Running replicas the region's GPUs of the type no longer hold (cordoned, taken or gone).
+    lost = capacity[p.region, p.gpu] < p.current * p.gpus_per_replica
     unit = p.cost_per_replica / np.maximum(p.rate, 1e-12) + p.cost_per_request
     routed_pool = np.zeros(p.size, dtype=bool)
     routed_pool[k.pool] = True
@@ -43,6 +42,11 @@ def reasons_by_model(
     for i, model in enumerate(prob.models):
         mine = by_model[starts[i] : starts[i + 1]]
         reasons: list[str] = []
+        for q in mine[lost[mine]][:MAX_ITEMS]:
+            reasons.append(
+                f"GPUs lost in {regions[int(p.region[q])].name} ({c.gpu_types[int(p.gpu[q])]}): "
+                f"{capacity[p.region[q], p.gpu[q]]:g} left for {p.current[q]:g} running replicas"
+            )
         at_max = model.max_replicas is not None and replicas[mine].sum() >= model.max_replicas
         for j in np.flatnonzero((d.model == i) & (unserved > 1e-6))[:MAX_ITEMS]:
             if at_max:
@@ -58,7 +62,7 @@ def reasons_by_model(
             )
         used = mine[replicas[mine] > 0]
         worst_used = float(unit[used].max()) if used.size else np.inf
-        blocked = mine[full[mine] & routed_pool[mine] & (unit[mine] < worst_used)]
+        blocked = mine[full[mine] & ~lost[mine] & routed_pool[mine] & (unit[mine] < worst_used)]
         for q in blocked[np.argsort(unit[blocked])][:MAX_ITEMS]:
             reasons.append(
                 f"GPU capacity full in {regions[int(p.region[q])].name} "
