@@ -36,10 +36,19 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     scope.add_argument(
         "--all-namespaces", action="store_true", help="watch every namespace (the default)"
     )
-    run.add_argument("--metrics-address", default="0.0.0.0", help="default: 0.0.0.0")
+    # Loopback by default: the endpoints have no authentication, and a `gridplace run` on a
+    # laptop or a node should not publish them. The chart binds 0.0.0.0 inside its pod.
+    run.add_argument(
+        "--metrics-address",
+        default="127.0.0.1",
+        help="address /metrics binds to, e.g. 0.0.0.0 for every interface; default: 127.0.0.1",
+    )
     run.add_argument("--metrics-port", type=int, default=8081, help="0 disables; default: 8081")
     run.add_argument(
-        "--liveness", default="http://0.0.0.0:8080/healthz", help="kopf liveness endpoint URL"
+        "--liveness",
+        default="http://127.0.0.1:8080/healthz",
+        help="kopf liveness endpoint URL; its host is the address it binds to"
+        ' ("" disables); default: http://127.0.0.1:8080/healthz',
     )
     run.add_argument("--plan-period", type=float, default=60.0, help="seconds; default: 60")
     run.add_argument("--debounce", type=float, default=1.0, help="seconds; default: 1")

@@ -34,7 +34,7 @@ class OperatorConfig:
     kubeconfig: str | None = None
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     metrics_port: int = 8081
-    metrics_address: str = "0.0.0.0"  # scraped from inside the cluster
+    metrics_address: str = "127.0.0.1"  # the chart passes 0.0.0.0 for in-cluster scraping
     plan_period_seconds: float = 60.0
     debounce_seconds: float = 1.0
     max_delay_seconds: float = 5.0
