@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gridplace_operator.inventory import build_inventory, parse_quantity, region_of
+from gridplace_operator.inventory import build_inventory, parse_quantity, regions_of
 
 SELECTORS = {
     "eu-central-1": {"topology.kubernetes.io/region": "eu-central-1"},
@@ -89,8 +89,18 @@ def test_a_region_may_select_nodes_by_any_label() -> None:
     custom = {"frankfurt": {"example.com/site": "fra"}}
     n = node("a", "eu-central-1", "H100")
     n["metadata"]["labels"]["example.com/site"] = "fra"
-    assert region_of(n, custom) == "frankfurt"
+    assert regions_of(n, custom) == ["frankfurt"]
     assert build_inventory([n], [], custom).available("frankfurt", "H100") == 8
+
+
+def test_a_node_two_regions_select_counts_once_and_the_other_region_is_told() -> None:
+    overlapping = {**SELECTORS, "a-everything": {"nvidia.com/gpu.product": "H100"}}
+    nodes = [node("a", "eu-central-1", "H100"), node("b", "us-east-1", "A100")]
+    inventory = build_inventory(nodes, [], overlapping)
+    assert inventory.available("a-everything", "H100") == 8
+    assert inventory.available("eu-central-1", "H100") == 0  # never planned twice
+    assert inventory.available("us-east-1", "A100") == 8
+    assert inventory.ceded == {"eu-central-1": {"a-everything": 1}}
 
 
 @pytest.mark.parametrize(("text", "units"), [("8", 8), (4, 4), ("2000m", 2), (None, 0)])

@@ -7,7 +7,14 @@ from typing import Any
 
 from gridplace_operator.api.conditions import Reason
 from gridplace_operator.api.inference_deployment import AutoscalerStatus
-from gridplace_operator.status import IdepFacts, ModelPlan, comparable, idep_status
+from gridplace_operator.status import (
+    IdepFacts,
+    ModelPlan,
+    RegionFacts,
+    comparable,
+    idep_status,
+    region_status,
+)
 from gridplace_operator.world import Change, World
 from gridplace_placement.plan import ModelOutcome, PoolPlan, Route, ZoneOutcome
 
@@ -128,8 +135,21 @@ def test_a_placed_and_ready_model() -> None:
 def test_shortage_and_starting_replicas_are_reported() -> None:
     status = idep_status(facts(plan=plan(unserved=2.5), ready={}), {}, NOW).to_api()
     assert conditions(status)["Placed"] == ("False", Reason.INSUFFICIENT_CAPACITY)
-    assert conditions(status)["Ready"] == ("False", Reason.REPLICAS_NOT_READY)
+    # Ready rolls Placed up: a plan that leaves demand unserved is not Ready, whatever runs.
+    assert conditions(status)["Ready"] == ("False", Reason.INSUFFICIENT_CAPACITY)
     assert status["unmetRequestsPerSecond"] == 2.5
+    all_ready = idep_status(facts(plan=plan(unserved=2.5)), {}, NOW).to_api()
+    assert conditions(all_ready)["Ready"] == ("False", Reason.INSUFFICIENT_CAPACITY)
+    ready_msg = next(c for c in all_ready["conditions"] if c["type"] == "Ready")["message"]
+    assert "cannot be served" in ready_msg and "replicas ready" in ready_msg
+
+
+def test_a_failed_solve_keeps_the_plan_but_is_not_ready() -> None:
+    failed = facts(rejection=(Reason.SOLVER_FAILED, "the solver failed: out of memory"))
+    status = idep_status(failed, {}, NOW).to_api()
+    assert conditions(status)["Placed"] == ("False", Reason.SOLVER_FAILED)
+    assert conditions(status)["Ready"] == ("False", Reason.SOLVER_FAILED)
+    assert status["placement"]  # the running plan is still shown
 
 
 def test_invalid_spec_and_advise_mode() -> None:
@@ -193,3 +213,19 @@ def test_a_new_decision_or_a_real_move_is_written() -> None:
     grown = idep_status(scaled_by_autoscaler(0.41, 10.0, desired=3), shown, later).to_api()
     assert grown["autoscaler"]["desiredReplicas"] == 3
     assert grown["autoscaler"]["observedP95Seconds"] == 0.41
+
+
+def test_a_region_whose_nodes_count_for_another_says_which() -> None:
+    def ready_of(facts: RegionFacts) -> tuple[str, str, str]:
+        cond = region_status(facts, {}, NOW).to_api()["conditions"][0]
+        return cond["status"], cond["reason"], cond["message"]
+
+    emptied = RegionFacts(1, [], None, None, ceded={"a-everything": 3})
+    status, reason, message = ready_of(emptied)
+    assert (status, reason) == ("False", Reason.OVERLAPPING_SELECTOR)
+    assert "3 to a-everything" in message
+    partly = RegionFacts(1, [("H100", 1, 8, 8)], None, None, ceded={"a-everything": 1})
+    status, reason, message = ready_of(partly)
+    assert (status, reason) == ("True", Reason.GPUS_FOUND)
+    assert "make the selectors disjoint" in message
+    assert ready_of(RegionFacts(1, [], None, None))[1] == Reason.NO_GPUS

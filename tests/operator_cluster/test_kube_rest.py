@@ -56,3 +56,21 @@ def test_pods_are_listed_across_pages_and_writes_raise_api_errors(
             )
         )
     assert raised.value.status == 422
+
+
+def test_an_apply_with_characters_outside_the_basic_plane_round_trips(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    text = "chat 😀 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 – café"
+    kube = Kube(load_client_config(str(cluster.kubeconfig)), OperatorMetrics())
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "unicode", "namespace": namespace, "annotations": {"note": text}},
+        "spec": {"ports": [{"port": 80}]},
+    }
+    asyncio.run(kube.apply(service))  # the API server answered 400 to the escaped surrogates
+    got = json.loads(
+        cluster.kubectl("get", "service", "unicode", "-n", namespace, "-o", "json").stdout
+    )
+    assert got["metadata"]["annotations"]["note"] == text

@@ -303,3 +303,66 @@ def test_a_child_name_taken_by_someone_else_is_left_alone_and_reported(
     foreign = get_json(cluster, "deployment", "taken-us-east-1", "-n", namespace)
     assert foreign["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx"
     assert not foreign["metadata"].get("ownerReferences")
+
+
+def test_hand_edits_to_a_child_are_restored_and_reported(
+    cluster: ClusterHandle, namespace: str, operator: OperatorProcess
+) -> None:
+    spec = idep(
+        "drifted",
+        model={"name": "meta-llama/Meta-Llama-3.1-8B-Instruct", "gpuTypes": [H100]},
+        placement={"allowedRegions": ["us-east-1"]},
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=spec)
+    wait_for(lambda: ready(cluster, namespace, "drifted"), 120, "Ready", operator)
+    planned = deployments(cluster, namespace)["drifted-us-east-1"]
+    replicas = planned["spec"]["replicas"]
+    image = planned["spec"]["template"]["spec"]["containers"][0]["image"]
+    cluster.kubectl("scale", "deployment", "drifted-us-east-1", "-n", namespace, "--replicas=5")
+    # Another field manager takes the image over by force.
+    patch = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "drifted-us-east-1", "namespace": namespace},
+        "spec": {"template": {"spec": {"containers": [{"name": "vllm", "image": "nginx"}]}}},
+    }
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=someone-else",
+        "-f",
+        "-",
+        input=yaml.safe_dump(patch),
+    )
+
+    def restored() -> bool:
+        dep = deployments(cluster, namespace)["drifted-us-east-1"]
+        container = dep["spec"]["template"]["spec"]["containers"][0]
+        return dep["spec"]["replicas"] == replicas and container["image"] == image
+
+    wait_for(restored, 60, "the planned replicas and image back", operator)
+    events = get_json(cluster, "events", "-n", namespace)["items"]
+    reported = [e for e in events if e["reason"] == "DriftRepaired"]
+    assert reported and "drifted-us-east-1" in reported[0]["message"]
+    assert reported[0]["involvedObject"]["name"] == "drifted"
+
+
+def test_a_spec_with_characters_outside_the_basic_plane_is_placed(
+    cluster: ClusterHandle, namespace: str, operator: OperatorProcess
+) -> None:
+    spec = idep(
+        "emoji",
+        model={
+            "name": "meta-llama/Meta-Llama-3.1-8B-Instruct",
+            "gpuTypes": [H100],
+            "env": [{"name": "GREETING", "value": "hello 😀"}],
+        },
+        placement={"allowedRegions": ["us-east-1"]},
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=spec)
+    wait_for(lambda: ready(cluster, namespace, "emoji"), 120, "Ready", operator)
+    container = deployments(cluster, namespace)["emoji-us-east-1"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert {"name": "GREETING", "value": "hello 😀"} in container["env"]

@@ -1,12 +1,15 @@
 """From desired and observed children to the writes that get there, make-before-break.
 
 Pure: the planner calls `writes_for(...)` per InferenceDeployment and hands the result to kube.py.
+A child is rewritten when what gridplace wants changed (the spec-hash annotation) or when the live
+object's owned fields drifted from it (`kubectl scale`, another field manager's apply): the hash
+says what gridplace wanted, only the live fields say what is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gridplace_operator import labels
@@ -23,6 +26,7 @@ class ObservedChild:
     spec_hash: str | None
     replicas: int = 0
     ready_replicas: int = 0
+    owned: Mapping[str, Any] | None = None  # `owned_fields` of the live object; None: not seen
 
     @classmethod
     def from_api(cls, obj: Mapping[str, Any]) -> ObservedChild:
@@ -36,7 +40,53 @@ class ObservedChild:
             spec_hash=(meta.get("annotations") or {}).get(labels.SPEC_HASH),
             replicas=int(obj.get("spec", {}).get("replicas") or 0),
             ready_replicas=int(obj.get("status", {}).get("readyReplicas") or 0),
+            owned=owned_fields(obj),
         )
+
+
+def owned_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields gridplace sets on a child that the API server stores as written (no defaults
+    are added to them), so the live object and the manifest compare equal until someone else
+    changes them: a Deployment's replicas and each container's image, command, args and plain
+    env values; a Service's selector."""
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "Service":
+        return {"selector": dict(spec.get("selector") or {})}
+    pod = (spec.get("template") or {}).get("spec") or {}
+    return {
+        "replicas": spec.get("replicas"),
+        "containers": [
+            {
+                "name": c.get("name"),
+                "image": c.get("image"),
+                "command": list(c.get("command") or []),
+                "args": list(c.get("args") or []),
+                "env": [(e.get("name"), e.get("value")) for e in c.get("env") or []],
+            }
+            for c in pod.get("containers") or []
+        ],
+    }
+
+
+def drift(wanted: Mapping[str, Any], live: Mapping[str, Any]) -> list[str]:
+    """What differs between two `owned_fields`, in words (`replicas 5, wanted 3`)."""
+    out: list[str] = []
+    for key in sorted(set(wanted) | set(live)):
+        if key == "containers":
+            continue
+        if wanted.get(key) != live.get(key):
+            out.append(f"{key} {live.get(key)}, wanted {wanted.get(key)}")
+    have = {c["name"]: c for c in live.get("containers") or []}
+    for container in wanted.get("containers") or []:
+        theirs = have.get(container["name"])
+        if theirs is None:
+            out.append(f"container {container['name']} missing")
+            continue
+        for field_ in ("image", "command", "args", "env"):
+            if container[field_] != theirs[field_]:
+                shown = theirs[field_] if field_ == "image" else "changed"
+                out.append(f"container {container['name']} {field_} {shown}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -56,10 +106,24 @@ Write = Apply | Delete
 
 
 @dataclass(frozen=True)
+class Repair:
+    """A child whose live owned fields differ from what gridplace last applied."""
+
+    kind: str
+    name: str
+    differences: list[str]
+
+    def message(self) -> str:
+        changes = "; ".join(self.differences)
+        return f"{self.kind} {self.name} was changed outside gridplace ({changes}); restored"
+
+
+@dataclass(frozen=True)
 class Writes:
     make: list[Apply]  # new children and scale-ups: safe at once
     brk: list[Write]  # scale-downs and removals: only once the new capacity is ready
     held: bool  # True when `brk` must wait for the scale-ups to become ready
+    repairs: list[Repair] = field(default_factory=list)  # drifted children among the writes
 
 
 def _key(kind: str, name: str) -> tuple[str, str]:
@@ -82,11 +146,17 @@ def writes_for(
     want = {_key(d["kind"], d["metadata"]["name"]): d for d in desired}
     make: list[Apply] = []
     brk: list[Write] = []
+    repairs: list[Repair] = []
     for key, manifest in want.items():
         current = have.get(key)
         wanted_hash = manifest["metadata"]["annotations"][labels.SPEC_HASH]
         if current is not None and current.spec_hash == wanted_hash:
-            continue
+            differences = (
+                [] if current.owned is None else drift(owned_fields(manifest), current.owned)
+            )
+            if not differences:
+                continue
+            repairs.append(Repair(current.kind, current.name, differences))
         replicas = manifest.get("spec", {}).get("replicas")
         if current is not None and replicas is not None and replicas < current.replicas:
             brk.append(Apply(manifest))
@@ -101,4 +171,4 @@ def writes_for(
         for k, d in want.items()
         if d["kind"] == "Deployment" and labels.pool_of(d) not in crowded
     )
-    return Writes(make=make, brk=brk, held=bool(brk) and coming)
+    return Writes(make=make, brk=brk, held=bool(brk) and coming, repairs=repairs)

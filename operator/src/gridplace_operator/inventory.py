@@ -34,6 +34,8 @@ class GpuPool:
 class Inventory:
     pools: dict[tuple[str, str], GpuPool] = field(default_factory=dict)
     nodes_by_region: dict[str, int] = field(default_factory=dict)
+    # region -> {other region: GPU nodes its selector matches that count for the other region}
+    ceded: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def available(self, region: str, gpu_type: str) -> int:
         pool = self.pools.get((region, gpu_type))
@@ -50,7 +52,7 @@ class Inventory:
             )
             for key, p in self.pools.items()
         }
-        return Inventory(pools=pools, nodes_by_region=dict(self.nodes_by_region))
+        return Inventory(pools=pools, nodes_by_region=dict(self.nodes_by_region), ceded=self.ceded)
 
 
 def parse_quantity(value: str | int | float | None) -> int:
@@ -76,13 +78,11 @@ def matches(selector: Mapping[str, str], node_labels: Mapping[str, str]) -> bool
     return all(node_labels.get(k) == v for k, v in selector.items())
 
 
-def region_of(node: Obj, region_selectors: Mapping[str, Mapping[str, str]]) -> str | None:
-    """The region whose node selector matches the node (first by name, for determinism)."""
+def regions_of(node: Obj, region_selectors: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """Every region whose node selector matches the node, by name. The node counts for the
+    first one only (a GPU is never planned twice); the others are told they ceded it."""
     node_labels = node.get("metadata", {}).get("labels") or {}
-    for region in sorted(region_selectors):
-        if matches(region_selectors[region], node_labels):
-            return region
-    return None
+    return [r for r in sorted(region_selectors) if matches(region_selectors[r], node_labels)]
 
 
 def pod_gpu_request(pod: Obj) -> int:
@@ -125,9 +125,10 @@ def build_inventory(
     node_count: dict[tuple[str, str], int] = defaultdict(int)
     pool_of_node: dict[str, tuple[str, str]] = {}
     nodes_by_region: dict[str, int] = defaultdict(int)
+    ceded: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for node in nodes:
-        region = region_of(node, region_selectors)
-        if region is None or not node_is_schedulable(node):
+        matched = regions_of(node, region_selectors)
+        if not matched or not node_is_schedulable(node):
             continue
         meta = node.get("metadata", {})
         gpu_type = (meta.get("labels") or {}).get(labels.NODE_GPU_PRODUCT)
@@ -136,6 +137,9 @@ def build_inventory(
         )
         if not gpu_type or gpus <= 0:
             continue
+        region = matched[0]
+        for other in matched[1:]:
+            ceded[other][region] += 1
         key = (region, gpu_type)
         allocatable[key] += gpus
         node_count[key] += 1
@@ -153,4 +157,8 @@ def build_inventory(
         key: GpuPool(key[0], key[1], allocatable[key], used.get(key, 0), node_count[key])
         for key in sorted(allocatable)
     }
-    return Inventory(pools=pools, nodes_by_region=dict(nodes_by_region))
+    return Inventory(
+        pools=pools,
+        nodes_by_region=dict(nodes_by_region),
+        ceded={r: dict(by) for r, by in ceded.items()},
+    )

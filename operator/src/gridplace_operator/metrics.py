@@ -34,6 +34,13 @@ class OperatorMetrics:
             ["kind", "verb"],
             registry=r,
         )
+        self.drift_repairs = Counter(
+            "gridplace_child_drift_repairs_total",
+            "Children restored after their replicas, images or args were changed outside"
+            " gridplace, by kind.",
+            ["kind"],
+            registry=r,
+        )
         self.replicas = Gauge(
             "gridplace_replicas",
             "Planned replicas by model, region and GPU type.",

@@ -550,7 +550,7 @@ class Planner:
         if model_plan is not None and isinstance(spec, InferenceDeploymentSpec) and not advise:
             try:
                 await self._reconcile_children(
-                    Owner(ref.namespace, ref.name, uid, spec), model_plan
+                    Owner(ref.namespace, ref.name, uid, spec), model_plan, body
                 )
             except ChildConflictError as err:
                 conflict = str(err)
@@ -591,13 +591,20 @@ class Planner:
                 rtt.setdefault(entry.zone, {})[region.metadata.name] = entry.ms
         return rtt
 
-    async def _reconcile_children(self, owner: Owner, model_plan: ModelPlan) -> None:
+    async def _reconcile_children(
+        self, owner: Owner, model_plan: ModelPlan, body: Mapping[str, Any]
+    ) -> None:
         selectors = self._selectors()
         replicas = {k: n for k, n in model_plan.replicas().items() if k[0] in selectors}
         desired = desired_children(owner, replicas, selectors)
         writes = writes_for(
             desired, self._observed_children(owner.namespace), owner.uid, self.crowded
         )
+        for repair in writes.repairs:
+            self.metrics.drift_repairs.labels(kind=repair.kind).inc()
+            await self.kube.event(
+                body, reason="DriftRepaired", message=repair.message(), warning=True
+            )
         for write in writes.make:
             try:
                 await self.kube.apply(write.manifest, force=not write.new)
@@ -689,6 +696,7 @@ class Planner:
             carbon=carbon.status if carbon else None,
             price=price.status if price else None,
             invalid=invalid.get(name),
+            ceded=self.inventory.ceded.get(name, {}),
         )
         previous: Mapping[str, Any] = body.get("status") or {}
         status = region_status(facts, previous, now).to_api()

@@ -140,7 +140,9 @@ def _placed(facts: IdepFacts) -> Verdict:
     return "True", Reason.PLANNED, f"{outcome.replicas} replica(s) in {regions}"
 
 
-def _ready(facts: IdepFacts, placed: Status, desired: int, ready: int) -> Verdict:
+def _ready(facts: IdepFacts, placed: Verdict, desired: int, ready: int) -> Verdict:
+    """Ready rolls the others up: True only when the plan is whole (Placed=True) and, outside
+    Advise mode, every planned replica is ready; False carries the reason that holds it back."""
     if facts.rejection is not None and facts.rejection[0] == Reason.INVALID_SPEC:
         return "False", Reason.INVALID_SPEC, facts.rejection[1]
     if facts.plan is None:
@@ -149,12 +151,13 @@ def _ready(facts: IdepFacts, placed: Status, desired: int, ready: int) -> Verdic
         return "Unknown", Reason.PENDING, "not reconciled yet"
     if facts.conflict is not None:
         return "False", Reason.CHILD_CONFLICT, facts.conflict
+    counted = "" if facts.advise else f" ({ready} of {desired} replicas ready)"
+    if placed[0] == "False":
+        return "False", placed[1], f"{placed[2]}{counted}"
     if facts.advise:
         return "True", Reason.ADVISED, "Advise mode: the plan is in status, no workload is touched"
     if ready < desired:
         return "False", Reason.REPLICAS_NOT_READY, f"{ready} of {desired} replicas ready"
-    if placed == "False" and desired == 0:
-        return "False", Reason.NOT_PLACED, "no replica could be placed; see the Placed condition"
     return "True", Reason.AVAILABLE, f"{ready} of {desired} replicas ready"
 
 
@@ -238,7 +241,7 @@ def idep_status(
             scaled = (scaled[0], scaled[1], str(shown.get("message", scaled[2])))
     stamp: dict[str, Any] = {"generation": facts.generation, "previous": before, "now": now}
     conds = [
-        condition(ConditionType.READY, _ready(facts, placed[0], desired, ready), **stamp),
+        condition(ConditionType.READY, _ready(facts, placed, desired, ready), **stamp),
         condition(ConditionType.PLACED, placed, **stamp),
         condition(ConditionType.SCALED, scaled, **stamp),
         condition(ConditionType.SIGNALS_HEALTHY, _signals(facts), **stamp),
@@ -324,6 +327,7 @@ class RegionFacts:
     carbon: SignalStatus | None
     price: SignalStatus | None
     invalid: str | None = None
+    ceded: Mapping[str, int] = field(default_factory=dict)  # other region -> GPU nodes it took
 
 
 def region_status(facts: RegionFacts, previous: Mapping[str, Any], now: datetime) -> RegionStatus:
@@ -333,13 +337,24 @@ def region_status(facts: RegionFacts, previous: Mapping[str, Any], now: datetime
         GpuInventory(gpu_type=g, nodes=n, allocatable=alloc, available=avail)
         for g, n, alloc, avail in sorted(facts.pools)
     ]
+    ceded = ""
+    if facts.ceded:
+        others = ", ".join(f"{n} to {r}" for r, n in sorted(facts.ceded.items()))
+        ceded = (
+            f"GPU node(s) its nodeSelector matches count for another Region whose selector"
+            f" matches them too ({others}; a node counts for the first Region by name):"
+            " make the selectors disjoint"
+        )
     if facts.invalid is not None:
         ready: Verdict = ("False", Reason.INVALID_SPEC, facts.invalid)
+    elif not gpus and ceded:
+        ready = ("False", Reason.OVERLAPPING_SELECTOR, ceded)
     elif not gpus:
         ready = ("False", Reason.NO_GPUS, "no ready node with nvidia.com/gpu matches nodeSelector")
     else:
         total = sum(g.available for g in gpus)
-        ready = ("True", Reason.GPUS_FOUND, f"{total} GPU(s) available to gridplace")
+        found = f"{total} GPU(s) available to gridplace"
+        ready = ("True", Reason.GPUS_FOUND, f"{found}; {ceded}" if ceded else found)
     signals = [s for s in (facts.carbon, facts.price) if s is not None]
     stale = [s for s in signals if s.stale]
     if facts.invalid is not None:

@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Any
 
 from gridplace_operator import labels
+from gridplace_operator.diff import owned_fields
 from gridplace_operator.inventory import node_is_schedulable, parse_quantity
 
 Obj = Mapping[str, Any]
@@ -48,17 +49,19 @@ def child_view(obj: Obj) -> dict[str, Any]:
         view_meta["deletionTimestamp"] = meta["deletionTimestamp"]
     spec = obj.get("spec") or {}
     pod_spec = (spec.get("template") or {}).get("spec") or {}
+    kept = ("name", "image", "command", "args", "env", "resources")
     return {
         "kind": obj.get("kind"),
         "metadata": view_meta,
         "spec": {
             "replicas": spec.get("replicas"),
-            # Only the GPUs each replica asks for, to tell pools that are over-committed.
+            **({"selector": spec.get("selector")} if obj.get("kind") == "Service" else {}),
+            # The GPUs each replica asks for (over-committed pools) and the fields gridplace
+            # owns (drift from what it applied).
             "template": {
                 "spec": {
                     "containers": [
-                        {"resources": c.get("resources") or {}}
-                        for c in pod_spec.get("containers") or []
+                        {k: c[k] for k in kept if k in c} for c in pod_spec.get("containers") or []
                     ]
                 }
             },
@@ -110,9 +113,9 @@ def child_fingerprint(obj: Obj) -> str:
     return json.dumps(
         [
             (meta.get("annotations") or {}).get(labels.SPEC_HASH),
-            (obj.get("spec") or {}).get("replicas"),
             status.get("readyReplicas"),
             meta.get("deletionTimestamp") is not None,
+            owned_fields(obj),  # replicas, images, args: a hand edit wakes a repair
         ]
     )
 

@@ -47,6 +47,7 @@ class Reason(StrEnum):
     # Region Ready
     GPUS_FOUND = "GPUsFound"
     NO_GPUS = "NoGPUs"
+    OVERLAPPING_SELECTOR = "OverlappingSelector"
 
 
 # (condition, status, reason, meaning): the documented vocabulary, rendered into docs/api.md.
@@ -60,6 +61,15 @@ INFERENCE_DEPLOYMENT_CONDITIONS: tuple[tuple[ConditionType, str, Reason, str], .
         "The spec breaks a rule; the message names it. Not retried until the spec changes.",
     ),
     (ConditionType.READY, "False", Reason.NOT_PLACED, "No plan could be made; see Placed."),
+    *(
+        (ConditionType.READY, "False", reason, f"Placed is False ({reason}); Ready says so too.")
+        for reason in (
+            Reason.INSUFFICIENT_CAPACITY,
+            Reason.SLO_UNREACHABLE,
+            Reason.NO_ELIGIBLE_REGION,
+            Reason.SOLVER_FAILED,
+        )
+    ),
     (
         ConditionType.READY,
         "False",
@@ -169,6 +179,13 @@ REGION_CONDITIONS: tuple[tuple[ConditionType, str, Reason, str], ...] = (
         "False",
         Reason.NO_GPUS,
         "No node with nvidia.com/gpu matches nodeSelector.",
+    ),
+    (
+        ConditionType.READY,
+        "False",
+        Reason.OVERLAPPING_SELECTOR,
+        "Every GPU node nodeSelector matches counts for another Region whose selector matches it"
+        " too (a node counts for the first Region by name).",
     ),
     (
         ConditionType.READY,
