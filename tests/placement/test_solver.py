@@ -283,6 +283,47 @@ def test_unmeetable_floor_is_reported(two_regions: dict[str, Any]) -> None:
     plan = plan_for(two_regions)
     assert plan.status == PlanStatus.INFEASIBLE_WITH_SLACK
     assert replicas_in(plan, "clean") >= 1 and replicas_in(plan, "dirty") >= 1
+    assert plan.models[0].floor_unmet == (
+        "availability floor unmet: 2 of minRegions=3 regions run perRegionMin=1 replicas; "
+        "2 allowed regions have the GPUs for it"
+    )
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_floor_beyond_the_regions_says_so_under_every_policy(policy: Policy) -> None:
+    regions = {f"r{i}": {"gpus": {H100: 4}} for i in range(6)}
+    regions["r5"]["gpus"] = {H100: 0}  # a region without GPUs cannot hold the floor either
+    data = make_problem(
+        regions=regions, rtt={"users": dict.fromkeys(regions, 10.0)}, demand={"users": 10.0}
+    )
+    data["models"][0]["availability"] = {"minRegions": 64, "perRegionMin": 2}
+    plan = solve(Problem.model_validate(data), policy=policy)
+    outcome = plan.models[0]
+    assert plan.status == PlanStatus.INFEASIBLE_WITH_SLACK
+    assert outcome.floor_unmet == (
+        "availability floor unmet: 5 of minRegions=64 regions run perRegionMin=2 replicas; "
+        "5 allowed regions have the GPUs for it"
+    )
+    assert outcome.reasons[0] == outcome.floor_unmet
+    assert "floorUnmet" in plan.model_dump_json(by_alias=True)
+    data["models"][0]["availability"] = {"minRegions": 5, "perRegionMin": 2}
+    met = solve(Problem.model_validate(data), policy=policy)
+    assert met.models[0].floor_unmet is None
+    assert met.status != PlanStatus.INFEASIBLE_WITH_SLACK
+
+
+def test_unmet_min_replicas_is_reported(two_regions: dict[str, Any]) -> None:
+    for region in two_regions["regions"]:
+        region["gpus"] = {H100: 3}
+    two_regions["models"][0]["minReplicas"] = 10
+    plan = plan_for(two_regions)
+    assert sum(p.replicas for p in plan.pools) == 6
+    assert plan.models[0].floor_unmet == (
+        "minReplicas unmet: 6 of minReplicas=10 replicas; the GPUs of its allowed regions hold 6"
+    )
+    assert plan.status == PlanStatus.INFEASIBLE_WITH_SLACK
+    two_regions["models"][0]["minReplicas"] = 6
+    assert plan_for(two_regions).models[0].floor_unmet is None
 
 
 def test_degenerate_inputs() -> None:

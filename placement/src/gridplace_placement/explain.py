@@ -36,12 +36,13 @@ def reasons_by_model(
     routed_pool[k.pool] = True
     churn_binding = prob.churn_budget is not None and float(moved.sum()) >= prob.churn_budget - 1e-9
 
+    unmet = floors_unmet(c, replicas)
     by_model = np.argsort(p.model, kind="stable")
     starts = np.searchsorted(p.model[by_model], np.arange(len(prob.models) + 1))
     out: dict[int, list[str]] = {}
     for i, model in enumerate(prob.models):
         mine = by_model[starts[i] : starts[i + 1]]
-        reasons: list[str] = []
+        reasons: list[str] = [unmet[i]] if i in unmet else []
         for q in mine[lost[mine]][:MAX_ITEMS]:
             reasons.append(
                 f"GPUs lost in {regions[int(p.region[q])].name} ({c.gpu_types[int(p.gpu[q])]}): "
@@ -99,13 +100,48 @@ def reasons_by_model(
                     f"{regions[int(p.region[q])].name} ({c.gpu_types[int(p.gpu[q])]})"
                 )
         n_regions = len({int(r) for r in p.region[used]})
-        if model.availability.min_regions and n_regions <= model.availability.min_regions:
-            reasons.append(f"availability floor: at least {model.availability.min_regions} regions")
-        if model.min_replicas and replicas[mine].sum() <= model.min_replicas:
+        floor = model.availability.min_regions
+        if floor and n_regions <= floor and i not in unmet:
+            reasons.append(f"availability floor: at least {floor} regions")
+        if model.min_replicas and replicas[mine].sum() <= model.min_replicas and i not in unmet:
             reasons.append(f"minReplicas={model.min_replicas} sets the replica count")
         if model.max_replicas is not None and replicas[mine].sum() >= model.max_replicas:
             reasons.append(f"maxReplicas={model.max_replicas} caps the replica count")
         out[i] = reasons
+    return out
+
+
+def floors_unmet(c: Compiled, replicas: FloatArray) -> dict[int, str]:
+    """Per model index whose plan misses its availability floor (minRegions regions with
+    perRegionMin replicas each) or minReplicas: what it misses and what could hold it."""
+    p, prob = c.pools, c.problem
+    n_r = len(prob.regions)
+    out: dict[int, str] = {}
+    for i, model in enumerate(prob.models):
+        mine = p.model == i
+        by_region = np.bincount(p.region[mine], weights=replicas[mine], minlength=n_r)
+        # Pool upper bounds count each model's GPUs alone: what the others leave may be less.
+        room = np.bincount(p.region[mine], weights=p.upper[mine], minlength=n_r)
+        floor, per_region = model.availability.min_regions, model.availability.per_region_min
+        missed = []
+        have = int((by_region >= per_region - 1e-9).sum())
+        if have < floor:
+            fit = int((room >= per_region).sum())
+            missed.append(
+                f"availability floor unmet: {have} of minRegions={floor} regions run "
+                f"perRegionMin={per_region} replicas; {fit} allowed regions have the GPUs for it"
+            )
+        total = float(replicas[mine].sum())
+        if total < model.min_replicas - 1e-9:
+            most = float(p.upper[mine].sum())
+            if model.max_replicas is not None:
+                most = min(most, float(model.max_replicas))
+            missed.append(
+                f"minReplicas unmet: {total:g} of minReplicas={model.min_replicas} replicas; "
+                f"the GPUs of its allowed regions hold {most:g}"
+            )
+        if missed:
+            out[i] = "; ".join(missed)
     return out
 
 

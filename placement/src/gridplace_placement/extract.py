@@ -8,7 +8,7 @@ import numpy as np
 
 from gridplace_placement.builder import Compiled, FloatArray
 from gridplace_placement.capacity import max_arrival_array, p95_wait_array
-from gridplace_placement.explain import reasons_by_model
+from gridplace_placement.explain import floors_unmet, reasons_by_model
 from gridplace_placement.plan import (
     ModelOutcome,
     Plan,
@@ -221,6 +221,7 @@ def assemble(
             f"kept its current pools: the best other plan found would lower its objective by "
             f"{max(saving, 0.0):.2%}, not more than minImprovement {min_improvement:.2%}",
         )
+    unmet = floors_unmet(c, n)
     unserved_m = np.bincount(d.model, weights=ev.unserved, minlength=len(models))
     stopped_m = np.bincount(p.model, weights=ev.stopped, minlength=len(models))
     model_outcomes = []
@@ -237,6 +238,7 @@ def assemble(
                 stopped_replicas=int(stopped_m[m]),
                 moved_replicas=round(float(ev.moved[m])),
                 kept_current=m in held,
+                floor_unmet=unmet.get(m),
                 reasons=reasons.get(m, []),
             )
         )

@@ -71,6 +71,11 @@ class ModelOutcome(_Result):
         description="hysteresis kept this model's current pools (as they are or scaled): the best "
         "other plan found did not lower its objective by more than minImprovement",
     )
+    floor_unmet: str | None = Field(
+        default=None,
+        description="why the plan misses the model's availability floor (minRegions regions "
+        "with perRegionMin replicas) or minReplicas; None when both are met",
+    )
     reasons: list[str] = Field(description="the binding reasons behind this placement")
 
 
