@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from gridplace_e2e.public_data import CONV_TRACE, LOAD_SHAPE
 from gridplace_operator.autoscaler import (
     History,
     Inputs,
@@ -64,9 +65,6 @@ from gridplace_placement.problem import Model as PlacementModel
 from gridplace_placement.profiles import catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
-PUBLIC = ROOT.parent / "shared" / "scenarios" / "public"
-LOAD = PUBLIC / "servegen_aggregate_rate_10min.csv"
-TRACE = PUBLIC / "AzureLLMInferenceTrace_conv_2023-11-16.csv"
 PROFILE_MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct"
 GPU = "NVIDIA-H100-80GB-HBM3"
 TARGETS = {
@@ -421,9 +419,9 @@ def plot(
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--load", type=Path, default=LOAD)
+    parser.add_argument("--load", type=Path, default=LOAD_SHAPE)
     parser.add_argument("--category", default="language/m-large", help="'' sums all categories")
-    parser.add_argument("--trace", type=Path, default=TRACE)
+    parser.add_argument("--trace", type=Path, default=CONV_TRACE)
     parser.add_argument("--peak-rps", type=float, default=100.0)
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--slo", type=float, default=2.0, help="p95 TTFT target, s")

@@ -4,7 +4,9 @@ Reads ml-energy's vLLM benchmark (time per output token and power by model, GPU,
 size and batch) and the mlco2 GPU TDP table, and writes
 `placement/src/gridplace_placement/data/profiles.json`.
 
-    uv run python placement/tools/derive_profiles.py /work/shared/scenarios/public
+    uv run python placement/tools/derive_profiles.py [DATA_DIR]
+
+DATA_DIR defaults to the public data shipped in the repository (examples/scenarios/data).
 
 Per (model, GPU, tensor-parallel size) with at least two batch sizes:
 - decode time per token `a + b*batch`: least-squares fit of `avg_tpot_s` on `avg_batch`;
@@ -30,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 OUT = Path(__file__).parents[1] / "src" / "gridplace_placement" / "data" / "profiles.json"
+# The repository's public data (gridplace_e2e.public_data.PUBLIC_DATA; the placement package
+# does not import the test environment, so the path is spelled here too).
+PUBLIC_DATA = Path(__file__).resolve().parents[2] / "examples" / "scenarios" / "data"
 
 # GPU product names as the NVIDIA device plugin labels them (nvidia.com/gpu.product).
 GPU_LABEL = {
@@ -133,7 +138,7 @@ def derive(public: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    public = Path(sys.argv[1] if len(sys.argv) > 1 else "/work/shared/scenarios/public")
+    public = Path(sys.argv[1]) if len(sys.argv) > 1 else PUBLIC_DATA
     OUT.write_text(json.dumps(derive(public), indent=1) + "\n")
     print(f"wrote {OUT}")
 

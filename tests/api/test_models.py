@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 import yaml
-from api_cases import BAD, EXAMPLES, IDEP, REGION, ROOT, Bad, all_rules, example_documents, merged
+from api_cases import BAD, EXAMPLES, IDEP, REGION, Bad, all_rules, example_documents, merged
 from pydantic import ValidationError
 
+from gridplace_e2e.public_data import RTT_MATRIX as SCENARIO_RTT
 from gridplace_operator.api import (
     InferenceDeployment,
     Region,
@@ -18,7 +19,6 @@ from gridplace_operator.api import (
 )
 from gridplace_operator.api.common import ApiModel
 
-SCENARIO_RTT = ROOT.parent / "shared/scenarios/public/aws_interregion_rtt_p50_ms.csv"
 KINDS: dict[str, type[ApiModel]] = {"InferenceDeployment": InferenceDeployment, "Region": Region}
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -14,6 +13,7 @@ from gridplace_e2e.cluster.local import poll
 from gridplace_e2e.loadgen.plan import Step, Zone, read_trace, step_plan
 from gridplace_e2e.loadgen.runner import RunOptions, round_robin, run_plan
 from gridplace_e2e.podsim import GPU_LATENCY, BackedPod, PodKey, write_target
+from gridplace_e2e.public_data import CODE_TRACE as TRACE
 from gridplace_e2e.vllmsim.process import start_simulator
 from gridplace_operator.prom import (
     LoadReading,
@@ -25,7 +25,6 @@ from gridplace_operator.prom import (
     request_rate_query,
 )
 
-TRACE = Path("/work/shared/scenarios/public/AzureLLMInferenceTrace_code_2023-11-16.csv")
 MODEL = "test/model"
 WINDOW = "30s"
 

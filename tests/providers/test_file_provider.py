@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,11 +12,10 @@ from kubernetes import client
 from scripted_server import Answer, ScriptedServer, text_answer
 from signal_kit import Providers
 
+from gridplace_e2e.public_data import CARBON_INTENSITY as CARBON_GZ
 from gridplace_operator.api.region import CarbonIntensitySource, PowerPriceSource
 from gridplace_operator.signals import SignalError
 
-PUBLIC = Path(__file__).resolve().parents[3] / "shared/scenarios/public"
-CARBON_GZ = PUBLIC / "carbon_intensity_hourly_2022-2023.csv.gz"
 PRICES = """datetime_utc,price_usd_mwh
 2026-11-27 10:00:00,80.5
 2026-11-27 11:00:00,95.0

@@ -23,9 +23,7 @@ from gridplace_e2e.loadgen.plan import (
     step_starts,
 )
 from gridplace_e2e.loadgen.runner import Route, percentile, round_robin, rtt_ms
-
-PUBLIC = Path(__file__).resolve().parents[3] / "shared" / "scenarios" / "public"
-CONV_TRACE = PUBLIC / "AzureLLMInferenceTrace_conv_2023-11-16.csv"
+from gridplace_e2e.public_data import CONV_TRACE
 
 
 def test_reads_the_azure_conversation_trace() -> None:

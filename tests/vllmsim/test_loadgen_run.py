@@ -12,13 +12,10 @@ from pathlib import Path
 
 from gridplace_e2e.loadgen.plan import Step, Zone, read_trace, step_plan
 from gridplace_e2e.loadgen.runner import Route, RunOptions, round_robin, run_plan, summarize
+from gridplace_e2e.public_data import CONV_TRACE
 from gridplace_e2e.vllmsim.scrape import scrape
 
 SimFactory = Callable[..., str]
-CONV_TRACE = (
-    Path(__file__).resolve().parents[3]
-    / "shared/scenarios/public/AzureLLMInferenceTrace_conv_2023-11-16.csv"
-)
 
 
 def _loadgen(*args: str) -> subprocess.CompletedProcess[str]:

@@ -9,11 +9,10 @@ from typing import Any
 
 from gridplace_e2e.loadgen.plan import Step, load_rtt_matrix
 from gridplace_e2e.podsim import SimLatency
+from gridplace_e2e.public_data import CODE_TRACE
 
 ROOT = Path(__file__).resolve().parents[3]
-TRACE = (
-    ROOT.parent / "shared" / "scenarios" / "public" / "AzureLLMInferenceTrace_code_2023-11-16.csv"
-)
+TRACE = CODE_TRACE  # request sizes the load generator replays
 REGIONS = ROOT / "examples" / "regions.yaml"  # the Regions the loop runs against
 GPU = "NVIDIA-L40S"
 MODEL = "sim/code-completion"
