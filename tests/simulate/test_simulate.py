@@ -43,6 +43,14 @@ ROOT = Path(__file__).resolve().parents[2]
 HOURS = 8
 PROFILE = "meta-llama/Meta-Llama-3.1-8B-Instruct"
 H100 = "NVIDIA-H100-80GB-HBM3"
+# Carbon of a plan and of the bound: the bound is the MILP solver's, exact to its relative
+# tolerance, and totals are float sums that differ in the last bits when taken in another order.
+REL = 1e-6
+
+
+def at_most(value: float, limit: float) -> bool:
+    """`value <= limit` up to the relative tolerance REL."""
+    return value <= limit or math.isclose(value, limit, rel_tol=REL)
 
 
 def write_tiny_scenario(root: Path, *, churn_budget: int | None = 1) -> Path:
@@ -128,9 +136,15 @@ def test_bound_is_below_every_policy_hour_by_hour(tiny_sim: Simulation) -> None:
     for run in tiny_sim.runs.values():
         for hour in range(HOURS):
             if run.unserved_rps[hour] <= 1e-9:  # a plan serving less may emit less
-                assert tiny_sim.bound_carbon_g[hour] <= run.carbon_g[hour] + 1e-6, run.policy
+                assert at_most(tiny_sim.bound_carbon_g[hour], run.carbon_g[hour]), run.policy
     totals = tiny_sim.totals()
-    assert all(totals[BOUND]["carbon_kg"] <= t["carbon_kg"] for t in totals.values())
+    assert all(at_most(totals[BOUND]["carbon_kg"], t["carbon_kg"]) for t in totals.values())
+
+
+def test_at_most_tolerates_rounding_only() -> None:
+    assert at_most(1.397769822358153, 1.3977698223581527)
+    assert at_most(1.0, 2.0)
+    assert not at_most(1.00001, 1.0)
 
 
 def test_gridplace_keeps_to_the_churn_budget(tiny_sim: Simulation, tmp_path: Path) -> None:
@@ -300,7 +314,7 @@ def test_shipped_scenarios_replay_real_data(name: str) -> None:
     totals = sim.totals()
     for name, run in sim.runs.items():
         assert run.overruns == [[]] * 6, name
-        assert totals[BOUND]["carbon_kg"] <= totals[name]["carbon_kg"]
+        assert at_most(totals[BOUND]["carbon_kg"], totals[name]["carbon_kg"])
         assert totals[name]["slo_attainment"] > 0.99
     assert np.all(np.array(sim.bound_carbon_g) > 0)
 
