@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gridplace_operator.cli import main
 from gridplace_operator.placement_commands import POLICIES
@@ -122,3 +123,59 @@ def test_the_installed_command_reports_without_a_traceback(tmp_path: Path) -> No
     assert result.returncode == 2
     assert "regions: Tuple should have at least 1 item" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "gpus: {NVIDIA-H100-80GB-HBM3: 8}}\n  - {name: eu-central-1",
+            "gpus: {NVIDIA-H100-80GB-HMB3: 8}}\n  - {name: eu-central-1",
+            "regions.1.gpus: unknown GPU product 'NVIDIA-H100-80GB-HMB3' (did you mean"
+            " 'NVIDIA-H100-80GB-HBM3'?)",
+        ),
+        (
+            "{NVIDIA-H100-80GB-HBM3: 2.5,",
+            "{H100: 2.5,",
+            "regions.0.gpuHourPriceUsd: unknown GPU product 'H100' (did you mean"
+            " 'NVIDIA-H100-80GB-HBM3'?)",
+        ),
+        (
+            "gpuType: NVIDIA-H100-80GB-HBM3, replicas: 3",
+            "gpuType: nvidia-h100-80gb-hbm3, replicas: 3",
+            "current.0.gpuType: unknown GPU product 'nvidia-h100-80gb-hbm3' (did you mean"
+            " 'NVIDIA-H100-80GB-HBM3'?)",
+        ),
+    ],
+)
+def test_a_misspelled_gpu_product_is_an_error_not_lost_capacity(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    text = EXAMPLE.read_text()
+    assert old in text
+    bad = tmp_path / "typo.yaml"
+    bad.write_text(text.replace(old, new, 1))
+    code, out, err = _run(capsys, "plan", str(bad))
+    assert code == 2 and out == ""
+    known = "; known: NVIDIA-A100-SXM4-40GB, NVIDIA-H100-80GB-HBM3, NVIDIA-L40S"
+    assert err.splitlines() == [
+        f"gridplace plan: error: {bad}: invalid problem",
+        f"  {message}{known}",
+    ]
+
+
+def test_a_gpu_product_only_the_files_own_profiles_know_is_accepted(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    problem = load_problem(EXAMPLE)
+    h100 = problem.models[0].profiles["NVIDIA-H100-80GB-HBM3"]
+    custom = h100.model_copy(update={"gpu_type": "ACME-X1"}).model_dump(by_alias=True)
+    raw = problem.model_dump(by_alias=True, mode="json")
+    raw["models"][1].update(gpuTypes=["ACME-X1"], profiles={"ACME-X1": custom}, profile=None)
+    raw["regions"][0]["gpus"]["ACME-X1"] = 4
+    path = tmp_path / "custom.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    code, out, _ = _run(capsys, "plan", str(path), "--output", "json")
+    assert code == 0
+    plan = Plan.model_validate_json(out)
+    assert {p.gpu_type for p in plan.pools if p.model == "mistral-7b-code"} == {"ACME-X1"}

@@ -1,7 +1,9 @@
 """`gridplace plan` and `gridplace simulate`: the placement engine from the command line.
 
 Both commands exit 2 with a one-line reason (no traceback) on bad input: a missing file, YAML that
-does not parse, or data that fails validation (each error names the field and the value).
+does not parse, or data that fails validation (each error names the field and the value), a GPU
+product no profile knows (likely misspelled: its GPUs would match no model), a data cell that
+cannot be read (named by file, row and column).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
     from gridplace_placement.plan import Plan
+    from gridplace_placement.problem import Problem
 
 USAGE_ERROR = 2
 POLICIES = (
@@ -139,6 +142,9 @@ def _plan(args: argparse.Namespace) -> int:
         problem = Problem.model_validate(raw)
     except ValidationError as err:
         raise InputError(f"{path}: invalid problem\n{describe(err)}") from None
+    unknown = unknown_gpu_products(problem)
+    if unknown:
+        raise InputError(f"{path}: invalid problem\n" + "\n".join(f"  {u}" for u in unknown))
     with native_output_to_stderr():
         plan = solve(problem, SolveOptions(time_limit_seconds=args.time_limit), args.policy)
     if args.output == "json":
@@ -146,6 +152,29 @@ def _plan(args: argparse.Namespace) -> int:
     else:
         print(plan_table(plan))
     return 0
+
+
+def unknown_gpu_products(problem: Problem) -> list[str]:
+    """GPU products the file names for capacity, prices or running replicas that neither a shipped
+    profile nor any model of the file knows: matched by exact name, a misspelled one would
+    silently drop its GPUs (or its replicas) from the plan."""
+    from gridplace_placement.scenario.names import (  # noqa: PLC0415
+        shipped_gpu_products,
+        unknown_name,
+    )
+
+    known = set(shipped_gpu_products())
+    for model in problem.models:
+        known.update(model.gpu_types, model.profiles)
+    named = [
+        (f"regions.{i}.{field}", gpu)
+        for i, region in enumerate(problem.regions)
+        for field, gpus in (("gpus", region.gpus), ("gpuHourPriceUsd", region.gpu_hour_price_usd))
+        for gpu in gpus
+    ]
+    named += [(f"current.{i}.gpuType", a.gpu_type) for i, a in enumerate(problem.current)]
+    found = (unknown_name(where, "GPU product", gpu, known) for where, gpu in named)
+    return [message for message in found if message]
 
 
 def describe(err: ValidationError) -> str:

@@ -1,12 +1,19 @@
-"""Load a scenario's data files into hourly series for its period."""
+"""Load a scenario's data files into hourly series for its period.
+
+Data from elsewhere is messy: a cell left empty, a timestamp with a UTC offset, an hour exported
+twice. Every value read names its file, row (the line number, the header being row 1) and column
+when it cannot be used, so that the user can fix the file instead of guessing.
+"""
 
 from __future__ import annotations
 
 import csv
 import gzip
 import io
+import math
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +25,7 @@ from gridplace_placement.scenario.spec import ScenarioSpec
 
 FloatArray = npt.NDArray[np.float64]
 DATA_DIR_ENV = "GRIDPLACE_SCENARIO_DATA_DIR"
-_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ")
+HOUR = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -35,30 +42,80 @@ class ScenarioData:
     mean_output_tokens: float
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+@contextmanager
+def _open_text(path: Path) -> Iterator[io.TextIOBase]:
+    """The file as UTF-8 text (gunzipped if it ends in .gz). A file that is not such text, or
+    not CSV, is a ValueError naming it, like any other bad data."""
     if not path.is_file():
         raise FileNotFoundError(f"scenario data file not found: {path}")
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return io.TextIOWrapper(path.open("rb"), encoding="utf-8")
+    try:
+        with (
+            gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as raw,
+            io.TextIOWrapper(raw, encoding="utf-8") as handle,
+        ):
+            yield handle
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"{path}: cannot read it as CSV text: {err}") from None
 
 
-def _rows(path: Path, required: tuple[str, ...]) -> Iterator[dict[str, str]]:
+def _rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    """The rows of a CSV with their row number (its last line in the file; the header is 1)."""
     with _open_text(path) as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
             raise ValueError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
-        yield from reader
+        for row in reader:
+            yield reader.line_num, row
 
 
-def _parse_time(text: str, path: Path) -> datetime:
-    for fmt in _TIME_FORMATS:
-        try:
-            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
-        except ValueError:
-            continue
-    raise ValueError(f"{path}: cannot parse time {text!r} (expected e.g. 2023-01-01 00:00:00)")
+def _cell(path: Path, row: int, column: str) -> str:
+    """Where a value sits, for error messages."""
+    return f"{path}, row {row}, column {column!r}"
+
+
+def _number(text: str | None, path: Path, row: int, column: str) -> float:
+    """A finite number from a CSV cell; an empty, non-numeric or infinite cell is an error that
+    names the cell, since a default would silently change the replay."""
+    if text is None or not text.strip():
+        raise ValueError(f"{_cell(path, row, column)}: empty cell, expected a number")
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{_cell(path, row, column)}: {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{_cell(path, row, column)}: {text!r} is not a finite number")
+    return value
+
+
+def _parse_time(text: str | None, path: Path, row: int, column: str) -> datetime:
+    """An ISO-8601 time in UTC. A time with an offset (`Z`, `+00:00`, `+02:00`) is converted to
+    UTC; a time without one is taken as UTC, as the time column's name says."""
+    try:
+        value = datetime.fromisoformat((text or "").strip())
+    except ValueError:
+        raise ValueError(
+            f"{_cell(path, row, column)}: cannot parse time {text!r} (expected ISO 8601, e.g."
+            " 2023-01-01 00:00:00, 2023-01-01T00:00:00Z or 2023-01-01T01:00:00+01:00)"
+        ) from None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _hour_index(when: datetime, start: datetime, hours: int, where: str) -> int | None:
+    """The hour of the period a time falls on, None outside the period. A time between two
+    whole hours of the period is an error (at `where`): averaging sub-hourly data is the user's
+    choice to make, not the loader's."""
+    steps, rest = divmod(when - start, HOUR)
+    if not 0 <= steps < hours:
+        return None
+    if rest:
+        raise ValueError(
+            f"{where}: {when:%Y-%m-%d %H:%M:%S} UTC is not on a whole hour; the series must be"
+            " hourly"
+        )
+    return int(steps)
 
 
 def load_hourly(
@@ -71,18 +128,29 @@ def load_hourly(
     time_column: str = "datetime_utc",
     zone_column: str = "zone",
 ) -> dict[str, FloatArray]:
-    """Hourly values per zone over [start, start + hours); every hour must be present."""
+    """Hourly values per zone over [start, start + hours); every hour must be present.
+
+    An hour given twice with the same value is accepted (exports that overlap repeat rows); with
+    a different value it is an error naming both rows, since either choice would be a guess."""
     series = {zone: np.full(hours, np.nan) for zone in zones}
-    for row in _rows(path, (time_column, zone_column, column)):
+    first_row: dict[tuple[str, int], int] = {}
+    for line, row in _rows(path, (time_column, zone_column, column)):
         zone = row[zone_column]
         if zone not in series:
             continue
-        index = int((_parse_time(row[time_column], path) - start) / timedelta(hours=1))
-        if 0 <= index < hours:
-            try:
-                series[zone][index] = float(row[column])
-            except ValueError as err:
-                raise ValueError(f"{path}: {column}={row[column]!r} is not a number") from err
+        when = _parse_time(row[time_column], path, line, time_column)
+        index = _hour_index(when, start, hours, _cell(path, line, time_column))
+        if index is None:
+            continue
+        value = _number(row[column], path, line, column)
+        seen = first_row.setdefault((zone, index), line)
+        if seen != line and series[zone][index] != value:
+            raise ValueError(
+                f"{path}, row {line}: zone {zone!r} has a second {column} for"
+                f" {when:%Y-%m-%d %H:%M} UTC: {value:g}, but row {seen} gives"
+                f" {series[zone][index]:g}"
+            )
+        series[zone][index] = value
     for zone, values in series.items():
         gaps = np.flatnonzero(np.isnan(values))
         if gaps.size:
@@ -99,18 +167,26 @@ def load_rtt_matrix(path: Path, regions: list[str]) -> dict[str, dict[str, float
     matrix: dict[str, dict[str, float]] = {}
     with _open_text(path) as handle:
         reader = csv.reader(handle)
-        header = next(reader)
+        header = next(reader, [])
         columns = {name: i for i, name in enumerate(header)}
+        present = [dst for dst in regions if dst in columns]
         for row in reader:
             if row and row[0] in regions:
-                present = [dst for dst in regions if dst in columns]
-                matrix[row[0]] = {dst: float(row[columns[dst]]) for dst in present}
+                matrix[row[0]] = {
+                    dst: _number(_at(row, columns[dst]), path, reader.line_num, dst)
+                    for dst in present
+                }
     for src in regions:
         got = matrix.get(src, {})
         lacking = [dst for dst in regions if dst not in got]
         if lacking:
             raise ValueError(f"{path}: no RTT from {src!r} to {lacking}")
     return matrix
+
+
+def _at(row: list[str], index: int) -> str | None:
+    """A cell of a short row is missing, not an IndexError."""
+    return row[index] if index < len(row) else None
 
 
 def load_hourly_shape(
@@ -123,11 +199,12 @@ def load_hourly_shape(
 ) -> FloatArray:
     """A load shape averaged to whole hours and scaled so that its busiest hour is 1."""
     buckets: dict[int, list[float]] = {}
-    for row in _rows(path, (category_column, offset_column, rate_column)):
+    for line, row in _rows(path, (category_column, offset_column, rate_column)):
         if row[category_column] != category:
             continue
-        hour = int(float(row[offset_column]) // 3600)
-        buckets.setdefault(hour, []).append(float(row[rate_column]))
+        hour = int(_number(row[offset_column], path, line, offset_column) // 3600)
+        rate = _number(row[rate_column], path, line, rate_column)
+        buckets.setdefault(hour, []).append(rate)
     if not buckets:
         raise ValueError(f"{path}: no rows with {category_column}={category!r}")
     length = max(buckets) + 1
@@ -144,9 +221,9 @@ def load_token_mix(path: Path, prompt_column: str, output_column: str) -> tuple[
     """Mean prompt and output tokens per request of a trace."""
     prompts: list[float] = []
     outputs: list[float] = []
-    for row in _rows(path, (prompt_column, output_column)):
-        prompts.append(float(row[prompt_column]))
-        outputs.append(float(row[output_column]))
+    for line, row in _rows(path, (prompt_column, output_column)):
+        prompts.append(_number(row[prompt_column], path, line, prompt_column))
+        outputs.append(_number(row[output_column], path, line, output_column))
     if not prompts:
         raise ValueError(f"{path}: the request trace is empty")
     return float(np.mean(prompts)), float(np.mean(outputs))

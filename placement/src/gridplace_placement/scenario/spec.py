@@ -9,6 +9,9 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gridplace_placement.profiles import catalogue
+from gridplace_placement.scenario.names import shipped_gpu_products, unknown_name
+
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 
@@ -102,9 +105,12 @@ class Period(_Strict):
     @field_validator("start")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        """UTC, and on a whole hour: the series are hourly and hour h of the period is
+        `start + h hours`, so a start between two hours would match no row."""
+        utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if (utc.minute, utc.second, utc.microsecond) != (0, 0, 0):
+            raise ValueError(f"{utc.isoformat()} is not on a whole hour (UTC)")
+        return utc
 
 
 class ScenarioSources(_Strict):
@@ -147,7 +153,32 @@ class ScenarioSpec(_Strict):
                     f"userZones[{zone.name}].nearRegion: {zone.near_region!r} is not one of the"
                     f" scenario's regions {names}"
                 )
+        errors = [*self._unknown_gpu_products(), *self._unknown_profiles()]
+        if errors:
+            raise ValueError("; ".join(errors))
         return self
+
+    def _unknown_gpu_products(self) -> list[str]:
+        """GPU products the shipped profiles do not know: a misspelled one would leave its GPUs
+        matching no model (capacity silently lost) or a model with no GPU to run on."""
+        known = shipped_gpu_products()
+        named = [
+            (f"regions[{r.name}].{field}", gpu)
+            for r in self.regions
+            for field, gpus in (("gpus", r.gpus), ("gpuHourPriceUSD", r.gpu_hour_price_usd))
+            for gpu in gpus
+        ]
+        named += [(f"models[{m.name}].gpuTypes", gpu) for m in self.models for gpu in m.gpu_types]
+        found = (unknown_name(where, "GPU product", gpu, known) for where, gpu in named)
+        return [message for message in found if message]
+
+    def _unknown_profiles(self) -> list[str]:
+        known = catalogue().keys()
+        found = (
+            unknown_name(f"models[{m.name}].profile", "performance profile", m.profile, known)
+            for m in self.models
+        )
+        return [message for message in found if message]
 
     @classmethod
     def from_file(cls, path: Path) -> ScenarioSpec:
