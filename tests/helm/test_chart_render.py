@@ -42,7 +42,9 @@ def test_defaults_render_a_hardened_single_replica_operator(helm: Helm) -> None:
         "health": 8080,
         "metrics": 8081,
     }
+    # `gridplace run` binds loopback by default; in the pod, probes and Prometheus use the pod IP.
     assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
+    assert "--metrics-address=0.0.0.0" in container["args"]
     assert "--metrics-port=8081" in container["args"]
     assert not any(a.startswith("--namespace") for a in container["args"])
     assert not any(a.startswith("--prometheus-url") for a in container["args"])  # demand-sized
@@ -176,12 +178,29 @@ def _autoscaler(docs: list[dict[str, Any]]) -> None:
     assert "--autoscale-period=15" in args
 
 
+def _ipv6_bind(docs: list[dict[str, Any]]) -> None:
+    args = operator_container(docs)["args"]
+    assert "--liveness=http://[::]:8080/healthz" in args  # a URL needs the brackets
+    assert "--metrics-address=::" in args
+
+
+def _metrics_from_prometheus_only(docs: list[dict[str, Any]]) -> None:
+    policy = one(docs, "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    by_port = {rule["ports"][0]["port"]: rule for rule in policy["spec"]["ingress"]}
+    assert by_port["metrics"]["from"] == [PROMETHEUS_PEER]
+    assert "from" not in by_port["health"]  # the kubelet's probes come from the node
+
+
 def _no_extras(docs: list[dict[str, Any]]) -> None:
     kinds = {d["kind"] for d in docs}
     assert not kinds & {"ConfigMap", "Service", "NetworkPolicy", "ServiceAccount"}
     assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
 
 
+PROMETHEUS_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+}
 Check = Callable[[list[dict[str, Any]]], None]
 VALID: dict[str, tuple[dict[str, Any], Check]] = {
     "watch-two-namespaces": ({"watchNamespaces": ["serving", "batch"]}, _watch_two_namespaces),
@@ -237,6 +256,11 @@ VALID: dict[str, tuple[dict[str, Any], Check]] = {
             }
         },
         _autoscaler,
+    ),
+    "ipv6-bind": ({"bindAddress": "::"}, _ipv6_bind),
+    "metrics-from-prometheus-only": (
+        {"networkPolicy": {"enabled": True, "metricsFrom": [PROMETHEUS_PEER]}},
+        _metrics_from_prometheus_only,
     ),
     "bare": (
         {
@@ -304,6 +328,10 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
     "memory": (
         {"resources": {"limits": {"memory": "lots"}}},
         "at '/resources/limits/memory': 'lots' does not match",
+    ),
+    "bind-name": (
+        {"bindAddress": "localhost"},
+        "at '/bindAddress': 'localhost' does not match",
     ),
     "port": ({"metrics": {"port": 70000}}, "at '/metrics/port': maximum: got 70,000, want 65,535"),
     "plan-period": ({"operator": {"planPeriodSeconds": 0}}, "at '/operator/planPeriodSeconds'"),
