@@ -84,10 +84,13 @@ def test_vllm_pods_pass_baseline_and_fail_restricted_only_on_the_root_user(
     _enforce(cluster, namespace, "baseline")
     admitted = _admit(cluster, pod)
     assert admitted.returncode == 0, admitted.stderr
-    privileged = copy.deepcopy(pod)  # proves admission is judging at all
-    privileged["spec"]["containers"][0]["securityContext"]["privileged"] = True
-    refused = _admit(cluster, privileged)
-    assert refused.returncode != 0 and 'violates PodSecurity "baseline' in refused.stderr
+    on_host = copy.deepcopy(pod)  # proves admission is judging at all
+    on_host["spec"]["hostNetwork"] = True
+    refused = _admit(cluster, on_host)
+    assert refused.returncode != 0
+    assert (
+        'violates PodSecurity "baseline' in refused.stderr and "host namespaces" in refused.stderr
+    )
 
     _enforce(cluster, namespace, "restricted")
     refused = _admit(cluster, pod)
