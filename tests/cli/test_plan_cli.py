@@ -179,3 +179,20 @@ def test_a_gpu_product_only_the_files_own_profiles_know_is_accepted(
     assert code == 0
     plan = Plan.model_validate_json(out)
     assert {p.gpu_type for p in plan.pools if p.model == "mistral-7b-code"} == {"ACME-X1"}
+
+
+def test_a_negative_price_is_noted_on_stderr(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "negative.yaml"
+    path.write_text(
+        EXAMPLE.read_text().replace("powerPriceUsdPerMwh: 95", "powerPriceUsdPerMwh: -12.5")
+    )
+    code, out, err = _run(capsys, "plan", str(path), "--output", "json")
+    assert code == 0
+    Plan.model_validate_json(out)  # stdout stays a plan
+    assert err.splitlines() == [
+        "gridplace plan: note: region eu-central-1 has a negative power price (-12.5 USD/MWh);"
+        " the solver and the plan's costs count it as 0 (free power, never a reason for more"
+        " replicas)"
+    ]

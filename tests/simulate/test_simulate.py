@@ -30,11 +30,14 @@ from gridplace_placement.simulate import (
     Simulation,
     capacity_overruns,
     carbon_bound,
+    energy_bill_usd,
+    energy_kwh_by_region,
     plot,
     problem_at,
     simulate,
     stopped_replicas,
     summary_table,
+    unserved_reason,
 )
 from gridplace_placement.solver import solve
 
@@ -395,3 +398,123 @@ def test_capacity_check_and_churn_count_see_the_plan() -> None:
     ]
     assert stopped_replicas(before, plan) == 3 + 2
     assert stopped_replicas([], plan) == 0
+
+
+def _with_regions(path: Path, **changes: dict[str, Any]) -> Path:
+    """The scenario at `path` with fields of some regions changed (region name -> fields)."""
+    spec = yaml.safe_load(path.read_text())
+    for region in spec["regions"]:
+        region.update(changes.get(region["name"].replace("-", "_"), {}))
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def test_unserved_demand_is_reported_per_hour_model_and_zone_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    one_gpu = {"gpus": {H100: 1}}
+    path = _with_regions(
+        write_tiny_scenario(tmp_path), dirty_1=one_gpu, clean_1=one_gpu, mid_1=one_gpu
+    )
+    sim = simulate(load_scenario(path), policies=("gridplace",), bound=False, hours=4)
+    run = sim.runs["gridplace"]
+    assert sum(run.unserved_rps) > 1.0
+    per_hour = [sum(u.rps for u in run.unserved if u.hour == h) for h in range(4)]
+    assert per_hour == pytest.approx(run.unserved_rps)
+    assert {(u.model, u.reason) for u in run.unserved} == {
+        ("chat", "no GPU capacity left in a region within the SLO")
+    }
+    spans = sim.to_dict()["unserved"]
+    assert spans and all(s["policy"] == "gridplace" and s["reason"] for s in spans)
+    assert sum(s["hours"] for s in spans) == len(run.unserved)
+    table = summary_table(sim)
+    assert "unserved demand (policy, UTC hours, model/zone, peak, reason):" in table
+    first = spans[0]
+    assert f"chat/{first['zone']}  {first['max_unserved_rps']:.3g} req/s  no GPU capacity" in table
+
+
+def test_no_unserved_section_when_all_demand_is_served(tiny_sim: Simulation) -> None:
+    assert all(not run.unserved for run in tiny_sim.runs.values())
+    assert tiny_sim.to_dict()["unserved"] == []
+    assert "unserved demand (" not in summary_table(tiny_sim)
+
+
+def test_unserved_reason_comes_from_the_plans_reasons() -> None:
+    reasons = [
+        "3 req/s from zone eu unserved: maxReplicas=4 reached",
+        "1.5 req/s from zone us unserved: no GPU capacity left in a region within the SLO",
+        "GPU capacity full in r (H100), which would cost less",
+    ]
+    assert unserved_reason(reasons, "us") == "no GPU capacity left in a region within the SLO"
+    assert unserved_reason(reasons, "eu") == "maxReplicas=4 reached"
+    assert unserved_reason(reasons, "ap") == "GPU capacity full in r (H100), which would cost less"
+    assert unserved_reason([], "ap") == "the plan gives no reason"
+
+
+def _priced_problem(price: float) -> Problem:
+    return Problem.model_validate(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "profile": PROFILE,
+                    "gpuTypes": [H100],
+                    "sloP95TtftSeconds": 1.0,
+                    "demand": {"z": 30.0},
+                }
+            ],
+            "regions": [
+                {
+                    "name": "r",
+                    "gpus": {H100: 16},
+                    "carbonIntensity": 250,
+                    "powerPriceUsdPerMwh": price,
+                }
+            ],
+            "rttMs": {"z": {"r": 5}},
+        }
+    )
+
+
+def test_a_negative_price_is_billed_but_buys_no_extra_replica() -> None:
+    free, paid_to_use = _priced_problem(0.0), _priced_problem(-40.0)
+    plan = solve(paid_to_use)
+    # The decision is the one at a price of 0: the credit is no reason for more replicas.
+    assert plan.replicas() == solve(free).replicas()
+    (kwh,) = energy_kwh_by_region(paid_to_use, plan).values()
+    assert kwh == pytest.approx(plan.carbon_g_per_hour / 250.0)
+    assert plan.energy_usd_per_hour == pytest.approx(0.0)
+    assert energy_bill_usd(paid_to_use, plan) == pytest.approx(-40.0 * kwh / 1000.0)
+    assert energy_bill_usd(paid_to_use, plan) < 0
+
+
+def test_the_bill_is_the_plans_energy_cost_at_positive_prices(tiny_scenario: Path) -> None:
+    problem = problem_at(load_scenario(tiny_scenario), 2)
+    plan = solve(problem)
+    assert energy_bill_usd(problem, plan) == pytest.approx(plan.energy_usd_per_hour, rel=1e-9)
+
+
+def test_negative_prices_are_counted_in_the_cost_and_reported(tmp_path: Path) -> None:
+    path = write_tiny_scenario(tmp_path)
+    price_file = tmp_path / "data" / "price.csv"
+    lines = price_file.read_text().splitlines()
+    # Z-DIRTY, the region with the most GPUs near most users, pays users to consume at 01:00.
+    lines = [line.replace("01:00:00,Z-DIRTY,30.0", "01:00:00,Z-DIRTY,-25.0") for line in lines]
+    price_file.write_text("\n".join(lines) + "\n")
+    sim = simulate(load_scenario(path), policies=("latency-nearest",), bound=False, hours=2)
+    run = sim.runs["latency-nearest"]
+    problem = problem_at(load_scenario(path), 1)
+    plan = solve(problem.model_copy(update={"current": ()}), None, "latency-nearest")
+    dirty_kwh = energy_kwh_by_region(problem, plan)["dirty-1"]
+    assert dirty_kwh > 0  # latency-nearest serves near-dirty from dirty-1
+    # The plan's own cost counts the price as 0; the replay's cost pays the credit.
+    credit = -25.0 * dirty_kwh / 1000.0
+    assert run.energy_usd[1] == pytest.approx(plan.energy_usd_per_hour + credit, rel=1e-9)
+    assert sim.negative_price_summary() == {
+        "region_hours": {"dirty-1": 1},
+        "lowest_usd_per_mwh": -25.0,
+        "decided_as_usd_per_mwh": 0.0,
+        "cost_counts_signed_price": True,
+    }
+    assert sim.to_dict()["negative_prices"]["region_hours"] == {"dirty-1": 1}
+    assert "negative prices: 1 region-hours (dirty-1 1); lowest -25 USD/MWh." in summary_table(sim)

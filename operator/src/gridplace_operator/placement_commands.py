@@ -145,6 +145,8 @@ def _plan(args: argparse.Namespace) -> int:
     unknown = unknown_gpu_products(problem)
     if unknown:
         raise InputError(f"{path}: invalid problem\n" + "\n".join(f"  {u}" for u in unknown))
+    for note in negative_price_notes(problem):
+        print(f"gridplace plan: note: {note}", file=sys.stderr)
     with native_output_to_stderr():
         plan = solve(problem, SolveOptions(time_limit_seconds=args.time_limit), args.policy)
     if args.output == "json":
@@ -175,6 +177,18 @@ def unknown_gpu_products(problem: Problem) -> list[str]:
     named += [(f"current.{i}.gpuType", a.gpu_type) for i, a in enumerate(problem.current)]
     found = (unknown_name(where, "GPU product", gpu, known) for where, gpu in named)
     return [message for message in found if message]
+
+
+def negative_price_notes(problem: Problem) -> list[str]:
+    """A note per region whose power price is negative: the solver counts it as free power, so
+    the plan and its costs do not follow the price below 0 (see docs/cli.md)."""
+    return [
+        f"region {r.name} has a negative power price ({r.power_price_usd_per_mwh:g} USD/MWh);"
+        " the solver and the plan's costs count it as 0 (free power, never a reason for more"
+        " replicas)"
+        for r in problem.regions
+        if r.power_price_usd_per_mwh < 0
+    ]
 
 
 def describe(err: ValidationError) -> str:

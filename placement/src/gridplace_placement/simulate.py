@@ -9,12 +9,21 @@ MILP solver's dual bound on "minimise carbon") over the same demand, SLO-eligibl
 capacity and floors, with no previous placement and no churn budget. Once churn is relaxed the
 hours are independent, so the sum of the hourly optima is a lower bound on the carbon of any
 policy that serves the same demand over the period, even one that knew every future hour.
+
+Negative electricity prices are real (the grid pays for consumption when it has too much). The
+policies decide with the price floored at 0: power one is paid to use is at least free, but it is
+never a reason to run a replica the demand does not need (a negative cost per replica would fill
+the region's GPUs with idle replicas to collect the credit). The replay's energy cost is the bill:
+it counts each hour's energy at the signed price, credit included, for every policy alike.
+
+Demand a plan leaves unserved is recorded per hour, model and user zone with the plan's reason
+(maxReplicas reached, no GPU capacity within the SLO, ...), and reported in spans of hours.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +31,7 @@ from typing import Any
 import numpy as np
 from ortools.linear_solver.python import model_builder_helper as mbh
 
-from gridplace_placement.builder import compile_problem
+from gridplace_placement.builder import candidates, compile_problem
 from gridplace_placement.extract import moved_replicas
 from gridplace_placement.plan import Plan
 from gridplace_placement.problem import Assignment, Problem
@@ -41,6 +50,8 @@ DEFAULT_POLICIES: tuple[Policy, ...] = (
 STATEFUL: frozenset[str] = frozenset({"gridplace", "naive"})  # honour current and churn budget
 BOUND = "bound"
 _EPS = 1e-9
+UNSERVED_RPS = 1e-6  # less is solver noise, not demand left unserved
+SHOWN_SPANS = 12  # unserved-demand spans the table prints; simulation.json has them all
 
 
 def problem_at(data: ScenarioData, hour: int, current: Sequence[Assignment] = ()) -> Problem:
@@ -170,6 +181,83 @@ def moved_replicas_of(problem: Problem, plan: Plan) -> int:
     return round(float(moved_replicas(c, replicas).sum()))
 
 
+def energy_kwh_by_region(problem: Problem, plan: Plan) -> dict[str, float]:
+    """Facility energy (kWh, PUE included) the plan draws in each region in its hour.
+
+    The placement model prices energy through its carbon coefficients (kWh x PUE x intensity);
+    at an intensity of 1 gCO2/kWh those coefficients are the energy itself, so the model's own
+    energy rule is reused rather than written again here."""
+    metering = problem.model_copy(
+        update={
+            "regions": tuple(
+                r.model_copy(update={"carbon_intensity": 1.0}) for r in problem.regions
+            )
+        }
+    )
+    c = candidates(metering)
+    p, models, regions = c.pools, metering.models, metering.regions
+    index = {
+        (models[int(m)].name, regions[int(r)].name, c.gpu_types[int(g)]): i
+        for i, (m, r, g) in enumerate(zip(p.model, p.region, p.gpu, strict=True))
+    }
+    energy: dict[str, float] = {}
+    for pool in plan.pools:
+        i = index[(pool.model, pool.region, pool.gpu_type)]
+        kwh = pool.replicas * p.carbon_per_replica[i] + pool.load_rps * p.carbon_per_request[i]
+        energy[pool.region] = energy.get(pool.region, 0.0) + float(kwh)
+    return energy
+
+
+def energy_bill_usd(problem: Problem, plan: Plan) -> float:
+    """USD the plan's energy costs in its hour at each region's signed price.
+
+    The plan's own energy cost is the one its policy decided with, where a negative price counts
+    as 0; the bill pays the credit of a negative price too, so that the replay reports what the
+    energy would have cost."""
+    energy = energy_kwh_by_region(problem, plan)
+    return sum(
+        energy.get(r.name, 0.0) * r.power_price_usd_per_mwh / 1000.0 for r in problem.regions
+    )
+
+
+@dataclass(frozen=True)
+class UnservedDemand:
+    """Demand of one model in one user zone that a plan left unserved in one hour, and why."""
+
+    hour: int
+    model: str
+    zone: str
+    rps: float
+    reason: str
+
+
+def unserved_demand(hour: int, plan: Plan) -> list[UnservedDemand]:
+    """Every (model, user zone) of the plan with demand left unserved, with the plan's reason."""
+    reasons = {m.name: m.reasons for m in plan.models}
+    return [
+        UnservedDemand(
+            hour, z.model, z.zone, z.unserved_rps, unserved_reason(reasons[z.model], z.zone)
+        )
+        for z in plan.zones
+        if z.unserved_rps > UNSERVED_RPS
+    ]
+
+
+def unserved_reason(reasons: Sequence[str], zone: str) -> str:
+    """The binding reason a plan gives for a zone's unserved demand.
+
+    A plan explains unserved demand as `<rate> req/s from zone <zone> unserved: <why>` for the
+    first zones of a model; for a zone beyond those, the model's other reasons (capacity full,
+    floors, churn budget) are what bound it."""
+    marker = f" from zone {zone} unserved: "
+    for reason in reasons:
+        _, found, why = reason.partition(marker)
+        if found:
+            return why
+    others = [r for r in reasons if " unserved: " not in r]
+    return "; ".join(others) or "the plan gives no reason"
+
+
 def capacity_overruns(problem: Problem, plan: Plan) -> list[str]:
     """(region, GPU type) pairs where the plan uses more GPUs than the region has."""
     profiles = {m.name: m.profiles for m in problem.models}
@@ -191,7 +279,7 @@ class PolicyRun:
 
     policy: str
     carbon_g: list[float] = field(default_factory=list)
-    energy_usd: list[float] = field(default_factory=list)
+    energy_usd: list[float] = field(default_factory=list)  # at the signed price: energy_bill_usd
     gpu_usd: list[float] = field(default_factory=list)
     demand_rps: list[float] = field(default_factory=list)
     slo_met_rps: list[float] = field(default_factory=list)  # served in zones meeting the SLO
@@ -203,14 +291,17 @@ class PolicyRun:
     solve_seconds: list[float] = field(default_factory=list)
     overruns: list[list[str]] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
+    unserved: list[UnservedDemand] = field(default_factory=list)
 
     def record(self, problem: Problem, plan: Plan, stopped: int, moved: int) -> None:
+        """The outcomes of the plan for the next hour of the period."""
         served_p95 = [
             (z.demand_rps - z.unserved_rps, z.predicted_p95_ttft_seconds, z.slo_met)
             for z in plan.zones
         ]
+        self.unserved.extend(unserved_demand(len(self.carbon_g), plan))
         self.carbon_g.append(plan.carbon_g_per_hour)
-        self.energy_usd.append(plan.energy_usd_per_hour)
+        self.energy_usd.append(energy_bill_usd(problem, plan))
         self.gpu_usd.append(plan.gpu_usd_per_hour)
         self.demand_rps.append(sum(z.demand_rps for z in plan.zones))
         self.slo_met_rps.append(sum(rate for rate, _, met in served_p95 if met))
@@ -247,6 +338,47 @@ class PolicyRun:
         }
 
 
+@dataclass(frozen=True)
+class UnservedSpan:
+    """Consecutive hours in which a policy left a model's demand in a zone unserved for one
+    reason."""
+
+    policy: str
+    model: str
+    zone: str
+    reason: str
+    first_hour: int
+    last_hour: int
+    max_rps: float
+
+    def to_dict(self, hours: Sequence[datetime]) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "model": self.model,
+            "zone": self.zone,
+            "from": hours[self.first_hour].isoformat(),
+            "to": hours[self.last_hour].isoformat(),
+            "hours": self.last_hour - self.first_hour + 1,
+            "max_unserved_rps": self.max_rps,
+            "reason": self.reason,
+        }
+
+
+def unserved_spans(run: PolicyRun) -> list[UnservedSpan]:
+    """The run's unserved demand, hour after hour of one (model, zone, reason) joined."""
+    spans: list[UnservedSpan] = []
+    latest: dict[tuple[str, str, str], int] = {}  # (model, zone, reason) -> its latest span
+    for u in sorted(run.unserved, key=lambda u: (u.hour, u.model, u.zone)):
+        key = (u.model, u.zone, u.reason)
+        i = latest.get(key)
+        if i is not None and spans[i].last_hour == u.hour - 1:
+            spans[i] = replace(spans[i], last_hour=u.hour, max_rps=max(spans[i].max_rps, u.rps))
+            continue
+        latest[key] = len(spans)
+        spans.append(UnservedSpan(run.policy, u.model, u.zone, u.reason, u.hour, u.hour, u.rps))
+    return spans
+
+
 @dataclass
 class Simulation:
     scenario: str
@@ -254,6 +386,23 @@ class Simulation:
     churn_budget: int | None
     runs: dict[str, PolicyRun]
     bound_carbon_g: list[float]
+    negative_prices: dict[str, list[float]] = field(default_factory=dict)  # region -> prices < 0
+
+    def unserved_spans(self) -> list[UnservedSpan]:
+        return [span for run in self.runs.values() for span in unserved_spans(run)]
+
+    def negative_price_summary(self) -> dict[str, Any] | None:
+        """Region-hours with a negative price in the replayed hours, or None if there were
+        none: the policies decided with those prices floored at 0, the costs count them."""
+        counts = {region: len(p) for region, p in self.negative_prices.items() if p}
+        if not counts:
+            return None
+        return {
+            "region_hours": counts,
+            "lowest_usd_per_mwh": min(min(p) for p in self.negative_prices.values() if p),
+            "decided_as_usd_per_mwh": 0.0,
+            "cost_counts_signed_price": True,
+        }
 
     def totals(self) -> dict[str, dict[str, Any]]:
         out = {name: run.totals() for name, run in self.runs.items()}
@@ -293,6 +442,8 @@ class Simulation:
             "churn_budget": self.churn_budget,
             "totals": self.totals(),
             "gridplace_vs": self.comparisons(),
+            "unserved": [span.to_dict(self.hours) for span in self.unserved_spans()],
+            "negative_prices": self.negative_price_summary(),
             "hourly": {
                 "time": [h.isoformat() for h in self.hours],
                 BOUND: {"carbon_g": self.bound_carbon_g},
@@ -305,6 +456,16 @@ class Simulation:
                         "slo_met_rps": run.slo_met_rps,
                         "demand_rps": run.demand_rps,
                         "unserved_rps": run.unserved_rps,
+                        "unserved": [
+                            {
+                                "hour": u.hour,
+                                "model": u.model,
+                                "zone": u.zone,
+                                "rps": u.rps,
+                                "reason": u.reason,
+                            }
+                            for u in run.unserved
+                        ],
                         "stopped": run.stopped,
                         "moved": run.moved,
                         "replicas": run.replicas,
@@ -367,6 +528,10 @@ def simulate(
         churn_budget=data.spec.churn_budget,
         runs=runs,
         bound_carbon_g=bound_g,
+        negative_prices={
+            region: [float(p) for p in prices[:length] if p < 0]
+            for region, prices in data.price_usd_per_mwh.items()
+        },
     )
 
 
@@ -400,6 +565,8 @@ def summary_table(sim: Simulation) -> str:
         )
     lines.append("SLO met: share of demand served in zone-hours whose predicted p95 meets the SLO")
     lines.append("churn: replicas stopped; moves: what the churn budget counts (scaling is free)")
+    lines.extend(_negative_price_lines(sim))
+    lines.extend(_unserved_lines(sim))
     for name, c in vs.items():
         eff = c["carbon_savings_efficiency"]
         carbon, cost = c["carbon_change_pct"], c["cost_change_pct"]
@@ -408,6 +575,37 @@ def summary_table(sim: Simulation) -> str:
             + ("" if eff is None else f", carbon savings efficiency {eff:.2f}")
         )
     return "\n".join(lines)
+
+
+def _negative_price_lines(sim: Simulation) -> list[str]:
+    """One line when some replayed hours had negative prices: how many, and how they count."""
+    summary = sim.negative_price_summary()
+    if summary is None:
+        return []
+    counts = ", ".join(f"{r} {n}" for r, n in sorted(summary["region_hours"].items()))
+    return [
+        f"negative prices: {sum(summary['region_hours'].values())} region-hours ({counts});"
+        f" lowest {summary['lowest_usd_per_mwh']:g} USD/MWh. Policies decide with them as 0"
+        " (free power, never a reason for more replicas); cost counts the credit"
+    ]
+
+
+def _unserved_lines(sim: Simulation) -> list[str]:
+    """Where demand went unserved, policy by policy, in spans of hours with the reason."""
+    spans = sim.unserved_spans()
+    if not spans:
+        return []
+    lines = ["unserved demand (policy, UTC hours, model/zone, peak, reason):"]
+    for span in spans[:SHOWN_SPANS]:
+        first, last = sim.hours[span.first_hour], sim.hours[span.last_hour]
+        when = f"{first:%m-%d %H:00}" + ("" if last == first else f"..{last:%m-%d %H:00}")
+        lines.append(
+            f"  {span.policy:<16}{when:<26}{span.model}/{span.zone}"
+            f"  {span.max_rps:.3g} req/s  {span.reason}"
+        )
+    if len(spans) > SHOWN_SPANS:
+        lines.append(f"  ... {len(spans) - SHOWN_SPANS} more spans in simulation.json (unserved)")
+    return lines
 
 
 def _fmt_pct(value: float | None) -> str:
