@@ -62,5 +62,5 @@ def test_a_failed_background_refresh_is_reported_at_the_next_read(
         return False
 
     assert poll(fails, 10)
-    with pytest.raises(SignalError, match="boom"):
+    with pytest.raises(SignalError, match="HTTP 500"):
         providers.read(SOURCE, T0 + timedelta(seconds=310))

@@ -55,13 +55,15 @@ def test_a_forecast_that_starts_after_now_says_so() -> None:
         series.at(at(9))
 
 
-def test_a_missing_column_is_named_with_the_columns_there() -> None:
-    with pytest.raises(SignalError, match=r"column 'price' not found .*datetime_utc, zone"):
+def test_a_missing_column_is_named_but_not_the_columns_there() -> None:
+    with pytest.raises(
+        SignalError, match=r"^column 'price' not found in the header \(3 columns\)$"
+    ):
         parse_series(CSV, time_column="datetime_utc", value_column="price")
 
 
-def test_an_unknown_zone_lists_the_zones_in_the_file() -> None:
-    with pytest.raises(SignalError, match=r"no rows with zone='PL' .*DE, FR"):
+def test_an_unknown_zone_counts_the_zones_in_the_file() -> None:
+    with pytest.raises(SignalError, match=r"^no rows with zone='PL' \(2 other zones\)$"):
         parse_series(
             CSV,
             time_column="datetime_utc",
@@ -74,12 +76,12 @@ def test_an_unknown_zone_lists_the_zones_in_the_file() -> None:
 @pytest.mark.parametrize(
     ("row", "message"),
     [
-        ("2026-11-27 13:00:00,DE,n/a", "line 5: price_usd_mwh 'n/a' is not a number"),
-        ("2026-11-27 13:00:00,DE,nan", "line 5: price_usd_mwh 'nan' is not a number"),
-        ("yesterday,DE,12", "line 5: datetime_utc 'yesterday' is not an ISO 8601 time"),
+        ("2026-11-27 13:00:00,DE,n/a", "^line 5: price_usd_mwh is not a finite number$"),
+        ("2026-11-27 13:00:00,DE,nan", "^line 5: price_usd_mwh is not a finite number$"),
+        ("yesterday,DE,12", "^line 5: datetime_utc is not an ISO 8601 time$"),
     ],
 )
-def test_bad_rows_are_named_by_line_and_value(row: str, message: str) -> None:
+def test_bad_rows_are_named_by_line_and_column_without_their_value(row: str, message: str) -> None:
     text = "\n".join([*CSV.splitlines()[:4], row])
     with pytest.raises(SignalError, match=message):
         parse_series(

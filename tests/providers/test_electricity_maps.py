@@ -122,7 +122,7 @@ def test_401_is_not_retried_and_the_token_is_not_in_the_message(
         em.read(carbon(), NOW)
     message = str(raised.value)
     assert "Electricity Maps carbon-intensity/latest for zone DE: HTTP 401" in message
-    assert "Invalid auth-token" in message
+    assert "Invalid auth-token" not in message  # the answer's body stays out of status
     assert TOKEN not in message
     assert server.count(CARBON_PATH) == 1
 
@@ -152,12 +152,12 @@ def test_a_slow_answer_times_out_and_is_remembered_as_a_failure(
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
-        (Answer(200, b"{not json"), "is not JSON: {not json"),
+        (Answer(200, b"{not json"), r"is not JSON \(line 1, column 2\)$"),
         (json_answer([1, 2]), "expected a JSON object, got list"),
         (json_answer({"zone": "DE", "datetime": "2026-11-27T21:00:00Z"}), "no 'carbonIntensity'"),
-        (json_answer({**CARBON_BODY, "carbonIntensity": "high"}), "carbonIntensity is 'high'"),
+        (json_answer({**CARBON_BODY, "carbonIntensity": "high"}), "carbonIntensity is not a fin"),
         (json_answer({**CARBON_BODY, "carbonIntensity": -5}), "carbonIntensity is negative"),
-        (json_answer({**CARBON_BODY, "datetime": "soon"}), "datetime 'soon' is not an ISO"),
+        (json_answer({**CARBON_BODY, "datetime": "soon"}), "datetime is not an ISO 8601 time$"),
     ],
 )
 def test_malformed_answers_say_what_is_wrong(
@@ -262,7 +262,7 @@ def test_a_slow_forecast_never_costs_the_latest_value(
     [
         (Answer(200, b"[oops"), "forecast for zone DE: .*is not JSON"),
         (json_answer({"zone": "DE", "forecast": []}), "has no forecast rows"),
-        (json_answer({"zone": "DE", "history": []}), r"no forecast rows \(fields: zone, history\)"),
+        (json_answer({"zone": "DE", "history": []}), "has no forecast rows$"),
         (
             json_answer(
                 {"forecast": [{"datetime": "2026-11-27T21:00:00Z", "carbonIntensity": None}]}
@@ -271,7 +271,7 @@ def test_a_slow_forecast_never_costs_the_latest_value(
         ),
         (
             json_answer({"forecast": [{"datetime": "tomorrow", "carbonIntensity": 200}]}),
-            "datetime 'tomorrow' is not an ISO 8601 time",
+            "datetime is not an ISO 8601 time",
         ),
         (json_answer(carbon_forecast(-1)), "carbonIntensity is negative"),
     ],

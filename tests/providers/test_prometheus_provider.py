@@ -86,7 +86,7 @@ def test_malformed_answers(
             json_answer({"status": "success", "data": {"resultType": "scalar", "result": [1]}}),
             "malformed sample",
         ),
-        (json_answer({"status": "error", "error": "overloaded"}), "the query failed: overloaded"),
+        (json_answer({"status": "error", "error": "overloaded"}), "status is not success"),
     ]
     for seconds, (answer, message) in enumerate(cases):
         server.script("/api/v1/query", answer)

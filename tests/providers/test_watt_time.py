@@ -114,18 +114,18 @@ def test_bad_credentials_are_reported_without_the_password(
     [
         (
             forecast(("2026-11-27T21:05:00+00:00", 50.0), units="percentile"),
-            "units are 'percentile'",
+            "units are not 'lbs_co2_per_mwh'",
         ),
         (forecast(), "no data points"),
         ({"data": []}, "no 'meta'"),
         (forecast(("2026-11-27T21:05:00+00:00", -3.0)), "MOER is negative"),
         (
             forecast(("2026-11-27T21:05:00+00:00", 900.0), ("2026-11-27T21:10:00+00:00", "x")),
-            "value is 'x', not a number",
+            "value is not a finite number",
         ),
         (
             {**FORECAST, "meta": {**FORECAST["meta"], "data_point_period_seconds": 0}},
-            "data_point_period_seconds is 0, not a positive number",
+            "data_point_period_seconds is not a positive number",
         ),
     ],
 )

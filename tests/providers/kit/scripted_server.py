@@ -20,10 +20,15 @@ class Answer:
     content_type: str = "application/json"
     delay_seconds: float = 0.0  # wait this long before answering (a slow upstream)
     release: threading.Event | None = None  # hold the answer until the test sets it (10 s at most)
+    headers: tuple[tuple[str, str], ...] = ()  # more response headers, e.g. a redirect's Location
 
 
 def json_answer(payload: Any, status: int = 200, delay_seconds: float = 0.0) -> Answer:
     return Answer(status, json.dumps(payload).encode(), delay_seconds=delay_seconds)
+
+
+def redirect(location: str, status: int = 302) -> Answer:
+    return Answer(status, b"moved", "text/plain", headers=(("Location", location),))
 
 
 def text_answer(text: str, status: int = 200, *, gzipped: bool = False) -> Answer:
@@ -80,6 +85,8 @@ class ScriptedServer:
                     self.send_response(answer.status)
                     self.send_header("Content-Type", answer.content_type)
                     self.send_header("Content-Length", str(len(answer.body)))
+                    for name, value in answer.headers:
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(answer.body)
                 except (BrokenPipeError, ConnectionResetError):

@@ -38,6 +38,7 @@ def build_providers(
         attempts=settings.attempts,
         backoff_seconds=settings.backoff_seconds,
         sleep=sleep,
+        allowed_hosts=settings.allowed_hosts,
     )
     refs = KubeRefs(
         api_client,

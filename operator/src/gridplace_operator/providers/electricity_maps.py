@@ -18,6 +18,7 @@ gridplace plans in USD/MWh, so other currencies need a rate (GRIDPLACE_USD_PER_C
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,21 +39,25 @@ from gridplace_operator.providers.settings import ProviderSettings
 from gridplace_operator.signals import Reading, SignalError, Source
 
 HOUR = timedelta(hours=1)
+CURRENCY = re.compile(r"[A-Za-z]{3}")  # ISO 4217: safe to name in a message
 FORECAST_HOURS = 24
+
+
+# Errors name the field that is wrong, never what the answer put there: messages go to status.
 
 
 def field(body: Any, name: str, what: str) -> Any:
     if not isinstance(body, dict):
         raise SignalError(f"{what}: expected a JSON object, got {type(body).__name__}")
     if body.get(name) is None:
-        raise SignalError(f"{what}: the answer has no {name!r} (fields: {', '.join(body)})")
+        raise SignalError(f"{what}: the answer has no {name!r}")
     return body[name]
 
 
 def number(body: Any, name: str, what: str) -> float:
     raw = field(body, name, what)
     if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
-        raise SignalError(f"{what}: {name} is {raw!r}, not a number")
+        raise SignalError(f"{what}: {name} is not a finite number")
     return float(raw)
 
 
@@ -61,13 +66,13 @@ def timestamp(body: Any, name: str, what: str) -> datetime:
     try:
         return parse_time(str(raw))
     except ValueError:
-        raise SignalError(f"{what}: {name} {raw!r} is not an ISO 8601 time") from None
+        raise SignalError(f"{what}: {name} is not an ISO 8601 time") from None
 
 
 def usd_per_mwh(value: float, unit: str, rates: Mapping[str, float], what: str) -> float:
     currency, _, energy = unit.partition("/")
-    if energy != "MWh":
-        raise SignalError(f"{what}: unit {unit!r} is not a price per MWh")
+    if energy != "MWh" or not CURRENCY.fullmatch(currency):
+        raise SignalError(f"{what}: unit is not a price per MWh in a currency like EUR/MWh")
     return to_usd(value, currency, rates, what)
 
 
@@ -77,7 +82,7 @@ def rows(body: Any, what: str) -> list[Any]:
         raise SignalError(f"{what}: expected a JSON object, got {type(body).__name__}")
     found = body.get("forecast", body.get("data"))
     if not isinstance(found, list) or not found:
-        raise SignalError(f"{what}: the answer has no forecast rows (fields: {', '.join(body)})")
+        raise SignalError(f"{what}: the answer has no forecast rows")
     return found
 
 

@@ -1,5 +1,11 @@
 """HTTP GET with a timeout, bounded retries with exponential backoff, and errors people can act
-on: what was asked, the status, and the start of the answer, never a credential."""
+on: what was asked, where, and the status or failure. Never a credential, and never the answer's
+body: a Region's URL may point anywhere, and what answered there must not reach status or Events.
+
+Only http and https URLs are fetched, only from the allowed hosts when the operator names some,
+and a redirect is followed only to the same scheme, host and port, so a feed's credentials (an
+`auth-token` header, a bearer token, basic auth) are never sent to another host.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 
@@ -17,7 +23,8 @@ from gridplace_operator.signals import SignalError
 # Worth another try: rate limiting and server-side trouble. 4xx otherwise means the request
 # (or its credentials) is wrong and will stay wrong.
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-BODY_EXCERPT = 200
+MAX_REDIRECTS = 5
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class HttpStatusError(SignalError):
@@ -36,10 +43,11 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def excerpt(body: bytes | str) -> str:
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    text = " ".join(text.split())
-    return text if len(text) <= BODY_EXCERPT else text[:BODY_EXCERPT] + "..."
+def origin(url: str) -> str:
+    """scheme://host:port, the port spelled out: two URLs share credentials only if these match."""
+    parts = urlsplit(url)
+    port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
+    return f"{parts.scheme}://{parts.hostname or ''}:{port}"
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,21 @@ class HttpClient:
     attempts: int
     backoff_seconds: float
     sleep: Callable[[float], None] = time.sleep
+    allowed_hosts: frozenset[str] = frozenset()  # lower case; empty: any host
+
+    def check(self, url: str, what: str) -> None:
+        """SignalError unless `url` is http or https to a host feeds may reach."""
+        parts = urlsplit(url)
+        if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+            raise SignalError(
+                f"{what}: only http and https URLs with a host are fetched, not"
+                f" {parts.scheme or 'a scheme-less'} URL {safe_url(url)}"
+            )
+        if self.allowed_hosts and parts.hostname not in self.allowed_hosts:
+            raise SignalError(
+                f"{what}: host {parts.hostname} is not one of the hosts feeds may reach"
+                " (the operator's --feed-allowed-hosts)"
+            )
 
     def get(
         self,
@@ -59,19 +82,14 @@ class HttpClient:
         auth: tuple[str, str] | None = None,
     ) -> requests.Response:
         """A 2xx answer, or SignalError saying `what` failed, where, and why."""
+        self.check(url, what)
         problem, status = "", 0
         for attempt in range(1, self.attempts + 1):
             if attempt > 1:
                 self.sleep(self.backoff_seconds * 2 ** (attempt - 2))
             status = 0
             try:
-                response = requests.get(
-                    url,
-                    params=params,
-                    headers=dict(headers or {}),
-                    auth=auth,
-                    timeout=self.timeout_seconds,
-                )
+                response = self._follow(url, what, params, dict(headers or {}), auth)
             except requests.Timeout:
                 problem = f"no answer within {self.timeout_seconds:g}s"
                 continue
@@ -88,19 +106,53 @@ class HttpClient:
                 return response
             status = response.status_code
             problem = f"HTTP {status}"
-            if response.content:
-                problem += f": {excerpt(response.content)}"
             if status not in RETRYABLE_STATUS:
                 raise HttpStatusError(f"{what}: {problem} from {safe_url(url)}", status)
         tries = f" (after {self.attempts} attempts)" if self.attempts > 1 else ""
         message = f"{what}: {problem} from {safe_url(url)}{tries}"
         raise HttpStatusError(message, status) if status else SignalError(message)
 
+    def _follow(
+        self,
+        url: str,
+        what: str,
+        params: Mapping[str, str] | None,
+        headers: dict[str, str],
+        auth: tuple[str, str] | None,
+    ) -> requests.Response:
+        """GET, following redirects within the URL's origin only (requests would follow any,
+        with every header but Authorization)."""
+        for _ in range(MAX_REDIRECTS + 1):
+            response = requests.get(
+                url,
+                params=params,
+                headers=headers,
+                auth=auth,
+                timeout=self.timeout_seconds,
+                allow_redirects=False,
+            )
+            if not response.is_redirect:
+                return response
+            target = urljoin(url, response.headers["location"])
+            if origin(target) != origin(url):
+                raise SignalError(
+                    f"{what}: {safe_url(url)} redirects to {origin(target)}, another scheme, host"
+                    " or port; not followed, so the request's credentials stay with its host"
+                    " (give the URL it redirects to instead)"
+                )
+            url, params = target, None  # the target carries its own query
+        raise SignalError(f"{what}: more than {MAX_REDIRECTS} redirects from {safe_url(url)}")
+
     def get_json(self, url: str, *, what: str, **kwargs: Any) -> Any:
         response = self.get(url, what=what, **kwargs)
         try:
             return json.loads(response.content)
-        except ValueError:
+        except ValueError as err:
+            where = (
+                f" (line {err.lineno}, column {err.colno})"
+                if isinstance(err, json.JSONDecodeError)
+                else ""
+            )
             raise SignalError(
-                f"{what}: the answer from {safe_url(url)} is not JSON: {excerpt(response.content)}"
+                f"{what}: the answer from {safe_url(url)} is not JSON{where}"
             ) from None

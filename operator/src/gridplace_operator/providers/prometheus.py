@@ -15,10 +15,10 @@ from gridplace_operator.signals import Reading, SignalError, Source
 
 
 def sample(body: Any) -> tuple[datetime, float]:
-    """The one (time, value) of an instant-query answer; SignalError says what else it was."""
+    """The one (time, value) of an instant-query answer; SignalError says what else it was, in
+    its own words: nothing of the answer is copied into a message, which goes to status."""
     if not isinstance(body, dict) or body.get("status") != "success":
-        error = body.get("error") if isinstance(body, dict) else None
-        raise SignalError(f"the query failed: {error or 'no status success in the answer'}")
+        raise SignalError("the query failed: the answer's status is not success")
     data = body.get("data")
     kind = data.get("resultType") if isinstance(data, dict) else None
     result = data.get("result") if isinstance(data, dict) else None
@@ -28,10 +28,9 @@ def sample(body: Any) -> tuple[datetime, float]:
         if not result:
             raise SignalError("the query returned no data (an empty vector)")
         if len(result) > 1:
-            names = "; ".join(str(item.get("metric", {})) for item in result[:3])
             raise SignalError(
                 f"the query returned {len(result)} series, expected one (aggregate it, e.g."
-                f" with max or sum): {names}"
+                " with max or sum)"
             )
         point = result[0].get("value") if isinstance(result[0], dict) else None
     else:
@@ -40,15 +39,16 @@ def sample(body: Any) -> tuple[datetime, float]:
             " or a one-element vector"
         )
     if not (isinstance(point, list) and len(point) == 2):
-        raise SignalError(f"malformed sample in the answer: {point!r}")
+        raise SignalError("malformed sample in the answer")
     at, raw = point
     try:
         value = float(raw)
         observed_at = datetime.fromtimestamp(float(at), UTC)
     except (TypeError, ValueError, OverflowError):
-        raise SignalError(f"malformed sample in the answer: {point!r}") from None
+        raise SignalError("malformed sample in the answer") from None
     if not math.isfinite(value):
-        raise SignalError(f"the query returned {raw}, not a finite number")
+        spelled = "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+        raise SignalError(f"the query returned {spelled}, not a finite number")
     return observed_at, value
 
 

@@ -38,6 +38,9 @@ class ProviderSettings:
     secret_ttl_seconds: float = 60.0
     # The rate table: USD per unit of another currency, for prices in EUR/MWh, GBP/MWh...
     usd_per_currency: Mapping[str, float] = field(default_factory=dict)
+    # The only hosts feeds may reach (file URLs, Electricity Maps, WattTime, Prometheus), lower
+    # case; empty: any. A Region's author chooses its file URL, the operator chooses these.
+    allowed_hosts: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(
@@ -62,6 +65,7 @@ class ProviderSettings:
             attempts=int(_number(env, "GRIDPLACE_SIGNAL_ATTEMPTS", default.attempts)),
             refresh_seconds=_number(env, "GRIDPLACE_SIGNAL_REFRESH", default.refresh_seconds),
             usd_per_currency=parse_rates(env.get("GRIDPLACE_USD_PER_CURRENCY", "")),
+            allowed_hosts=parse_hosts(env.get("GRIDPLACE_FEED_ALLOWED_HOSTS", "")),
         )
 
 
@@ -101,3 +105,17 @@ def parse_rates(text: str) -> dict[str, float]:
             )
         rates[currency.strip().upper()] = rate
     return rates
+
+
+def parse_hosts(text: str) -> frozenset[str]:
+    """`api.electricitymap.org, 10.0.0.7` -> the host names, lower case (an IPv6 address
+    without brackets)."""
+    hosts = frozenset(part.strip().lower().strip("[]") for part in text.split(","))
+    for host in sorted(hosts - {""}):
+        # One colon is a port; an IPv6 address has several.
+        if any(c in host for c in "/@ ") or host.count(":") == 1:
+            raise ValueError(
+                "GRIDPLACE_FEED_ALLOWED_HOSTS: expected host names without scheme, path or"
+                f" port, got {host!r}"
+            )
+    return hosts - {""}

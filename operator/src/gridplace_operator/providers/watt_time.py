@@ -39,10 +39,10 @@ def moer_forecast(body: Any, what: str) -> Forecast:
     meta = field(body, "meta", what)
     units = field(meta, "units", what)
     if units != MOER_UNITS:
-        raise SignalError(f"{what}: units are {units!r}, expected {MOER_UNITS!r}")
+        raise SignalError(f"{what}: units are not {MOER_UNITS!r}")
     period = meta.get("data_point_period_seconds", POINT_SECONDS)
     if isinstance(period, bool) or not isinstance(period, int | float) or period <= 0:
-        raise SignalError(f"{what}: data_point_period_seconds is {period!r}, not a positive number")
+        raise SignalError(f"{what}: data_point_period_seconds is not a positive number")
     data = field(body, "data", what)
     if not isinstance(data, list) or not data:
         raise SignalError(f"{what}: the answer has no data points")
