@@ -573,3 +573,20 @@ def test_milp_bound_certifies_small_models_the_lp_rounds_down() -> None:
     assert plan.gap <= 0.005
     exact = solve(problem, SolveOptions(exact=True))
     assert plan.objective == pytest.approx(exact.objective, rel=1e-6)
+
+
+def test_the_greedy_repair_keeps_a_model_able_to_survive_a_region_loss() -> None:
+    # Only region a has GPUs: served demand could not survive its loss, so none is served.
+    # The repair after the dive used to serve it anyway, into a plan "below" its own bound.
+    data = make_problem(
+        regions={"a": {}, "b": {"gpus": {H100: 0}}},
+        rtt={"users": {"a": 10, "b": 10}},
+        demand={"users": 5.0},
+        availability={"surviveRegionLoss": True},
+    )
+    plan = plan_for(data)
+    assert plan.unserved_rps == pytest.approx(5.0)
+    assert plan.objective >= plan.lower_bound
+    assert plan.status == PlanStatus.INFEASIBLE_WITH_SLACK
+    assert "unserved: surviveRegionLoss" in plan.models[0].reasons[0]
+

@@ -18,6 +18,7 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
 from ortools.linear_solver import pywraplp  # type: ignore[attr-defined]
 
 from gridplace_placement.builder import Compiled, FloatArray, Pools, gpu_use
@@ -28,8 +29,11 @@ if TYPE_CHECKING:
 
 
 def fill_unserved(c: Compiled, a: Assignment) -> Assignment:
-    """Serve what a plan leaves unserved, nearest eligible pools with free GPUs first."""
-    return _greedy(c, c.routes.rtt_s, even=False, start=a)
+    """Serve what a plan leaves unserved, nearest eligible pools with free GPUs first. The
+    demand of models that must survive a region's loss stays as it is: the plan may leave it
+    unserved for want of capacity outside a region, which the greedy does not check."""
+    survive = np.array([m.availability.survive_region_loss for m in c.problem.models], dtype=bool)
+    return _greedy(c, c.routes.rtt_s, even=False, start=a, held=survive)
 
 
 def run_baseline(c: Compiled, policy: str, options: SolveOptions) -> tuple[Assignment, bool]:
@@ -51,10 +55,16 @@ def run_baseline(c: Compiled, policy: str, options: SolveOptions) -> tuple[Assig
 
 
 def _greedy(
-    c: Compiled, score: FloatArray, *, even: bool, start: Assignment | None = None
+    c: Compiled,
+    score: FloatArray,
+    *,
+    even: bool,
+    start: Assignment | None = None,
+    held: NDArray[np.bool_] | None = None,
 ) -> Assignment:
     """Greedy routing by score; from `start` (replicas and routes kept) only unserved demand
-    is placed, which makes it a repair step for other plans too."""
+    is placed, which makes it a repair step for other plans too. The demand of `held` models
+    is not routed."""
     p, k, d, prob = c.pools, c.routes, c.demands, c.problem
     # GPUs by region * len(gpu_types) + type; zero where a region has none of a type (left,
     # cordoned or never there), which running replicas may still name.
@@ -108,6 +118,8 @@ def _greedy(
     bounds = np.searchsorted(route_key[order], d.model * width + d.zone, side="left")
     ends = np.searchsorted(route_key[order], d.model * width + d.zone, side="right")
     for j in range(d.rate.size):
+        if held is not None and held[d.model[j]]:
+            continue
         mine = order[bounds[j] : ends[j]]
         remaining = float(d.rate[j] - routed[mine].sum())
         if remaining <= 1e-9:

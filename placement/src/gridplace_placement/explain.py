@@ -52,6 +52,8 @@ def reasons_by_model(
         for j in np.flatnonzero((d.model == i) & (unserved > 1e-6))[:MAX_ITEMS]:
             if at_max:
                 why = f"maxReplicas={model.max_replicas} reached"
+            elif model.availability.survive_region_loss:
+                why = "surviveRegionLoss: the other regions could not carry it if one were lost"
             elif _free_capacity_within_slo(
                 c, i, int(d.zone[j]), gpus_used=gpus_used, replicas=replicas, load=load
             ):
