@@ -590,3 +590,19 @@ def test_the_greedy_repair_keeps_a_model_able_to_survive_a_region_loss() -> None
     assert plan.status == PlanStatus.INFEASIBLE_WITH_SLACK
     assert "unserved: surviveRegionLoss" in plan.models[0].reasons[0]
 
+
+def test_the_dive_rounds_up_no_further_than_max_replicas() -> None:
+    # Surviving a region's loss splits the LP's single replica in halves over two regions;
+    # rounding both up used to plan two replicas of a model capped at one.
+    data = make_problem(
+        regions={"a": {"gpus": {H100: 1}}, "b": {"gpus": {H100: 1}}},
+        rtt={"users": {"a": 10, "b": 10}},
+        demand={"users": 1.0},
+        availability={"surviveRegionLoss": True},
+        minReplicas=1,
+        maxReplicas=1,
+    )
+    plan = plan_for(data)
+    assert sum(p.replicas for p in plan.pools) == 1
+    assert plan.models[0].floor_unmet is None
+

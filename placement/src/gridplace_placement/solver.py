@@ -465,18 +465,22 @@ def _solve_milp(
 def round_and_route(c: Compiled, lp_values: FloatArray, max_rounds: int = 12) -> Assignment:
     """LP diving: fix the LP's replicas to integers, re-solve the LP for the rest, repeat.
 
-    Each round rounds up the pools the LP uses where the region still has GPUs of the type
-    (largest fractional part first) and fixes them. Pools that do not fit are capped at their
-    floor but stay free, so the next LP (GLOP) moves their excess to where GPUs remain; the last
-    round fixes whatever is left at its floor. With all replicas integer, pools shrink to the
-    replicas their final load needs. It runs to the end whatever the budget: it is the plan of
-    last resort (fixing every pool once the budget was spent cost 16% on the objective of one
-    1,000 x 100 instance).
+    Each round rounds up the pools the LP uses where the region still has GPUs of the type and
+    the model is below maxReplicas (largest fractional part first) and fixes them. Pools that do
+    not fit are capped at their floor but stay free, so the next LP (GLOP) moves their excess to
+    where GPUs remain; the last round fixes whatever is left at its floor. With all replicas
+    integer, pools shrink to the replicas their final load needs. It runs to the end whatever
+    the budget: it is the plan of last resort (fixing every pool once the budget was spent cost
+    16% on the objective of one 1,000 x 100 instance).
     """
     cols, p = c.columns, c.pools
     lower, upper = np.concatenate(c.milp.lower), np.concatenate(c.milp.upper)
     cap = c.candidates.capacity.ravel()  # by region * len(gpu_types) + gpu
     key = p.region * len(c.gpu_types) + p.gpu
+    n_m = len(c.problem.models)
+    most = np.array(
+        [np.inf if m.max_replicas is None else m.max_replicas for m in c.problem.models]
+    )
     fixed = np.zeros(p.size, dtype=bool)
     values = lp_values
     for round_ in range(max_rounds):
@@ -492,14 +496,22 @@ def round_and_route(c: Compiled, lp_values: FloatArray, max_rounds: int = 12) ->
         )
         floor = np.floor(n_lp[todo] + 1e-6)
         used += np.bincount(key[todo], weights=floor * p.gpus_per_replica[todo], minlength=cap.size)
+        # Replicas per model likewise: rounding up two halves must not pass maxReplicas.
+        total = np.bincount(
+            p.model, weights=np.where(fixed, lower[cols.replicas], 0.0), minlength=n_m
+        )
+        total += np.bincount(p.model[todo], weights=floor, minlength=n_m)
         target = floor.copy()
         settled = floor >= n_lp[todo] - 1e-6  # already integer
         for i in np.argsort(floor - n_lp[todo], kind="stable").tolist():
-            q = int(todo[i])
+            q, m = int(todo[i]), int(p.model[todo[i]])
             if settled[i] or used[key[q]] + p.gpus_per_replica[q] > cap[key[q]] + 1e-9:
+                continue
+            if total[m] + 1 > most[m] + 1e-9:
                 continue
             target[i] += 1
             used[key[q]] += p.gpus_per_replica[q]
+            total[m] += 1
             settled[i] = True
         settled |= last
         target = np.minimum(target, p.upper[todo])
@@ -512,8 +524,15 @@ def round_and_route(c: Compiled, lp_values: FloatArray, max_rounds: int = 12) ->
             fixed[todo] = False
             break
         values = dived
-    n = np.where(fixed, lower[cols.replicas], np.ceil(values[cols.replicas] - 1e-6))
+    # Pools left unfixed (an infeasible dive stopped early) keep their floor, which breaks no
+    # GPU or maxReplicas row the LP kept; their routes shrink to what those replicas carry.
+    n = np.where(fixed, lower[cols.replicas], np.floor(values[cols.replicas] + 1e-6))
     routed = np.maximum(values[cols.routed], 0.0)
+    load = np.bincount(c.routes.pool, weights=routed, minlength=p.size)
+    over = load > n * p.rate * (1 + 1e-9) + 1e-9
+    fits = np.ones(p.size)
+    fits[over] = n[over] * p.rate[over] / load[over]
+    routed = routed * fits[c.routes.pool]
     load = np.bincount(c.routes.pool, weights=routed, minlength=p.size)
     # Spare replicas go, except where the churn budget or a floor may be what holds them.
     free = (p.current == 0) & ~c.candidates.whole_model[p.model]
