@@ -606,3 +606,18 @@ def test_the_dive_rounds_up_no_further_than_max_replicas() -> None:
     assert sum(p.replicas for p in plan.pools) == 1
     assert plan.models[0].floor_unmet is None
 
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_vanishing_power_price_does_not_break_the_lp(policy: Policy) -> None:
+    # The model's cost reference was a subnormal float; its weight overflowed to infinity and
+    # GLOP refused the model (MODEL_INVALID) for every policy.
+    data = make_problem(
+        regions={"a": {"powerPriceUsdPerMwh": 0}, "b": {"powerPriceUsdPerMwh": 1e-310}},
+        rtt={"users": {"a": 10, "b": 10}},
+        demand={"users": 5.0},
+        weights={"latency": 0, "carbon": 0, "cost": 1},
+    )
+    for region in data["regions"]:
+        region["carbonIntensity"] = 0
+    plan = solve(Problem.model_validate(data), policy=policy)
+    assert plan.unserved_rps == 0

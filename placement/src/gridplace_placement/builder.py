@@ -35,6 +35,7 @@ J_PER_KWH = 3.6e6
 # Unserved demand costs this many times the per-request cost of the model's most expensive pool
 # at full replicas: leaving even 1% of a replica's capacity unserved costs more than starting it.
 SLACK_FACTOR = 100.0
+MIN_REFERENCE = 1e-12  # a carbon (gCO2/h) or cost ($/h) reference this small counts as none
 
 
 @dataclass(frozen=True)
@@ -800,7 +801,10 @@ def _mean_by(group: IntArray, values: FloatArray, size: int, default: float) -> 
 
 
 def _safe_div(num: FloatArray, den: FloatArray) -> FloatArray:
-    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    """num / den, and 0 where den is nil: a model's carbon or cost reference below
+    MIN_REFERENCE (gCO2/h, $/h) would overflow its weight (a subnormal power price did)."""
+    ok = den > MIN_REFERENCE
+    return np.where(ok, num / np.where(ok, den, 1.0), 0.0)
 
 
 def group_by(keys: IntArray, size: int) -> list[IntArray]:
