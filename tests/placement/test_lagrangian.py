@@ -137,3 +137,43 @@ def test_search_hands_over_once_the_bound_stops_rising() -> None:
     empty = Assignment(np.zeros(n.pools.size), np.zeros(n.routes.size))  # far from certified
     lagrangian.search(empty, 1e-4, time.perf_counter() + 60, lp.bound)
     assert int(lagrangian.solved.sum()) == PACE_SAMPLE < len(problem.models)
+
+
+def test_a_column_of_no_model_priced_at_zero_adds_nothing_to_the_bound() -> None:
+    # No churn to spend but a floor no region can hold: the LP prices the problem-wide churn
+    # overrun (unbounded above) at exactly zero, and 0 x inf must not make the bound NaN.
+    h100 = "NVIDIA-H100-80GB-HBM3"
+    profile = {
+        "gpuType": h100,
+        "gpusPerReplica": 2,
+        "decodeBaseSeconds": 0.03,
+        "decodePerSequenceSeconds": 0.0004,
+        "maxBatch": 4,
+        "prefillSecondsPerToken": 0.0,
+        "activePowerWatts": 150,
+        "idlePowerWatts": 75,
+    }
+    problem = Problem.model_validate(
+        {
+            "models": [
+                {
+                    "name": "chat",
+                    "gpuTypes": [h100],
+                    "profiles": {h100: profile},
+                    "sloP95TtftSeconds": 1.0,
+                    "availability": {"minRegions": 1, "perRegionMin": 2},
+                    "weights": {"latency": 0, "carbon": 0, "cost": 0},
+                }
+            ],
+            "regions": [
+                {"name": "a", "gpus": {h100: 2}, "carbonIntensity": 100, "powerPriceUsdPerMwh": 50},
+                {"name": "b", "carbonIntensity": 100, "powerPriceUsdPerMwh": 50},
+            ],
+            "rttMs": {"users": {"a": 1.0}},
+            "churnBudget": 0,
+        }
+    )
+    lp = column_generation(candidates(problem))
+    lagrangian = price_models(lp)
+    assert lagrangian is not None
+    assert lagrangian.bound == pytest.approx(lp.bound)

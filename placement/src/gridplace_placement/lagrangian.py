@@ -228,8 +228,9 @@ def price_models(lp: LpSolution) -> Lagrangian | None:
     alone = np.flatnonzero(col_model < 0)  # e.g. the problem-wide churn overrun
     if ((price[alone] < 0) & np.isinf(hi[alone])).any():
         return None
-    at_lo = np.where(price[alone] * lo[alone] <= price[alone] * hi[alone], lo[alone], hi[alone])
-    constant += float(price[alone] @ at_lo)
+    # Each sits at the bound its price prefers; one priced at zero adds nothing (0 x inf: NaN).
+    alone = alone[price[alone] != 0]
+    constant += float(price[alone] @ np.where(price[alone] > 0, lo[alone], hi[alone]))
     return Lagrangian(
         full=full,
         price=price,
