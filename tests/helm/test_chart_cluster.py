@@ -114,6 +114,7 @@ def operator(
     closed loopback port: no test may reach the internet."""
     with pytest.MonkeyPatch.context() as env:
         env.setenv("GRIDPLACE_NAMESPACE", release)
+        env.setenv("POD_NAMESPACE", release)  # the Lease lives there, as the chart says
         env.setenv("GRIDPLACE_WATTTIME_URL", "http://127.0.0.1:9")
         env.setenv("GRIDPLACE_ELECTRICITY_MAPS_URL", "http://127.0.0.1:9")
         log = tmp_path_factory.mktemp("operator") / "operator.log"
@@ -356,7 +357,7 @@ def test_argocd_health_of_the_live_objects(
     chat = get_json(cluster, "inferencedeployment", "llama-8b-chat", "-n", serving)
     assert health(chat) == ("Healthy", f"Available: {condition(chat, 'Ready')['message']}")
     advice = get_json(cluster, "inferencedeployment", "mixtral-batch-advice", "-n", serving)
-    assert health(advice)[0] == "Healthy"
+    assert health(advice)[0] == "Healthy", advice["status"]["conditions"]
     for region in get_json(cluster, "regions", *REGIONS)["items"]:
         assert health(region)[0] == (
             "Healthy" if condition(region, "Ready")["status"] == "True" else "Degraded"
@@ -377,7 +378,9 @@ def test_argocd_health_of_the_live_objects(
         operator,
     )
     stuck = get_json(cluster, "inferencedeployment", "nowhere", "-n", serving)
-    assert condition(stuck, "Ready")["reason"] == "NotPlaced"
+    # Ready rolls Placed up and carries its reason.
+    assert condition(stuck, "Ready")["status"] == "False"
+    assert condition(stuck, "Ready")["reason"] == condition(stuck, "Placed")["reason"]
     assert health(stuck)[0] == "Degraded"
 
     # A spec change the operator has not seen yet (it is stopped), and an object it never saw.
@@ -448,6 +451,8 @@ def _forbidden(release: str, serving: str) -> list[tuple[str, str, tuple[str, ..
         ("delete", "namespaces", ()),
         ("update", "deployments.apps", ("-n", serving)),
         ("update", "deployments.apps", ("-n", serving, "--subresource=scale")),
+        ("update", "leases.coordination.k8s.io", ("-n", serving)),
+        ("delete", "leases.coordination.k8s.io", ("-n", release)),
     ]
 
 
@@ -465,6 +470,8 @@ def _allowed(release: str, serving: str) -> list[tuple[str, str, tuple[str, ...]
         ("delete", "services", ("-n", serving)),
         ("create", "events", ("-n", "default")),
         ("list", "customresourcedefinitions.apiextensions.k8s.io", ()),
+        ("update", "leases.coordination.k8s.io", ("-n", release)),
+        ("create", "leases.coordination.k8s.io", ("-n", release)),
     ]
 
 

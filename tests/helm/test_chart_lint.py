@@ -16,10 +16,8 @@ from helmchart import Helm
 # (kind, kube-score check id) -> why the chart does it this way
 EXCEPTIONS = {
     ("Deployment", "deployment-replicas"): (
-        "one planner decides for the whole cluster; two replicas would plan against each other"
-    ),
-    ("Deployment", "deployment-strategy"): (
-        "Recreate on purpose: a rolling update would briefly run two planners"
+        "one replica by default: only the Lease holder plans and writes, and a standby costs its"
+        " memory; replicaCount: 2 adds one that takes over within 15 s"
     ),
     ("Deployment", "container-image-pull-policy"): (
         "the image is an immutable release tag (the chart's appVersion) or a digest; "

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from helmchart import CHART, ROOT, Helm, HelmError, objects, one, operator_container, rules
 
-from gridplace_operator.providers.settings import parse_rates
+from gridplace_operator.providers.settings import parse_hosts, parse_rates
 
 MONITORING = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PodMonitor")
 
@@ -27,7 +27,11 @@ def test_defaults_render_a_hardened_single_replica_operator(helm: Helm) -> None:
     docs = helm.template()
     deployment = one(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    # Leader election: the new pod of a rollout waits as a standby until the old one hands over.
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -46,6 +50,8 @@ def test_defaults_render_a_hardened_single_replica_operator(helm: Helm) -> None:
     assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
     assert "--metrics-address=0.0.0.0" in container["args"]
     assert "--metrics-port=8081" in container["args"]
+    assert "--leader-election-namespace=gridplace-system" in container["args"]
+    assert "--lease-name=gp-gridplace" in container["args"]
     assert not any(a.startswith("--namespace") for a in container["args"])
     assert not any(a.startswith("--prometheus-url") for a in container["args"])  # demand-sized
     assert {"limits", "requests"} <= container["resources"].keys()
@@ -202,6 +208,33 @@ PROMETHEUS_PEER = {
     "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
 }
 Check = Callable[[list[dict[str, Any]]], None]
+
+
+def _two_replicas(docs: list[dict[str, Any]]) -> None:
+    assert one(docs, "Deployment")["spec"]["replicas"] == 2
+    lease = one(docs, "Role", "-leader-election")
+    assert lease["metadata"]["namespace"] == "gridplace-system"
+    assert rules(lease) == [
+        ("coordination.k8s.io", "leases", verb, ()) for verb in ("get", "create", "update")
+    ]
+
+
+def _feed_hosts(docs: list[dict[str, Any]]) -> None:
+    env = {e["name"]: e.get("value") for e in operator_container(docs)["env"]}
+    hosts = env["GRIDPLACE_FEED_ALLOWED_HOSTS"]
+    assert hosts == "api.electricitymap.org,10.0.0.7"
+    assert parse_hosts(hosts) == {"api.electricitymap.org", "10.0.0.7"}  # as the operator reads it
+
+
+def _no_leader_election(docs: list[dict[str, Any]]) -> None:
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert "--no-leader-election" in operator_container(docs)["args"]
+    assert not [
+        r for r in objects(docs, "Role") if r["metadata"]["name"].endswith("-leader-election")
+    ]
+
+
 VALID: dict[str, tuple[dict[str, Any], Check]] = {
     "watch-two-namespaces": ({"watchNamespaces": ["serving", "batch"]}, _watch_two_namespaces),
     "crds-disabled": ({"crds": {"enabled": False, "keep": True}}, _no_crds),
@@ -258,6 +291,12 @@ VALID: dict[str, tuple[dict[str, Any], Check]] = {
         _autoscaler,
     ),
     "ipv6-bind": ({"bindAddress": "::"}, _ipv6_bind),
+    "two-replicas": ({"replicaCount": 2}, _two_replicas),
+    "feed-hosts": (
+        {"signals": {"allowedHosts": ["api.electricitymap.org", "10.0.0.7"]}},
+        _feed_hosts,
+    ),
+    "no-leader-election": ({"leaderElection": {"enabled": False}}, _no_leader_election),
     "metrics-from-prometheus-only": (
         {"networkPolicy": {"enabled": True, "metricsFrom": [PROMETHEUS_PEER]}},
         _metrics_from_prometheus_only,
@@ -307,7 +346,15 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
         {"signals": {"usdPerCurrency": {"EUR": 0}}},
         "at '/signals/usdPerCurrency/EUR'",
     ),
-    "unknown-key": ({"replicaCount": 2}, "additional properties 'replicaCount' not allowed"),
+    "unknown-key": ({"replicas": 2}, "additional properties 'replicas' not allowed"),
+    "feed-host-with-port": (
+        {"signals": {"allowedHosts": ["api.example.com:443"]}},
+        "at '/signals/allowedHosts/0': 'api.example.com:443' does not match",
+    ),
+    "two-writers": (
+        {"replicaCount": 2, "leaderElection": {"enabled": False}},
+        "at '/replicaCount': value must be 1",
+    ),
     "typo-in-section": (
         {"crds": {"enabled": True, "keep": True, "kept": True}},
         "additional properties 'kept' not allowed",

@@ -64,9 +64,10 @@ def test_children_readiness_refreshes_without_replanning() -> None:
     assert world.observe_child(ready, deleted=True) is Change.REFRESH
 
 
-def plan(unserved: float = 0.0, slo_met: bool = True) -> ModelPlan:
+def plan(unserved: float = 0.0, slo_met: bool = True, floor_unmet: str | None = None) -> ModelPlan:
     return ModelPlan(
         outcome=ModelOutcome(
+            floor_unmet=floor_unmet,
             name="ns/a",
             replicas=2,
             regions=["r"],
@@ -229,3 +230,23 @@ def test_a_region_whose_nodes_count_for_another_says_which() -> None:
     assert (status, reason) == ("True", Reason.GPUS_FOUND)
     assert "make the selectors disjoint" in message
     assert ready_of(RegionFacts(1, [], None, None))[1] == Reason.NO_GPUS
+
+
+def test_advice_that_falls_short_is_still_advice_but_no_advice_is_not_ready() -> None:
+    short = idep_status(facts(advise=True, plan=plan(unserved=2.5)), {}, NOW).to_api()
+    assert conditions(short)["Ready"] == ("True", Reason.ADVISED)
+    assert conditions(short)["Placed"] == ("False", Reason.INSUFFICIENT_CAPACITY)
+    failed = facts(advise=True, rejection=(Reason.SOLVER_FAILED, "the solver failed"))
+    assert conditions(idep_status(failed, {}, NOW).to_api())["Ready"] == (
+        "False",
+        Reason.SOLVER_FAILED,
+    )
+
+
+def test_an_availability_floor_the_regions_cannot_meet_is_not_placed() -> None:
+    why = "minRegions=64 needs 64 regions with 1 replica each; 6 can hold one"
+    status = idep_status(facts(plan=plan(floor_unmet=why)), {}, NOW).to_api()
+    assert conditions(status)["Placed"] == ("False", Reason.AVAILABILITY_UNMET)
+    assert conditions(status)["Ready"] == ("False", Reason.AVAILABILITY_UNMET)
+    placed = next(c for c in status["conditions"] if c["type"] == "Placed")
+    assert placed["message"] == why

@@ -339,7 +339,7 @@ def test_hand_edits_to_a_child_are_restored_and_reported(
     def restored() -> bool:
         dep = deployments(cluster, namespace)["drifted-us-east-1"]
         container = dep["spec"]["template"]["spec"]["containers"][0]
-        return dep["spec"]["replicas"] == replicas and container["image"] == image
+        return bool(dep["spec"]["replicas"] == replicas and container["image"] == image)
 
     wait_for(restored, 60, "the planned replicas and image back", operator)
     events = get_json(cluster, "events", "-n", namespace)["items"]
@@ -366,3 +366,24 @@ def test_a_spec_with_characters_outside_the_basic_plane_is_placed(
         "containers"
     ][0]
     assert {"name": "GREETING", "value": "hello 😀"} in container["env"]
+
+
+def test_an_availability_floor_beyond_the_regions_is_reported(
+    cluster: ClusterHandle, namespace: str, operator: OperatorProcess
+) -> None:
+    spec = idep(
+        "everywhere",
+        placement={"availability": {"minRegions": 64}},
+        scaling={"minReplicas": 1, "maxReplicas": 64},
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=spec)
+
+    def reported() -> bool:
+        obj = get_json(cluster, "idep", "everywhere", "-n", namespace)
+        return condition(obj, "Placed").get("reason") == "AvailabilityUnmet"
+
+    wait_for(reported, 120, "Placed=False AvailabilityUnmet", operator)
+    obj = get_json(cluster, "idep", "everywhere", "-n", namespace)
+    assert condition(obj, "Ready")["status"] == "False"
+    assert "minRegions" in condition(obj, "Placed")["message"]
+    assert obj["status"]["placement"]  # what fits is still placed

@@ -136,13 +136,16 @@ def _placed(facts: IdepFacts) -> Verdict:
     if missed:
         zones = ", ".join(sorted(z.zone for z in missed))
         return "False", Reason.SLO_UNREACHABLE, f"predicted p95 misses the SLO from {zones}"
+    if outcome.floor_unmet:
+        return "False", Reason.AVAILABILITY_UNMET, outcome.floor_unmet
     regions = ", ".join(outcome.regions) or "no region (no demand)"
     return "True", Reason.PLANNED, f"{outcome.replicas} replica(s) in {regions}"
 
 
 def _ready(facts: IdepFacts, placed: Verdict, desired: int, ready: int) -> Verdict:
-    """Ready rolls the others up: True only when the plan is whole (Placed=True) and, outside
-    Advise mode, every planned replica is ready; False carries the reason that holds it back."""
+    """Ready rolls the others up: True only when the plan is whole (Placed=True) and every
+    planned replica is ready; False carries the reason that holds it back. In Advise mode Ready
+    means the advice is in status, whole or not."""
     if facts.rejection is not None and facts.rejection[0] == Reason.INVALID_SPEC:
         return "False", Reason.INVALID_SPEC, facts.rejection[1]
     if facts.plan is None:
@@ -151,11 +154,15 @@ def _ready(facts: IdepFacts, placed: Verdict, desired: int, ready: int) -> Verdi
         return "Unknown", Reason.PENDING, "not reconciled yet"
     if facts.conflict is not None:
         return "False", Reason.CHILD_CONFLICT, facts.conflict
-    counted = "" if facts.advise else f" ({ready} of {desired} replicas ready)"
-    if placed[0] == "False":
-        return "False", placed[1], f"{placed[2]}{counted}"
     if facts.advise:
-        return "True", Reason.ADVISED, "Advise mode: the plan is in status, no workload is touched"
+        # The advice is the product here: a plan that falls short is still advice (Placed says
+        # where it falls short); no plan at all is not.
+        if placed[0] == "False" and placed[1] in (Reason.SOLVER_FAILED, Reason.NO_ELIGIBLE_REGION):
+            return "False", placed[1], placed[2]
+        advised = "Advise mode: the plan is in status, no workload is touched"
+        return "True", Reason.ADVISED, advised + (f"; {placed[2]}" if placed[0] == "False" else "")
+    if placed[0] == "False":
+        return "False", placed[1], f"{placed[2]} ({ready} of {desired} replicas ready)"
     if ready < desired:
         return "False", Reason.REPLICAS_NOT_READY, f"{ready} of {desired} replicas ready"
     return "True", Reason.AVAILABLE, f"{ready} of {desired} replicas ready"

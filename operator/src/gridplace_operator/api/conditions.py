@@ -30,6 +30,7 @@ class Reason(StrEnum):
     PLANNED = "Planned"
     INSUFFICIENT_CAPACITY = "InsufficientCapacity"
     SLO_UNREACHABLE = "SLOUnreachable"
+    AVAILABILITY_UNMET = "AvailabilityUnmet"
     NO_ELIGIBLE_REGION = "NoEligibleRegion"
     SOLVER_FAILED = "SolverFailed"
     # Scaled
@@ -66,6 +67,7 @@ INFERENCE_DEPLOYMENT_CONDITIONS: tuple[tuple[ConditionType, str, Reason, str], .
         for reason in (
             Reason.INSUFFICIENT_CAPACITY,
             Reason.SLO_UNREACHABLE,
+            Reason.AVAILABILITY_UNMET,
             Reason.NO_ELIGIBLE_REGION,
             Reason.SOLVER_FAILED,
         )
@@ -96,6 +98,13 @@ INFERENCE_DEPLOYMENT_CONDITIONS: tuple[tuple[ConditionType, str, Reason, str], .
         "False",
         Reason.SLO_UNREACHABLE,
         "Some zone has no region within the SLO (RTT plus server time).",
+    ),
+    (
+        ConditionType.PLACED,
+        "False",
+        Reason.AVAILABILITY_UNMET,
+        "The plan cannot meet the availability floor (minRegions, perRegionMin) or minReplicas;"
+        " the message says which and why.",
     ),
     (
         ConditionType.PLACED,
