@@ -621,3 +621,21 @@ def test_a_vanishing_power_price_does_not_break_the_lp(policy: Policy) -> None:
         region["carbonIntensity"] = 0
     plan = solve(Problem.model_validate(data), policy=policy)
     assert plan.unserved_rps == 0
+
+
+def test_the_repair_keeps_the_churn_budget_as_the_milp_counts_it() -> None:
+    # One replica runs in b, out of the users' reach; with no churn left, starting one in a is
+    # a move as the MILP counts it (a start beyond what rising demand needs), so the MILP
+    # leaves the demand unserved. The greedy repair used to start it anyway, into a plan whose
+    # objective fell below its own certified bound.
+    data = make_problem(regions={"a": {}, "b": {}}, rtt={"users": {"a": 10}}, demand={"users": 1.0})
+    data["current"] = [{"model": "chat", "region": "b", "gpuType": H100, "replicas": 1}]
+    data["churnBudget"] = 0
+    problem = Problem.model_validate(data)
+    plan = solve(problem)
+    assert plan.objective >= plan.lower_bound
+    assert plan.replicas() == solve(problem, policy="naive").replicas() == {("chat", "b", H100): 1}
+    assert plan.models[0].reasons[0] == (
+        "1 req/s from zone users unserved: GPU capacity within the SLO is free, but starting "
+        "a replica there would pass the churn budget (0)"
+    )

@@ -20,9 +20,11 @@ def reasons_by_model(
     moved: FloatArray,
     *,
     optimised: bool,
+    charged: tuple[FloatArray, FloatArray] | None = None,
 ) -> dict[int, list[str]]:
     """Reasons per model index. Cost comparisons between regions are given only for optimised
-    plans: a baseline did not choose by cost."""
+    plans: a baseline did not choose by cost. `charged`: per model, the moves the MILP counts
+    (its churn budgets bind on that count) as planned and with one more replica started."""
     p, k, d, prob = c.pools, c.routes, c.demands, c.problem
     regions, zones = prob.regions, prob.zones
     gpus_used = np.zeros((len(regions), len(c.gpu_types)))
@@ -49,17 +51,23 @@ def reasons_by_model(
                 f"{capacity[p.region[q], p.gpu[q]]:g} left for {p.current[q]:g} running replicas"
             )
         at_max = model.max_replicas is not None and replicas[mine].sum() >= model.max_replicas
+        budget = _spent_budget(c, i, charged)
         for j in np.flatnonzero((d.model == i) & (unserved > 1e-6))[:MAX_ITEMS]:
             if at_max:
                 why = f"maxReplicas={model.max_replicas} reached"
             elif model.availability.survive_region_loss:
                 why = "surviveRegionLoss: the other regions could not carry it if one were lost"
-            elif _free_capacity_within_slo(
+            elif not _free_capacity_within_slo(
                 c, i, int(d.zone[j]), gpus_used=gpus_used, replicas=replicas, load=load
             ):
-                why = "GPU capacity within the SLO is free, but the search stopped before using it"
-            else:
                 why = "no GPU capacity left in a region within the SLO"
+            elif budget is not None:
+                why = (
+                    f"GPU capacity within the SLO is free, but starting a replica there would "
+                    f"pass the churn budget ({budget})"
+                )
+            else:
+                why = "GPU capacity within the SLO is free, but the search stopped before using it"
             reasons.append(
                 f"{unserved[j]:.3g} req/s from zone {zones[int(d.zone[j])]} unserved: {why}"
             )
@@ -111,6 +119,20 @@ def reasons_by_model(
             reasons.append(f"maxReplicas={model.max_replicas} caps the replica count")
         out[i] = reasons
     return out
+
+
+def _spent_budget(c: Compiled, m: int, charged: tuple[FloatArray, FloatArray] | None) -> int | None:
+    """The churn budget (model m's, else the problem's) one more started replica of model m
+    would pass, as the MILP counts moves; None if neither would be passed."""
+    if charged is None:
+        return None
+    now, started = charged
+    own, shared = c.problem.models[m].churn_budget, c.problem.churn_budget
+    if own is not None and started[m] > own + 1e-9:
+        return own
+    if shared is not None and float(now.sum() - now[m] + started[m]) > shared + 1e-9:
+        return shared
+    return None
 
 
 def floors_unmet(c: Compiled, replicas: FloatArray) -> dict[int, str]:

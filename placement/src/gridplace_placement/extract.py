@@ -39,6 +39,10 @@ class Evaluation:
     moved: FloatArray  # per model: what the churn penalty and budgets count
     floor_short: int  # replicas or regions missing from floors
     churn_over: float
+    # The objective with the churn budgets on the MILP's stricter measure (`charged_moves`):
+    # what the optimiser compares plans by, so that they keep the budgets under both measures
+    # and its bound, which holds for that objective, holds for them.
+    search_objective: float
 
 
 def evaluate(c: Compiled, a: Assignment) -> Evaluation:
@@ -72,6 +76,10 @@ def evaluate(c: Compiled, a: Assignment) -> Evaluation:
     over_all = (
         max(float(moved.sum()) - prob.churn_budget, 0.0) if prob.churn_budget is not None else 0.0
     )
+    strict = charged_moves(c, a.replicas)
+    over_strict = float(np.maximum(strict - budget_m, 0.0).sum())
+    if prob.churn_budget is not None:
+        over_strict += max(float(strict.sum()) - prob.churn_budget, 0.0)
     charged = np.zeros(n_m)
     charged[d.model[unserved > 0]] = d.charge[unserved > 0]
     model_cost = (
@@ -79,7 +87,7 @@ def evaluate(c: Compiled, a: Assignment) -> Evaluation:
         + np.bincount(k.model, weights=k.cost * a.routed, minlength=n_m)
         + np.bincount(d.model, weights=d.penalty * unserved, minlength=n_m)
         + charged
-        + prob.churn_penalty * charged_moves(c, a.replicas)
+        + prob.churn_penalty * strict
         + c.floor_penalty * (short_m + over_m)
     )
     objective = float(model_cost.sum()) + c.floor_penalty * over_all
@@ -91,6 +99,7 @@ def evaluate(c: Compiled, a: Assignment) -> Evaluation:
         moved,
         round(float(short_m.sum())),
         over_all + float(over_m.sum()),
+        objective + c.floor_penalty * (over_strict - over_all - float(over_m.sum())),
     )
 
 
@@ -214,7 +223,18 @@ def assemble(
                 slo_met=p95 is not None and p95 <= model.slo_p95_ttft_seconds + 1e-9,
             )
         )
-    reasons = reasons_by_model(c, n, load, ev.unserved, ev.moved, optimised=policy == "gridplace")
+    _, excess_stops, excess_starts = _churn(c, n)
+    runs = np.bincount(p.model, p.current, minlength=len(models)) > 0
+    if_started = np.where(runs, np.maximum(np.maximum(excess_stops, excess_starts + 1), 0.0), 0.0)
+    reasons = reasons_by_model(
+        c,
+        n,
+        load,
+        ev.unserved,
+        ev.moved,
+        optimised=policy == "gridplace",
+        charged=(charged_moves(c, n), if_started),
+    )
     for m, saving in held.items():
         reasons.setdefault(m, []).insert(
             0,

@@ -100,7 +100,7 @@ class Lagrangian:
         key = p.region * len(c.gpu_types) + p.gpu
         cap = c.candidates.capacity.ravel()
         hi = self.arrays[1]
-        objective = evaluate(c, best).objective
+        objective = evaluate(c, best).search_objective
         started, first_bound = time.perf_counter(), max(bound, self.bound)
         while (now := time.perf_counter()) < deadline:
             # What stands between the plan and its certificate.
@@ -177,7 +177,7 @@ class Lagrangian:
         trial = self._with_part(best, m, values)
         if (gpu_use(c, trial.replicas) > c.candidates.capacity.ravel() + 1e-9).any():
             return None
-        trial_objective = evaluate(c, trial).objective
+        trial_objective = evaluate(c, trial).search_objective
         return (trial, trial_objective) if trial_objective < objective - 1e-12 else None
 
     def _with_part(self, a: Assignment, m: int, values: FloatArray) -> Assignment:

@@ -308,7 +308,7 @@ def _integer_plan(
     if time.perf_counter() < deadline:  # one small LP per model and try: only within budget
         best = consolidate(c, best)
     if evaluate(c, best).unserved.any():  # rounding lost capacity the LP had: repair greedily
-        best = fill_unserved(c, best)
+        best = _cheaper(c, fill_unserved(c, best), best)
     home, found_bound = c, -math.inf
 
     def milp_over(search: Compiled) -> None:
@@ -327,8 +327,7 @@ def _integer_plan(
             bound = max(bound, found_bound)
         if solved:
             found = transfer(found, search, home)
-            if evaluate(home, found).objective < evaluate(home, best).objective:
-                best = found
+            best = _cheaper(home, found, best)
 
     if not _certified(home, best, bound, options.relative_gap) and time.perf_counter() < deadline:
         lagrangian = price_models(lp)
@@ -347,14 +346,18 @@ def _integer_plan(
         milp_over(restrict(cands, support[cands.routes.pool]))
     milp_over(c)
     if evaluate(home, best).unserved.any():  # a search stopped early may leave free GPUs unused
-        repaired = fill_unserved(home, best)
-        if evaluate(home, repaired).objective < evaluate(home, best).objective:
-            best = repaired
+        best = _cheaper(home, fill_unserved(home, best), best)
     return home, best, found_bound
 
 
+def _cheaper(c: Compiled, a: Assignment, b: Assignment) -> Assignment:
+    """`a` if it costs less than `b` as the MILP counts (the greedy repair may start replicas
+    beside running ones that the churn budgets count as moves there), else `b`."""
+    return a if evaluate(c, a).search_objective < evaluate(c, b).search_objective else b
+
+
 def _certified(c: Compiled, a: Assignment, bound: float, relative_gap: float) -> bool:
-    objective = evaluate(c, a).objective
+    objective = evaluate(c, a).search_objective
     return objective - bound <= relative_gap * abs(objective)
 
 
