@@ -138,3 +138,64 @@ def slots_at_target(
     if decode_per_seq_s <= 0:
         return max_batch
     return min(max_batch, math.floor((tpot - decode_base_s) / decode_per_seq_s))
+
+
+@dataclass(frozen=True)
+class StepModel:
+    """One vLLM replica as its scheduler runs it: every step decodes one token of each running
+    sequence and prefills up to what the per-step token budget leaves, and takes
+    `decode_base_s + decode_per_seq_s * sequences + prefill_per_token_s * prefill_tokens`.
+
+    Decode is bound by memory bandwidth (the base reads the weights once per step, each sequence
+    adds its KV cache); prefill is bound by compute (about 2 x parameters FLOPs per token), so a
+    prompt token costs the same whether it is batched with decodes or not, and a replica can never
+    prefill faster than `1 / prefill_per_token_s` tokens per second.
+    """
+
+    decode_base_s: float
+    decode_per_seq_s: float
+    prefill_per_token_s: float
+    max_num_seqs: int
+    max_batched_tokens: int
+
+    def step_seconds(self, sequences: float, prefill_tokens: float) -> float:
+        return (
+            self.decode_base_s
+            + self.decode_per_seq_s * sequences
+            + self.prefill_per_token_s * prefill_tokens
+        )
+
+    def steady_state(self, rate: float, prompt_tokens: float, output_tokens: float) -> float:
+        """Step time (the time per output token) at `rate` req/s; inf past saturation.
+
+        With `rate` arrivals a second, each decoding for `output_tokens` steps, Little's law puts
+        rate x output_tokens x step sequences in the batch and rate x prompt_tokens x step prompt
+        tokens in each step, so step = base / (1 - rate (b x output + c x prompt)).
+        """
+        load = rate * (
+            self.decode_per_seq_s * output_tokens + self.prefill_per_token_s * prompt_tokens
+        )
+        return self.decode_base_s / (1.0 - load) if load < 1.0 else math.inf
+
+    def max_rate(self, prompt_tokens: float, output_tokens: float, tpot_s: float) -> float:
+        """Largest steady arrival rate (req/s) whose time per output token stays within `tpot_s`,
+        whose batch stays within `max_num_seqs` and whose steps stay within the token budget."""
+        if tpot_s <= self.decode_base_s:
+            return 0.0
+        per_request = (
+            self.decode_per_seq_s * output_tokens + self.prefill_per_token_s * prompt_tokens
+        )
+        by_tpot = (1.0 - self.decode_base_s / tpot_s) / per_request if per_request > 0 else math.inf
+        # At that rate the step lasts tpot_s: the batch and the step's tokens scale with it.
+        by_batch = self.max_num_seqs / (output_tokens * tpot_s)
+        by_budget = self.max_batched_tokens / ((output_tokens + prompt_tokens) * tpot_s)
+        return min(by_tpot, by_batch, by_budget)
+
+    def prefill_seconds(self, prompt_tokens: float, sequences: float) -> float:
+        """Time from a request's first scheduled step to its first token: its prompt in chunks of
+        what the token budget leaves beside `sequences` decodes, one step per chunk (at least
+        one step with the whole prompt when it fits)."""
+        room = max(self.max_batched_tokens - sequences, 1.0)
+        chunks = max(math.ceil(prompt_tokens / room), 1)
+        per_chunk = min(prompt_tokens, room)
+        return chunks * self.step_seconds(sequences, per_chunk)
