@@ -51,10 +51,10 @@ from gridplace_operator.prom import (
 from gridplace_operator.signals import (
     PROVIDERS,
     Provider,
-    Reading,
     Resolved,
     SignalKind,
-    read,
+    SignalPendingError,
+    SourceReads,
     resolve,
 )
 from gridplace_operator.status import (
@@ -149,7 +149,11 @@ class Planner:
         self.planned = False
         self.failures: dict[str, str] = {}  # model -> why its last solve failed
         self.inventory = Inventory()
-        self.readings: dict[tuple[str, SignalKind], Reading] = {}
+        # What each Region's sources last said. A source's first answer sets `signals_arrived`
+        # and calls `wake` (the loop's request for a re-plan), so it is planned with at once.
+        self.reads = SourceReads(providers, on_arrival=self._signal_arrived)
+        self.signals_arrived = False
+        self.wake: Callable[[], None] | None = None
         self.resolved: dict[tuple[str, SignalKind], Resolved] = {}
         self.rejections: dict[IdepRef, Rejection] = {}
         self.missing_regions: dict[IdepRef, list[str]] = {}
@@ -170,6 +174,8 @@ class Planner:
         now = self.clock()
         regions, invalid_regions = self._regions()
         self.valid_regions = regions  # parsed once per cycle, read by every reconcile
+        # Taken before reading: an answer arriving during this cycle is planned with next time.
+        replan, self.signals_arrived = replan or self.signals_arrived, False
         signals = await self._signals(regions, now)
         if self.prometheus is not None and await self._autoscale(now):
             replan = True
@@ -214,17 +220,19 @@ class Planner:
         return valid, invalid
 
     async def _signals(self, regions: list[Region], now: datetime) -> dict[str, RegionSignalValues]:
-        """Every Region's two signals, read concurrently: one slow source delays no other."""
+        """Every Region's two signals as they are known now: no cycle waits for a source's answer
+        (see `SourceReads`), so one slow source delays no Region, not even its own."""
         sources: list[tuple[str, SignalKind, Any]] = []
         for r in regions:
             sources.append((r.metadata.name, "carbonIntensity", r.spec.carbon_intensity))
             sources.append((r.metadata.name, "powerPrice", r.spec.power_price))
+        self.reads.keep_only(sources)
 
         async def fetch(name: str, kind: SignalKind, source: Any) -> str | None:
             try:
-                self.readings[(name, kind)] = await asyncio.to_thread(
-                    read, source, now, self.providers
-                )
+                await self.reads.read(name, kind, source, now)
+            except SignalPendingError as err:  # not failed: planned without it until it answers
+                return str(err)
             except Exception as err:  # a failing source degrades to its fallback
                 self.metrics.errors.labels(stage="signals").inc()
                 return str(err) or type(err).__name__
@@ -233,7 +241,7 @@ class Planner:
         errors = await asyncio.gather(*(fetch(*s) for s in sources))
         got: dict[str, dict[SignalKind, float]] = {}
         for (name, kind, source), error in zip(sources, errors, strict=True):
-            resolved = resolve(kind, source, self.readings.get((name, kind)), error, now)
+            resolved = resolve(kind, source, self.reads.last(name, kind, source), error, now)
             if resolved is None:
                 self.resolved.pop((name, kind), None)
                 continue
@@ -247,6 +255,12 @@ class Planner:
             for name, v in got.items()
             if len(v) == 2
         }
+
+    def _signal_arrived(self) -> None:
+        """A source's first answer (or failure) came in: plan with it now, not a period later."""
+        self.signals_arrived = True
+        if self.wake is not None:
+            self.wake()
 
     def _churn_budgets(
         self, specs: Mapping[IdepRef, InferenceDeploymentSpec]
