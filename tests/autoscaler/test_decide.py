@@ -176,9 +176,27 @@ def test_prometheus_down_holds_and_says_so() -> None:
     assert (d.desired, d.reason) == (5, Reason.METRICS_UNAVAILABLE)
 
 
-def test_prometheus_down_with_declared_demand_still_scales_up_to_it() -> None:
-    policy = replace(POLICY, scale_up_window_s=0)
-    d = decide(inputs(0, 2, p95=None, metrics_available=False, model_replicas=5), policy, History())
+def test_prometheus_down_holds_whatever_the_declared_demand_asks_for() -> None:
+    policy = replace(POLICY, scale_up_window_s=0, scale_down_window_s=0)
+    for sized in (1, 9):  # a missing measurement is no reason to move, up or down
+        down = inputs(0, 4, p95=None, metrics_available=False, model_replicas=sized)
+        d = decide(replace(down, metrics_error="ConnectionError from prom:9090"), policy, History())
+        assert (d.desired, d.reason) == (4, Reason.METRICS_UNAVAILABLE)
+        assert d.message == (
+            "holding 4: Prometheus unavailable (ConnectionError from prom:9090);"
+            " no scaling without metrics"
+        )
+        assert d.history == History()  # nothing recommended from no data
+
+
+def test_prometheus_down_still_keeps_the_count_within_the_bounds() -> None:
+    d = decide(inputs(0, 25, p95=None, metrics_available=False), POLICY, History())
+    assert (d.desired, d.reason) == (20, Reason.METRICS_UNAVAILABLE)
+    assert d.message.startswith("25 -> 20 (the spec's bounds): Prometheus unavailable")
+
+
+def test_prometheus_down_before_anything_runs_sizes_from_the_declared_demand() -> None:
+    d = decide(inputs(0, 0, p95=None, metrics_available=False, model_replicas=5), POLICY, History())
     assert (d.desired, d.reason) == (5, Reason.SCALING_UP)
 
 

@@ -16,6 +16,8 @@ on what held for the whole window; a window the history does not cover yet means
 Replicas that are still starting count as capacity coming: the correction is computed from the
 ready replicas and compared with the desired ones, so one breach never scales up twice. Each
 decision moves at most `max_step` replicas and stays within [min_replicas, max_replicas].
+When Prometheus does not answer, nothing moves: the count decided last holds (within the bounds),
+since a missing measurement says nothing about the load.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class Inputs:
     current: int  # replicas decided now (ready or starting)
     ready: int  # replicas serving now
     metrics_available: bool  # Prometheus answered
+    metrics_error: str = ""  # why it did not: the failure and the host, never a credential
     observed_p95_s: float | None = None  # None: no requests in the window (or no metrics)
     observed_rps: float | None = None  # offered: served plus queue growth and backlog
     arrival_rps: float | None = None  # served plus the queue's signed growth: what arrives
@@ -124,6 +127,8 @@ def decide(inputs: Inputs, policy: Policy, history: History) -> Decision:
             inputs,
             History(last_scale_s=history.last_scale_s),
         )
+    if not inputs.metrics_available and inputs.current > 0:
+        return _hold_without_metrics(inputs, policy, history)
     window = policy.metrics_window_s
     ready = _in_effect_since(history.ready, inputs.now_s - window) if window > 0 else ()
     history = replace(history, ready=(*ready, (inputs.now_s, inputs.ready)))
@@ -143,6 +148,20 @@ def decide(inputs: Inputs, policy: Policy, history: History) -> Decision:
         history = replace(history, last_scale_s=inputs.now_s)
     reason, message = _explain(inputs, policy, raw, desired, why)
     return Decision(desired, reason, message, raw, inputs, history)
+
+
+def _hold_without_metrics(inputs: Inputs, policy: Policy, history: History) -> Decision:
+    """The count decided last, moved only into the spec's bounds; no recommendation is kept, so
+    the windows resume from what was measured."""
+    desired = _clamp(inputs.current, policy)
+    if desired != inputs.current:
+        history = replace(history, last_scale_s=inputs.now_s)
+        change = f"{inputs.current} -> {desired} (the spec's bounds)"
+    else:
+        change = f"holding {desired}"
+    why = inputs.metrics_error or "no answer"
+    message = f"{change}: Prometheus unavailable ({why}); no scaling without metrics"
+    return Decision(desired, Reason.METRICS_UNAVAILABLE, message, desired, inputs, history)
 
 
 def recommend(

@@ -374,12 +374,14 @@ class Planner:
         target = spec.slo.p95_time_to_first_token_seconds or spec.slo.p95_end_to_end_seconds
         assert target is not None  # the schema requires one of the two
         reading: LoadReading | None = None
+        metrics_error = ""
         try:
             reading = await asyncio.to_thread(
                 prom.load, Target(ref.namespace, ref.name), metric, window
             )
         except PrometheusError as err:
             log.warning("%s: no latency from Prometheus: %s", ref.key, err)
+            metrics_error = err.summary  # for status: the failure and the host, nothing more
         current, ready = self._current_total(ref)
         demand = self._demand(ref, spec)
         floor = spec.placement.availability
@@ -410,6 +412,7 @@ class Planner:
             current=current,
             ready=ready,
             metrics_available=reading is not None,
+            metrics_error=metrics_error,
             observed_p95_s=user_p95(reading.p95_seconds, rtt_s) if reading else None,
             observed_rps=reading.offered_rps(window_seconds(window)) if reading else None,
             arrival_rps=reading.arrival_rps if reading else None,

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.util.retry import Retry
 
 LatencyMetric = Literal["ttft", "e2e"]
 HISTOGRAMS: Mapping[LatencyMetric, str] = {
@@ -29,7 +33,12 @@ _WINDOW = re.compile(r"^[1-9][0-9]*(ms|s|m|h)$")
 
 
 class PrometheusError(RuntimeError):
-    """Prometheus could not be asked or did not answer the query."""
+    """Prometheus could not be asked or did not answer the query. `summary` names the host and
+    the kind of failure only, fit for status: never a credential or a body."""
+
+    def __init__(self, message: str, *, summary: str) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 @dataclass(frozen=True)
@@ -120,27 +129,53 @@ class LoadReading:
 class Prometheus:
     """A small client: instant queries with a timeout, NaN dropped, errors made explicit."""
 
-    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
-        self.url = url
-        self._api = PrometheusConnect(url=url, disable_ssl=True, timeout=timeout_s)
+    def __init__(self, url: str, timeout_s: float = 5.0, down_pause_s: float = 5.0) -> None:
+        parts = urlsplit(url)
+        self.host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+        # No retries with backoff inside a query: a failed one is asked again at the next
+        # decision, and the waits held up the planning cycle of every InferenceDeployment.
+        # (Errors then come unwrapped: a refused connection is urllib3's NewConnectionError.)
+        self._api = PrometheusConnect(
+            url=url, disable_ssl=True, timeout=timeout_s, retry=Retry(total=False)
+        )
+        # A Prometheus that could not be reached is not waited on again for `down_pause_s`:
+        # the other InferenceDeployments of the cycle get the same error at once.
+        self.down_pause_s = down_pause_s
+        self._down: tuple[float, str] | None = None  # when, and the failure's class
+
+    def _error(self, promql: str, cause: str, detail: object = None) -> PrometheusError:
+        """The whole story for the log (Prometheus' own explanation of a bad query included);
+        `summary` for status."""
+        more = f": {detail}" if detail is not None else ""
+        return PrometheusError(
+            f"Prometheus at {self.host} failed on {promql!r}: {cause}{more}",
+            summary=f"{cause} from {self.host}",
+        )
 
     def query(self, promql: str) -> list[Sample]:
         """Instant vector; samples whose value is NaN are left out (no data, not zero)."""
+        down = self._down
+        if down is not None and (age := time.monotonic() - down[0]) < self.down_pause_s:
+            raise self._error(promql, down[1], f"not asked, it failed {age:.1f}s ago")
         try:
             result: Any = self._api.custom_query(promql)
-        except (PrometheusApiClientException, requests.RequestException, ValueError) as err:
-            raise PrometheusError(f"Prometheus at {self.url} failed on {promql!r}: {err}") from err
+        except PrometheusApiClientException as err:
+            status = re.search(r"HTTP Status Code (\d+)", str(err))  # the rest is the body
+            raise self._error(promql, f"HTTP {status[1] if status else '?'}", err) from err
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as err:
+            self._down = (time.monotonic(), type(err).__name__)
+            raise self._error(promql, type(err).__name__, err) from err
+        except (ValueError, KeyError, TypeError) as err:  # 200, but not Prometheus' answer
+            raise self._error(promql, "a malformed answer", err) from err
         if not isinstance(result, list):
-            raise PrometheusError(f"Prometheus at {self.url}: {promql!r} is not an instant vector")
+            raise self._error(promql, "not an instant vector")
         samples = []
         for item in result:
             try:
                 labels = {str(k): str(v) for k, v in item["metric"].items()}
                 value = float(item["value"][1])
             except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
-                raise PrometheusError(
-                    f"Prometheus at {self.url}: malformed sample {item!r} for {promql!r}"
-                ) from err
+                raise self._error(promql, "a malformed sample", err) from err
             if not math.isnan(value):
                 samples.append(Sample(labels, value))
         return samples
@@ -173,7 +208,10 @@ class Prometheus:
         rates = self.by_label(query, zone_label)
         bad = {zone: rps for zone, rps in rates.items() if not rps >= 0 or math.isinf(rps)}
         if bad:
-            raise PrometheusError(f"demand query {query!r} returned invalid rates {bad}")
+            raise PrometheusError(
+                f"demand query {query!r} returned invalid rates {bad}",
+                summary=f"invalid demand rates from {self.host}",
+            )
         return rates
 
 
