@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import kopf
 import pytest
 
+from gridplace_operator.cli import main
 from gridplace_operator.providers.settings import ProviderSettings, parse_rates
 
 
@@ -13,6 +17,7 @@ def test_defaults_are_the_public_apis() -> None:
     assert settings.watt_time_url == "https://api.watttime.org"
     assert settings.prometheus_url is None
     assert settings.usd_per_currency == {}
+    assert settings.allowed_hosts == frozenset()  # any host
 
 
 def test_every_variable_overrides_its_setting() -> None:
@@ -26,6 +31,7 @@ def test_every_variable_overrides_its_setting() -> None:
             "GRIDPLACE_SIGNAL_ATTEMPTS": "5",
             "GRIDPLACE_SIGNAL_REFRESH": "120",
             "GRIDPLACE_USD_PER_CURRENCY": "eur=1.08, GBP=1.27",
+            "GRIDPLACE_FEED_ALLOWED_HOSTS": " API.electricitymap.org,10.0.0.7,[fd00::1], ",
         }
     )
     assert settings.electricity_maps_url == "http://127.0.0.1:9/v3"
@@ -37,6 +43,7 @@ def test_every_variable_overrides_its_setting() -> None:
         120,
     )
     assert settings.usd_per_currency == {"EUR": 1.08, "GBP": 1.27}
+    assert settings.allowed_hosts == {"api.electricitymap.org", "10.0.0.7", "fd00::1"}
 
 
 def test_prometheus_sources_use_the_operators_prometheus_unless_told_otherwise() -> None:
@@ -58,6 +65,8 @@ def test_prometheus_sources_use_the_operators_prometheus_unless_told_otherwise()
         ({"GRIDPLACE_SIGNAL_ATTEMPTS": "0"}, "GRIDPLACE_SIGNAL_ATTEMPTS must be positive, got '0'"),
         ({"GRIDPLACE_USD_PER_CURRENCY": "EUR"}, "expected CURRENCY=RATE .*got 'EUR'"),
         ({"GRIDPLACE_USD_PER_CURRENCY": "EUR=-1"}, "got 'EUR=-1'"),
+        ({"GRIDPLACE_FEED_ALLOWED_HOSTS": "https://data.example.com"}, "no scheme|without scheme"),
+        ({"GRIDPLACE_FEED_ALLOWED_HOSTS": "data.example.com:8443"}, "got 'data.example.com:8443'"),
     ],
 )
 def test_bad_values_name_the_variable_and_the_value(env: dict[str, str], message: str) -> None:
@@ -67,3 +76,15 @@ def test_bad_values_name_the_variable_and_the_value(env: dict[str, str], message
 
 def test_empty_rates() -> None:
     assert parse_rates(" , ") == {}
+
+
+def test_the_run_flag_sets_the_allowed_hosts_the_providers_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GRIDPLACE_FEED_ALLOWED_HOSTS", "")  # restored after the test
+    started: dict[str, Any] = {}
+    monkeypatch.setattr(kopf, "configure", lambda **_: None)
+    monkeypatch.setattr(kopf, "run", lambda **kwargs: started.update(kwargs))  # not started
+    assert main(["run", "--feed-allowed-hosts=api.watttime.org,Data.Example.com"]) == 0
+    assert started
+    assert ProviderSettings.from_env().allowed_hosts == {"api.watttime.org", "data.example.com"}

@@ -69,6 +69,11 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         default=15.0,
         help="seconds between autoscaler decisions; default: 15",
     )
+    run.add_argument(
+        "--feed-allowed-hosts",
+        help="comma-separated hosts signal feeds may reach (default: any; sets"
+        " GRIDPLACE_FEED_ALLOWED_HOSTS)",
+    )
     run.add_argument("--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)
 
@@ -89,6 +94,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         # Before kopf and the kubernetes client are imported: the client reads it at import.
         os.environ["KUBECONFIG"] = args.kubeconfig
+    if args.feed_allowed_hosts is not None:  # ProviderSettings.from_env reads it at start
+        os.environ["GRIDPLACE_FEED_ALLOWED_HOSTS"] = args.feed_allowed_hosts
 
     import kopf  # noqa: PLC0415
 
