@@ -27,6 +27,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from gridplace_operator.api.conditions import Reason
 from gridplace_operator.api.inference_deployment import AutoscalerStatus, ScalingSpec
@@ -328,3 +329,15 @@ def status_of(decision: Decision) -> AutoscalerStatus:
         reason=decision.reason.value,
         last_scale_time=datetime.fromtimestamp(last, UTC) if last is not None else None,
     )
+
+
+def history_from_status(shown: Mapping[str, Any] | None, now_s: float) -> History:
+    """The memory a fresh operator (after a restart or a fail-over) starts an InferenceDeployment
+    with, rebuilt from the decision its status shows: the total stays the recommendation in
+    effect from now, so no scale-down happens before a full stabilization window, and the last
+    scale time keeps its meaning. Without a shown decision: no memory."""
+    if not shown or shown.get("desiredReplicas") is None:
+        return History()
+    decided = AutoscalerStatus.model_validate(shown)
+    last = decided.last_scale_time.timestamp() if decided.last_scale_time else None
+    return History(recommendations=((now_s, decided.desired_replicas),), last_scale_s=last)

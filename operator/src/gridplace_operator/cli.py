@@ -70,6 +70,20 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="seconds between autoscaler decisions; default: 15",
     )
     run.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hold a Lease so that only one of several replicas writes; default: on",
+    )
+    run.add_argument(
+        "--leader-election-namespace",
+        default=None,
+        help="namespace of the Lease; default: $POD_NAMESPACE, else default",
+    )
+    run.add_argument(
+        "--lease-name", default="gridplace-operator", help="default: gridplace-operator"
+    )
+    run.add_argument(
         "--feed-allowed-hosts",
         help="comma-separated hosts signal feeds may reach (default: any; sets"
         " GRIDPLACE_FEED_ALLOWED_HOSTS)",
@@ -113,6 +127,12 @@ def _run(args: argparse.Namespace) -> int:
         prometheus_url=args.prometheus_url,
         prometheus_rate_window=args.prometheus_rate_window,
         autoscale_period_seconds=args.autoscale_period,
+        lease_namespace=(
+            (args.leader_election_namespace or os.environ.get("POD_NAMESPACE") or "default")
+            if args.leader_election
+            else None
+        ),
+        lease_name=args.lease_name,
     )
     kopf.configure(verbose=args.verbose)
     if not args.verbose:  # one line per watch event drowns what gridplace itself says

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,7 @@ import kopf
 from gridplace_operator import labels
 from gridplace_operator.api.common import GROUP, VERSION
 from gridplace_operator.kube import CONCURRENCY, Kube, load_client_config
+from gridplace_operator.leader import LeaderElector
 from gridplace_operator.loop import PlanningLoop
 from gridplace_operator.metrics import OperatorMetrics
 from gridplace_operator.planner import Planner, PlannerSettings
@@ -42,6 +45,9 @@ class OperatorConfig:
     prometheus_url: str | None = None  # None: no autoscaler, replicas from declared demand
     prometheus_rate_window: str = "2m"
     autoscale_period_seconds: float = 15.0
+    # None: no leader election (a single replica that always writes)
+    lease_namespace: str | None = "default"
+    lease_name: str = "gridplace-operator"
 
 
 def _wake(memo: Any, change: Change) -> None:
@@ -99,16 +105,25 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         providers=build_providers(api_client, provider_settings),
         prometheus=Prometheus(config.prometheus_url) if config.prometheus_url else None,
     )
+
+    async def cycle(replan: bool) -> None:
+        if elector is None or elector.leading:  # a standby watches and waits
+            await planner.cycle(replan)
+
     loop = PlanningLoop(
-        planner.cycle,
+        cycle,
         period_seconds=config.plan_period_seconds,
         debounce_seconds=config.debounce_seconds,
         max_delay_seconds=config.max_delay_seconds,
     )
+    planner.wake = lambda: loop.request(replan=True)  # a signal source's first answer
+    elector = _elector(config, kube, planner, loop, metrics)
     if config.metrics_port:
         metrics.serve(config.metrics_port, config.metrics_address)
-    memo.world, memo.loop, memo.planner = world, loop, planner
+    memo.world, memo.loop, memo.planner, memo.elector = world, loop, planner, elector
     memo.task = asyncio.create_task(loop.run(), name="gridplace-planner")
+    if elector is not None:
+        memo.election = asyncio.create_task(elector.run(), name="gridplace-leader-election")
     if config.prometheus_url:  # the autoscaler decides on its own beat, between re-plans
         memo.ticker = asyncio.create_task(
             _autoscale_ticks(loop, config.autoscale_period_seconds, config.plan_period_seconds),
@@ -133,12 +148,48 @@ async def _autoscale_ticks(loop: PlanningLoop, every: float, plan_period: float)
         loop.request(replan=replan)
 
 
+def _elector(
+    config: OperatorConfig,
+    kube: Kube,
+    planner: Planner,
+    loop: PlanningLoop,
+    metrics: OperatorMetrics,
+) -> LeaderElector | None:
+    """The Lease election, with every write of `kube` fenced by it; None when turned off."""
+    if config.lease_namespace is None:
+        return None
+    running = asyncio.get_running_loop()
+
+    def take_over(memory: str) -> None:  # called from the elector's thread
+        running.call_soon_threadsafe(_take_over, planner, loop, memory)
+
+    elector = LeaderElector(
+        kube.rest,
+        namespace=config.lease_namespace,
+        name=config.lease_name,
+        identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+        on_acquired=take_over,
+        memory=planner.memory,
+    )
+    kube.may_write = elector.may_write
+    metrics.leader.set_function(lambda: float(elector.leading))
+    return elector
+
+
+def _take_over(planner: Planner, loop: PlanningLoop, memory: str) -> None:
+    planner.restore(memory)
+    loop.request(replan=True)
+
+
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    for name in ("task", "ticker"):
+    for name in ("task", "ticker", "election"):
         task = memo.get(name)
         if task is not None:
             task.cancel()
+    elector: LeaderElector | None = memo.get("elector")
+    if elector is not None:  # a clean stop hands over at once instead of after the duration
+        await asyncio.to_thread(elector.release)
 
 
 @kopf.on.event(GROUP, VERSION, "inferencedeployments")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,12 +73,26 @@ def path_of(kind: str, namespace: str | None = None, name: str | None = None) ->
     return group_path(*group_version, plural, namespace, name)
 
 
+class NotLeaderError(RuntimeError):
+    """A write was refused because this operator does not hold the leader Lease (any more)."""
+
+
 class Kube:
-    def __init__(self, api_client: client.ApiClient, metrics: OperatorMetrics) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        metrics: OperatorMetrics,
+        *,
+        may_write: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.rest = Rest(api_client)
         self.metrics = metrics
+        self.may_write = may_write  # the leader election's fence; always True without one
 
     def _count(self, kind: str, verb: str) -> None:
+        """Every write passes here first: a standby, or a leader that lost its Lease, stops."""
+        if not self.may_write():
+            raise NotLeaderError(f"not the leader: {verb} of a {kind} refused")
         self.metrics.writes.labels(kind=kind, verb=verb).inc()
 
     # Reads -----------------------------------------------------------------------------------

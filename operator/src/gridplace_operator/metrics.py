@@ -34,6 +34,12 @@ class OperatorMetrics:
             ["kind", "verb"],
             registry=r,
         )
+        self.leader = Gauge(
+            "gridplace_leader",
+            "1 while this operator holds the leader Lease (or runs without leader election).",
+            registry=r,
+        )
+        self.leader.set(1)
         self.drift_repairs = Counter(
             "gridplace_child_drift_repairs_total",
             "Children restored after their replicas, images or args were changed outside"

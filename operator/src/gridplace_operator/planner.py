@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import hashlib
+import json
 import logging
 import time
 from collections import deque
@@ -30,6 +31,7 @@ from gridplace_operator.autoscaler import (
     Policy,
     capacity_size,
     decide,
+    history_from_status,
     longest_rtt_s,
     sizing_rate,
     status_of,
@@ -157,7 +159,7 @@ class Planner:
         self.resolved: dict[tuple[str, SignalKind], Resolved] = {}
         self.rejections: dict[IdepRef, Rejection] = {}
         self.missing_regions: dict[IdepRef, list[str]] = {}
-        self.moves: dict[str, deque[tuple[float, int]]] = {}
+        self.moves: dict[str, deque[tuple[float, int]]] = {}  # model -> (unix time, moved)
         self.hold_since: dict[str, float] = {}
         self.summaries: dict[str, str] = {}
         self.prometheus = prometheus  # None: no autoscaler, replicas sized from declared demand
@@ -168,6 +170,30 @@ class Planner:
         self.decisions: dict[str, Decision] = {}
         self.measured_demand: dict[IdepRef, dict[str, float]] = {}
         self.crowded: set[tuple[str, str]] = set()
+
+    def memory(self) -> str:
+        """What a successor needs that the cluster does not show: the moves each model made in
+        the last hour, which its churn budget counts (JSON, kept in the leader's Lease). The
+        autoscaler's memory is rebuilt from each status (`history_from_status`); plans from the
+        running Deployments. A restart without leader election starts with no moves."""
+        horizon = self.clock().timestamp() - HOUR
+        kept = {
+            model: [[round(t, 1), n] for t, n in history if t >= horizon]
+            for model, history in sorted(self.moves.items())
+        }
+        return json.dumps({"moves": {m: h for m, h in kept.items() if h}}, separators=(",", ":"))
+
+    def restore(self, memory: str) -> None:
+        """Take over the memory a predecessor left (`memory()`); unreadable memory is dropped,
+        which costs at most one hour of churn budget."""
+        try:
+            moves = json.loads(memory or "{}").get("moves") or {}
+            self.moves = {m: deque((float(t), int(n)) for t, n in h) for m, h in moves.items()}
+        except (ValueError, TypeError, AttributeError) as err:
+            log.warning("ignoring the previous leader's memory: %s", err)
+            self.moves = {}
+        self.scaling.clear()  # rebuilt from status, which the predecessor kept current
+        self.planned = False
 
     # ---------------------------------------------------------------------------------------
     async def cycle(self, replan: bool) -> None:
@@ -266,7 +292,7 @@ class Planner:
         self, specs: Mapping[IdepRef, InferenceDeploymentSpec]
     ) -> dict[IdepRef, int]:
         """Moves each model's re-plan may still make this hour (its own budget only)."""
-        horizon = time.monotonic() - HOUR
+        horizon = self.clock().timestamp() - HOUR
         budgets: dict[IdepRef, int] = {}
         for ref, spec in specs.items():
             history = self.moves.setdefault(ref.key, deque())
@@ -342,8 +368,12 @@ class Planner:
             spec = parse_spec(body)
             if isinstance(spec, Rejection):
                 continue
+            ref = IdepRef(namespace, name)
             try:
-                decision = await self._scale(IdepRef(namespace, name), spec, now)
+                if ref.key not in self.scaling:  # a restart or a fail-over
+                    shown = (body.get("status") or {}).get("autoscaler")
+                    self.scaling[ref.key] = history_from_status(shown, now.timestamp())
+                decision = await self._scale(ref, spec, now)
             except Exception:
                 self.metrics.errors.labels(stage="autoscale").inc()
                 log.exception("autoscaling %s/%s failed", namespace, name)
@@ -491,7 +521,7 @@ class Planner:
         for outcome in plan.models:  # moves, as the budget counts them: scaling is free
             if outcome.moved_replicas:
                 self.moves.setdefault(outcome.name, deque()).append(
-                    (time.monotonic(), outcome.moved_replicas)
+                    (self.clock().timestamp(), outcome.moved_replicas)
                 )
 
     # ---------------------------------------------------------------------------------------

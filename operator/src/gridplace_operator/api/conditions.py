@@ -148,7 +148,8 @@ INFERENCE_DEPLOYMENT_CONDITIONS: tuple[tuple[ConditionType, str, Reason, str], .
         ConditionType.SCALED,
         "Unknown",
         Reason.METRICS_UNAVAILABLE,
-        "No latency metrics from Prometheus; sized from demand only.",
+        "No latency metrics: without Prometheus, sized from declared demand; with Prometheus"
+        " failing, the last decided total holds (within min/max) until it answers.",
     ),
     (
         ConditionType.SIGNALS_HEALTHY,
