@@ -13,9 +13,13 @@ Per (model, GPU, tensor-parallel size) with at least two batch sizes:
 - `max_batch`: the largest batch measured;
 - active power of the replica: mean of `implied_avg_power_W` over the measured batches;
 - idle power: IDLE_FRACTION_OF_TDP x TDP per GPU x GPUs (an assumption, see below);
-- prefill time per prompt token: `b`, the marginal decode cost of one more sequence in a batch.
-  Prefill is compute-bound and processes a prompt's tokens together at least this efficiently,
-  so this is an upper (conservative) estimate; measured vLLM prefill is often several times faster.
+- prefill time per prompt token: prefill is bound by compute, about 2 x (active) parameters
+  FLOPs per token, so `2 N / (MFU x peak x GPUs)` with N from the model card (ACTIVE_PARAMETERS,
+  the active parameters of a mixture of experts), peak the GPU's dense BF16 tensor rate from its
+  datasheet (PEAK_BF16_TFLOPS) and MFU = PREFILL_MFU, the share of peak a large prefill batch
+  reaches (an assumption, stated in docs/autoscaling.md). A replica therefore never prefills
+  faster than its GPUs' compute allows. The decode fit above was measured with prompts in the
+  batch, so `b` already carries some prefill cost: the two together are conservative.
 
 NVIDIA L40S is not in the measurements. Its profile is scaled from A100-SXM4-40GB by the
 memory-bandwidth ratio of the spec sheets (1555 GB/s / 864 GB/s; LLM decode is memory bound),
@@ -50,6 +54,47 @@ TDP_ROW = {
 # Typical idle draw of a data-centre GPU with a model loaded, as a share of TDP (assumption;
 # nvidia-smi readings of idle H100 SXM / A100 SXM boards are roughly 60-120 W).
 IDLE_FRACTION_OF_TDP = 0.15
+# Dense BF16 tensor-core peak, TFLOP/s, from NVIDIA's datasheets (without sparsity).
+PEAK_BF16_TFLOPS = {
+    "NVIDIA-A100-SXM4-40GB": 312.0,
+    "NVIDIA-H100-80GB-HBM3": 989.4,
+    "NVIDIA-L40S": 362.05,
+}
+# Share of that peak a prefill of hundreds of tokens reaches (model FLOPs utilisation).
+PREFILL_MFU = 0.5
+# Parameters active per token, billions, from each model card (a mixture of experts runs 2 of 8
+# experts per token: Mixtral 8x7B 12.9 of 46.7, 8x22B 39 of 141).
+ACTIVE_PARAMETERS_B = {
+    "bigcode/starcoder2-15b": 16.0,
+    "bigcode/starcoder2-3b": 3.0,
+    "bigcode/starcoder2-7b": 7.2,
+    "codellama/CodeLlama-13b-hf": 13.0,
+    "codellama/CodeLlama-34b-hf": 33.7,
+    "codellama/CodeLlama-70b-hf": 69.0,
+    "codellama/CodeLlama-7b-hf": 6.7,
+    "facebook/chameleon-30b": 34.0,
+    "facebook/chameleon-7b": 7.0,
+    "google/codegemma-1.1-2b": 2.5,
+    "google/codegemma-7b": 8.5,
+    "google/gemma-2-27b-it": 27.2,
+    "google/gemma-2-2b-it": 2.6,
+    "google/gemma-2-9b-it": 9.2,
+    "llava-hf/llama3-llava-next-8b-hf": 8.4,
+    "llava-hf/llava-1.5-13b-hf": 13.4,
+    "llava-hf/llava-1.5-7b-hf": 7.1,
+    "meta-llama/Meta-Llama-3.1-405B-Instruct": 405.0,
+    "meta-llama/Meta-Llama-3.1-70B-Instruct": 70.6,
+    "meta-llama/Meta-Llama-3.1-8B-Instruct": 8.0,
+    "microsoft/Phi-3-medium-4k-instruct": 14.0,
+    "microsoft/Phi-3-mini-4k-instruct": 3.8,
+    "microsoft/Phi-3-small-8k-instruct": 7.4,
+    "microsoft/Phi-3-vision-128k-instruct": 4.2,
+    "mistralai/Mistral-7B-Instruct-v0.3": 7.2,
+    "mistralai/Mistral-Large-Instruct-2407": 123.0,
+    "mistralai/Mistral-Nemo-Instruct-2407": 12.2,
+    "mistralai/Mixtral-8x22B-Instruct-v0.1": 39.0,
+    "mistralai/Mixtral-8x7B-Instruct-v0.1": 12.9,
+}
 L40S_FROM = "NVIDIA-A100-SXM4-40GB"
 L40S_BANDWIDTH_RATIO = 1555.0 / 864.0  # A100-SXM4-40GB / L40S memory bandwidth, GB/s
 
@@ -60,6 +105,13 @@ def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
     sxx = sum((x - mx) ** 2 for x in xs)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
     return my - slope * mx, slope
+
+
+def prefill_seconds_per_token(model: str, gpu: str, gpus: int) -> float:
+    """Compute time of one prompt token on a replica of `gpus` GPUs: 2 x active parameters FLOPs
+    at PREFILL_MFU of the GPUs' dense BF16 peak."""
+    flops = 2.0 * ACTIVE_PARAMETERS_B[model] * 1e9
+    return flops / (PREFILL_MFU * PEAK_BF16_TFLOPS[gpu] * 1e12 * gpus)
 
 
 def tdp_watts(public: Path) -> dict[str, float]:
@@ -97,10 +149,13 @@ def derive(public: Path) -> dict[str, Any]:
                 "decodeBaseSeconds": round(a, 6),
                 "decodePerSequenceSeconds": round(b, 8),
                 "maxBatch": max_batch,
-                "prefillSecondsPerToken": round(b, 8),
+                "prefillSecondsPerToken": round(prefill_seconds_per_token(model, gpu, tp), 10),
                 "activePowerWatts": round(max(active, idle), 1),
                 "idlePowerWatts": round(idle, 1),
-                "derivation": f"fit on {len(rows)} ml-energy measurements",
+                "derivation": (
+                    f"decode fit on {len(rows)} ml-energy measurements; prefill at"
+                    f" {PREFILL_MFU:.0%} of {tp} x {PEAK_BF16_TFLOPS[gpu]} TFLOP/s BF16"
+                ),
             }
         )
     for p in [p for p in profiles if p["gpuType"] == L40S_FROM]:
@@ -114,15 +169,16 @@ def derive(public: Path) -> dict[str, Any]:
                     float(p["decodePerSequenceSeconds"]) * L40S_BANDWIDTH_RATIO, 8
                 ),
                 "prefillSecondsPerToken": round(
-                    float(p["prefillSecondsPerToken"]) * L40S_BANDWIDTH_RATIO, 8
+                    prefill_seconds_per_token(p["model"], "NVIDIA-L40S", p["gpusPerReplica"]), 10
                 ),
                 "activePowerWatts": round(float(p["activePowerWatts"]) * power_ratio, 1),
                 "idlePowerWatts": round(
                     IDLE_FRACTION_OF_TDP * tdp["NVIDIA-L40S"] * p["gpusPerReplica"], 1
                 ),
                 "derivation": (
-                    f"scaled from {L40S_FROM} by memory bandwidth 1555/864 GB/s and TDP 350/400 W;"
-                    " not measured"
+                    f"decode scaled from {L40S_FROM} by memory bandwidth 1555/864 GB/s, power by"
+                    f" TDP 350/400 W; prefill at {PREFILL_MFU:.0%} of {p['gpusPerReplica']} x"
+                    f" {PEAK_BF16_TFLOPS['NVIDIA-L40S']} TFLOP/s BF16; not measured"
                 ),
             }
         )
@@ -130,7 +186,10 @@ def derive(public: Path) -> dict[str, Any]:
         "sources": [
             "ml-energy/benchmark v2 LLM results, 2024-09 (Apache-2.0)",
             "mlco2/impact GPU TDP table (MIT)",
+            "NVIDIA A100, H100 and L40S datasheets (dense BF16 tensor TFLOP/s); model cards"
+            " (parameters)",
         ],
+        "prefillMfu": PREFILL_MFU,
         "idleFractionOfTdp": IDLE_FRACTION_OF_TDP,
         "skipped": skipped,
         "profiles": profiles,

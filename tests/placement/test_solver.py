@@ -111,7 +111,7 @@ def test_queueing_capacity_holds_exactly(two_regions: dict[str, Any]) -> None:
 def test_slo_eligibility_excludes_far_regions() -> None:
     data = make_problem(
         regions={"near": {"carbonIntensity": 700}, "far": {"carbonIntensity": 10}},
-        rtt={"users": {"near": 10, "far": 400}},
+        rtt={"users": {"near": 10, "far": 600}},
         demand={"users": 20.0},
     )
     plan = plan_for(data)

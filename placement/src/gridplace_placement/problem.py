@@ -6,6 +6,7 @@ The YAML file read by `gridplace plan FILE.yaml` is exactly this model (camelCas
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from gridplace_placement.capacity import ReplicaModel, slots_at_target
+from gridplace_placement.capacity import ReplicaModel, StepModel
 from gridplace_placement.profiles import catalogue
 
 NonNegative = Annotated[float, Field(ge=0)]
@@ -34,8 +35,14 @@ class PerformanceProfile(_Data):
     gpus_per_replica: Annotated[int, Field(ge=1)]
     decode_base_seconds: Positive = Field(description="a in decode step time a + b*batch")
     decode_per_sequence_seconds: NonNegative = Field(description="b in a + b*batch")
-    max_batch: Annotated[int, Field(ge=1)]
-    prefill_seconds_per_token: NonNegative
+    max_batch: Annotated[int, Field(ge=1)] = Field(description="vLLM's --max-num-seqs")
+    prefill_seconds_per_token: NonNegative = Field(
+        description="compute time of one prompt token within a step (prefill is compute-bound)"
+    )
+    max_batched_tokens: Annotated[int, Field(ge=1)] = Field(
+        default=8192,
+        description="vLLM's --max-num-batched-tokens: tokens one scheduler step may hold",
+    )
     active_power_watts: Positive = Field(description="replica power when its batch is full")
     idle_power_watts: NonNegative = Field(description="replica power when loaded but idle")
     derivation: str = ""
@@ -155,7 +162,7 @@ class Model(_Data):
                 f"{self.availability.per_region_min} replicas > maxReplicas={self.max_replicas}"
             )
         for gpu, prof in self.profiles.items():
-            if gpu in self.gpu_types and self.replica_model(gpu).slots == 0:
+            if gpu in self.gpu_types and prof.decode_base_seconds >= self.tpot_target_seconds:
                 raise ValueError(
                     f"tpotTargetSeconds={self.tpot_target_seconds} is below the decode time "
                     f"{prof.decode_base_seconds}s of one sequence on {gpu!r}"
@@ -166,27 +173,46 @@ class Model(_Data):
     def total_demand(self) -> float:
         return sum(self.demand.values())
 
-    def replica_model(self, gpu: str) -> ReplicaModel:
-        """The queueing model of one replica of this model on `gpu`."""
+    def step_model(self, gpu: str) -> StepModel:
+        """One replica of this model on `gpu` as vLLM's scheduler runs it."""
         p = self.profiles[gpu]
-        slots = slots_at_target(
-            p.decode_base_seconds,
-            p.decode_per_sequence_seconds,
-            p.max_batch,
-            self.tpot_target_seconds,
+        return StepModel(
+            decode_base_s=p.decode_base_seconds,
+            decode_per_seq_s=p.decode_per_sequence_seconds,
+            prefill_per_token_s=p.prefill_seconds_per_token,
+            max_num_seqs=p.max_batch,
+            max_batched_tokens=p.max_batched_tokens,
         )
-        step = p.decode_base_seconds + p.decode_per_sequence_seconds * max(slots, 1)
-        prefill = self.prompt_tokens * p.prefill_seconds_per_token
+
+    def replica_rate(self, gpu: str) -> float:
+        """Most req/s one replica sustains at the time-per-output-token target, prefill and
+        decode sharing its steps (`StepModel.max_rate`)."""
+        return self.step_model(gpu).max_rate(
+            self.prompt_tokens, self.output_tokens, self.tpot_target_seconds
+        )
+
+    def replica_model(self, gpu: str) -> ReplicaModel:
+        """The queueing model of one replica of this model on `gpu`: slots that each hold a
+        request for its prefill and its decode at the target step time, as many as make the
+        replica's throughput the step model's `replica_rate` (Little's law), so the queue
+        saturates where the GPU's compute and memory do."""
+        rate = self.replica_rate(gpu)
+        decode = self.output_tokens * self.tpot_target_seconds
+        slots = max(1, math.floor(rate * (self.prefill_seconds(gpu) + decode)))
         return ReplicaModel(
             slots=slots,
-            service_time_s=prefill + self.output_tokens * step,
-            prefill_s=prefill,
+            service_time_s=slots / rate,
+            prefill_s=self.prefill_seconds(gpu),
             wait_budget_s=self.queue_wait_budget(gpu),
             scv=self.service_time_scv,
         )
 
     def prefill_seconds(self, gpu: str) -> float:
-        return self.prompt_tokens * self.profiles[gpu].prefill_seconds_per_token
+        """Time to the first token once scheduled, at the batch the target step time allows:
+        the prompt in chunks beside that many decodes (`StepModel.prefill_seconds`)."""
+        step = self.step_model(gpu)
+        decoding = self.replica_rate(gpu) * self.output_tokens * self.tpot_target_seconds
+        return step.prefill_seconds(self.prompt_tokens, decoding)
 
     def queue_wait_budget(self, gpu: str) -> float:
         """p95 wait the pool may add; routes are eligible if RTT fits in what is left."""

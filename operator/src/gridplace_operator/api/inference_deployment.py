@@ -107,7 +107,13 @@ class GpuPerformance(ApiModel):
         description="Extra decode step time per further sequence in the batch, seconds."
     )
     prefill_seconds_per_token: Annotated[float, Field(ge=0, le=10)] = Field(
-        description="Prefill time per prompt token, seconds."
+        description="Compute time of one prompt token within a scheduler step, seconds (prefill"
+        " is compute-bound: about 2 x parameters FLOPs per token)."
+    )
+    max_batched_tokens: Annotated[int, Field(ge=1, le=1_048_576)] = Field(
+        default=8192,
+        description="Tokens one scheduler step may hold, decodes and prompt chunks together"
+        " (vLLM --max-num-batched-tokens).",
     )
     active_power_watts: Annotated[float, Field(gt=0, le=1e5)] = Field(
         description="Power of the whole replica (all its GPUs) with a full batch, watts."
