@@ -177,10 +177,10 @@ def size_table(model: PlacementModel, limit: int) -> Callable[[float], int]:
     caps = np.array([replica.capacity(n) for n in range(1, limit + 1)])
 
     def size(rps: float) -> int:
-        return 0 if rps <= 0 else int(np.searchsorted(caps, rps)) + 1
+        return 0 if rps <= 0 else min(int(np.searchsorted(caps, rps)) + 1, limit)
 
     for rps in (0.0, 0.5, caps[len(caps) // 2], caps[-1] * 2):  # the table is the same function
-        assert size(float(rps)) == capacity_size(model, float(rps), [GPU], limit)
+        assert size(float(rps)) == capacity_size(model, float(rps), [GPU], limit).replicas
     return size
 
 

@@ -125,7 +125,7 @@ def test_starting_replicas_count_as_capacity_coming() -> None:
     assert first.desired == 8
     # Four replicas start; the p95 measured on the four ready ones still breaches.
     again = decide(inputs(10, 8, p95=2.0, ready=4), policy, first.history)
-    assert (again.desired, again.reason) == (8, Reason.ON_TARGET)
+    assert (again.desired, again.reason) == (8, Reason.SLO_BREACHED)  # holds, and says why
     # Once ready, a breach that persists is a new breach and scales again.
     later = decide(inputs(20, 8, p95=1.5, ready=8), policy, again.history)
     assert later.desired == 12
@@ -313,7 +313,7 @@ def test_replicas_ready_for_only_part_of_the_window_did_not_produce_its_p95() ->
     first = decide(inputs(0, 2, p95=2.4), policy, History())
     assert first.desired == 4
     lagging = decide(inputs(9, 4, p95=2.0), policy, first.history)  # 4 ready, window saw 2
-    assert (lagging.desired, lagging.reason) == (4, Reason.ON_TARGET)
+    assert (lagging.desired, lagging.reason) == (4, Reason.SLO_BREACHED)
     later = decide(inputs(40, 4, p95=2.0), policy, lagging.history)  # 4 ready for the window
     assert later.desired == 8
 
@@ -322,3 +322,22 @@ def test_the_shortfall_remembers_the_arrival_rate_not_the_backlog_inflated_one()
     policy = replace(POLICY, scale_up_window_s=0, metrics_window_s=0)
     breach = decide(inputs(0, 4, p95=9.0, observed_rps=26.0, arrival_rps=14.0), policy, History())
     assert breach.history.shortfall == Shortfall(4, 14.0)
+
+
+def test_a_breach_while_the_count_holds_is_never_on_target() -> None:
+    # Replicas still starting: the breach is not scaled on twice, but users see it now.
+    starting = decide(inputs(0, 6, p95=2.5, ready=3, model_replicas=6), POLICY, History())
+    assert starting.desired == 6
+    assert starting.reason == Reason.SLO_BREACHED
+    assert "p95 2.5s above the target 1s" in starting.message
+    # A breach the scale-up window has not confirmed yet holds the count, and says so.
+    first = decide(inputs(0, 4, p95=3.0), POLICY, History())
+    assert (first.desired, first.reason) == (4, Reason.SLO_BREACHED)
+
+
+def test_no_count_that_meets_the_slo_is_said_once_with_its_reason_and_never_above_max() -> None:
+    why = "maxReplicas 20 carry 80 req/s within the SLO on X, less than 200 req/s"
+    d = decide(inputs(0, 20, p95=3.0, model_replicas=20, unreachable=why), POLICY, History())
+    assert d.desired == 20
+    assert d.reason == Reason.SLO_UNREACHABLE
+    assert why in d.message

@@ -57,15 +57,26 @@ def test_size_is_the_fewest_replicas_whose_capacity_covers_the_rate() -> None:
     m = model()
     replica = m.replica_model(GPU)
     for rps in (0.5, 3.0, 9.0, 20.0):
-        n = capacity_size(m, rps, [GPU], limit=100)
+        n = capacity_size(m, rps, [GPU], limit=100).replicas
         assert replica.capacity(n) >= rps
         assert n == 1 or replica.capacity(n - 1) < rps
 
 
 def test_no_demand_needs_no_replicas_and_too_much_says_so() -> None:
     m = model()
-    assert capacity_size(m, 0.0, [GPU], limit=10) == 0
-    assert capacity_size(m, 1e6, [GPU], limit=10) == 11
+    assert capacity_size(m, 0.0, [GPU], limit=10).replicas == 0
+    short = capacity_size(m, 1e6, [GPU], limit=10)
+    assert short.replicas == 10  # never a size above the limit
+    assert short.unreachable is not None and "maxReplicas 10 carry" in short.unreachable
+
+
+def test_a_prompt_whose_prefill_alone_exceeds_the_slo_is_unreachable_at_any_size() -> None:
+    slow = {**SPEC, "slo": {"p95TimeToFirstTokenSeconds": 0.05}}
+    spec = InferenceDeploymentSpec.model_validate(slow)
+    built = placement_model(IdepRef("ns", "m"), spec, {"z": 2.0})
+    assert not isinstance(built, Rejection)
+    sized = capacity_size(built, 1.0, [GPU], limit=10)
+    assert sized.unreachable is not None and "prefill" in sized.unreachable
 
 
 def test_the_autoscaler_total_fixes_the_placement_models_bounds() -> None:

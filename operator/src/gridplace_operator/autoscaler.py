@@ -78,6 +78,7 @@ class Inputs:
     observed_rps: float | None = None  # offered: served plus queue growth and backlog
     arrival_rps: float | None = None  # served plus the queue's signed growth: what arrives
     model_replicas: int | None = None  # capacity-model size for the demand; None: unknown
+    unreachable: str | None = None  # why no count within maxReplicas meets the SLO
     pinned: int | None = None  # spec.scaling.replicas
 
 
@@ -255,6 +256,12 @@ def _clamp(replicas: int, policy: Policy) -> int:
 def _explain(
     inputs: Inputs, policy: Policy, raw: int, desired: int, why: str
 ) -> tuple[Reason, str]:
+    move = f"{inputs.current} -> {desired}" if desired != inputs.current else f"holding {desired}"
+    if inputs.unreachable is not None:
+        return (
+            Reason.SLO_UNREACHABLE,
+            f"{move}: no replica count meets the SLO: {inputs.unreachable}",
+        )
     if desired > inputs.current:
         return Reason.SCALING_UP, f"{inputs.current} -> {desired}: {why}"
     if desired < inputs.current:
@@ -263,6 +270,13 @@ def _explain(
         return Reason.AT_MAX_REPLICAS, f"wants {raw} > maxReplicas {policy.max_replicas}: {why}"
     if not inputs.metrics_available:
         return Reason.METRICS_UNAVAILABLE, f"holding {desired}: Prometheus unavailable; {why}"
+    p95 = inputs.observed_p95_s
+    if p95 is not None and p95 > inputs.target_p95_s * (1.0 + policy.tolerance):
+        # Users see the breach now, whatever the windows decide: never OnTarget meanwhile.
+        return Reason.SLO_BREACHED, (
+            f"holding {desired} ({inputs.ready} ready): p95 {p95:.3g}s above the target"
+            f" {inputs.target_p95_s:.3g}s; {why}"
+        )
     if raw != desired:
         return Reason.ON_TARGET, f"holding {desired} while {raw} holds for the window: {why}"
     return Reason.ON_TARGET, f"{desired} replicas: {why}"
@@ -280,16 +294,39 @@ def sizing_rate(rps: float, policy: Policy) -> float:
     return rps * (1.0 + policy.tolerance)
 
 
-def capacity_size(model: PlacementModel, rps: float, gpu_types: Iterable[str], limit: int) -> int:
+@dataclass(frozen=True)
+class Sizing:
+    """The capacity model's size for a rate: never more than the limit it was asked within."""
+
+    replicas: int
+    unreachable: str | None = None  # why even `limit` replicas cannot meet the SLO
+
+
+def capacity_size(
+    model: PlacementModel, rps: float, gpu_types: Iterable[str], limit: int
+) -> Sizing:
     """Fewest replicas that carry `rps` within the p95 budget on the slowest of `gpu_types`
-    (the plan may put them on any); `limit + 1` when even `limit` replicas fall short."""
+    (the plan may put them on any). When no count up to `limit` does, `limit` and the reason:
+    the prefill of the mean prompt alone exceeds the SLO, or `limit` replicas are too few."""
     sizes = [0]
     for gpu in gpu_types:
-        replica = model.replica_model(gpu)
         if rps <= 0:
             continue
+        prefill = model.prefill_seconds(gpu)
+        if model.queue_wait_budget(gpu) <= 0:
+            return Sizing(
+                limit,
+                f"the prefill of a {model.prompt_tokens:.0f}-token prompt alone takes"
+                f" {prefill:.3g}s on {gpu}, more than the p95 target"
+                f" {model.slo_p95_ttft_seconds:.3g}s",
+            )
+        replica = model.replica_model(gpu)
         if replica.capacity(limit) < rps:
-            return limit + 1
+            return Sizing(
+                limit,
+                f"maxReplicas {limit} carry {replica.capacity(limit):.3g} req/s within the SLO"
+                f" on {gpu}, less than {rps:.3g} req/s",
+            )
         lo, hi = 1, limit  # capacity grows with replicas: bisect for the first that suffices
         while lo < hi:
             mid = (lo + hi) // 2
@@ -298,7 +335,7 @@ def capacity_size(model: PlacementModel, rps: float, gpu_types: Iterable[str], l
             else:
                 lo = mid + 1
         sizes.append(lo)
-    return max(sizes)
+    return Sizing(max(sizes))
 
 
 def user_p95(server_p95_s: Mapping[str, float], rtt_s: Mapping[str, float]) -> float | None:

@@ -446,7 +446,8 @@ class Planner:
             observed_p95_s=user_p95(reading.p95_seconds, rtt_s) if reading else None,
             observed_rps=reading.offered_rps(window_seconds(window)) if reading else None,
             arrival_rps=reading.arrival_rps if reading else None,
-            model_replicas=sized,
+            model_replicas=sized.replicas if sized else None,
+            unreachable=sized.unreachable if sized else None,
             pinned=spec.scaling.replicas,
         )
         decision = decide(inputs, policy, self.scaling.get(ref.key, History()))

@@ -173,6 +173,8 @@ _SCALED_STATUS: Mapping[Reason, Status] = {
     Reason.SCALING_UP: "False",
     Reason.SCALING_DOWN: "False",
     Reason.AT_MAX_REPLICAS: "False",
+    Reason.SLO_BREACHED: "False",
+    Reason.SLO_UNREACHABLE: "False",
     Reason.METRICS_UNAVAILABLE: "Unknown",
 }
 

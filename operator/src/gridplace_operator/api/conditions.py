@@ -39,6 +39,7 @@ class Reason(StrEnum):
     SCALING_UP = "ScalingUp"
     SCALING_DOWN = "ScalingDown"
     AT_MAX_REPLICAS = "AtMaxReplicas"
+    SLO_BREACHED = "SLOBreached"
     METRICS_UNAVAILABLE = "MetricsUnavailable"
     # SignalsHealthy
     FRESH = "Fresh"
@@ -143,6 +144,20 @@ INFERENCE_DEPLOYMENT_CONDITIONS: tuple[tuple[ConditionType, str, Reason, str], .
         "False",
         Reason.AT_MAX_REPLICAS,
         "p95 above target but maxReplicas reached.",
+    ),
+    (
+        ConditionType.SCALED,
+        "False",
+        Reason.SLO_BREACHED,
+        "Users' p95 is above the target while the count holds (replicas starting, a window not"
+        " over yet); the message has the measured and target values.",
+    ),
+    (
+        ConditionType.SCALED,
+        "False",
+        Reason.SLO_UNREACHABLE,
+        "No replica count meets the SLO: the prefill of the mean prompt alone exceeds it, or"
+        " maxReplicas replicas are too few; the message says which.",
     ),
     (
         ConditionType.SCALED,
