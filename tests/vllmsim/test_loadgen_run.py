@@ -95,12 +95,13 @@ def test_failed_requests_are_counted_per_status(start_sim: SimFactory) -> None:
 
 
 def test_step_load_past_capacity_raises_ttft_p95(start_sim: SimFactory, tmp_path: Path) -> None:
-    # 2 slots, service = 20 ms prefill + 19 decode steps of 10 ms = 0.21 s: capacity ~9.5 req/s
+    # 2 slots, each held for one prefill step and 19 decode steps of 10 ms = 0.2 s (the 20 ms
+    # before the scheduler hold none): capacity ~10 req/s
     base = start_sim("--model", "m", "--max-num-seqs", "2", "--time-to-first-token", "20",
                      "--inter-token-latency", "10")  # fmt: skip
     trace = tmp_path / "trace.csv"
     trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 00:00:00,10,20\n")
-    steps = (Step(4, 4.8), Step(4, 11.4))  # 50 % and 120 % of capacity
+    steps = (Step(4, 4.8), Step(4, 11.4))  # 48 % and 114 % of capacity
     plan = step_plan(
         read_trace(trace), [Zone("z", 0)], steps=steps, max_requests=200, max_duration_s=10, seed=2
     )

@@ -1,22 +1,25 @@
-"""The scheduler in-process with real timers: FIFO admission, slot hand-over, aborts."""
+"""The engine in-process with real timers: FIFO admission, slot hand-over, aborts, step costs."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
 from gridplace_e2e.vllmsim.engine import Engine, Job
 from gridplace_e2e.vllmsim.metrics import FinishedRequest, SimMetrics
-from gridplace_e2e.vllmsim.model import LatencyModel, OutputPlan
+from gridplace_e2e.vllmsim.model import OutputPlan
+from gridplace_e2e.vllmsim.steps import SchedulerLimits, StepCosts
 
-FAST = LatencyModel(
-    ttft_base=0.005, ttft_per_prompt_token=0.0, itl_base=0.002, itl_per_running_seq=0.0
+FAST = StepCosts(
+    arrival_overhead_s=0.005, prefill_per_token_s=0.0, decode_base_s=0.002, decode_per_seq_s=0.0
 )
 
 
-def _engine(max_num_seqs: int) -> Engine:
-    return Engine(FAST, max_num_seqs, max_model_len=1000, metrics=SimMetrics("m", 1000))
+def _engine(max_num_seqs: int, costs: StepCosts = FAST) -> Engine:
+    limits = SchedulerLimits(max_num_seqs, max_num_batched_tokens=8192)
+    return Engine(costs, limits, max_model_len=1000, metrics=SimMetrics("m", 1000))
 
 
 def _job(tokens: int) -> Job:
@@ -29,9 +32,10 @@ def _sample(engine: Engine, name: str, **labels: str) -> float | None:
     )
 
 
-def test_requests_are_admitted_first_come_first_served() -> None:
-    async def scenario() -> tuple[list[int], int]:
-        engine = _engine(max_num_seqs=1)
+@pytest.mark.parametrize(("slots", "count"), [(1, 4), (2, 6)])
+def test_arrivals_beyond_max_num_seqs_wait_first_come_first_served(slots: int, count: int) -> None:
+    async def scenario() -> tuple[list[int], int, list[FinishedRequest]]:
+        engine = _engine(max_num_seqs=slots)
         first_tokens: list[int] = []
         max_waiting = 0
 
@@ -45,18 +49,24 @@ def test_requests_are_admitted_first_come_first_served() -> None:
             return await engine.run(_job(3), sink)
 
         tasks = []
-        for name in range(4):
+        for name in range(count):
             tasks.append(asyncio.create_task(submit(name)))
             await asyncio.sleep(0)  # let it reach the queue before the next one arrives
         done = await asyncio.gather(*tasks)
-        assert [d.finish_reason for d in done] == ["length"] * 4
         assert engine.running == 0
         assert engine.waiting == 0
-        return first_tokens, max_waiting
+        return first_tokens, max_waiting, list(done)
 
-    order, max_waiting = asyncio.run(scenario())
-    assert order == [0, 1, 2, 3]
-    assert max_waiting == 3
+    order, max_waiting, done = asyncio.run(scenario())
+    assert order == list(range(count))
+    assert max_waiting == count - slots
+    assert [d.finish_reason for d in done] == ["length"] * count
+    # the first `slots` start at once; each later group waits behind the one before it
+    queued = [d.queued for d in done]
+    assert max(queued[:slots]) < 0.5 * done[0].inference
+    # (requests admitted in the same step differ by how far apart they arrived, microseconds)
+    assert all(a <= b + 1e-3 for a, b in itertools.pairwise(queued))
+    assert queued[slots] > 0.8 * done[0].inference
 
 
 def test_queue_time_accumulates_behind_busy_slots() -> None:
@@ -112,7 +122,7 @@ def test_cancelling_a_waiting_request_leaves_the_queue() -> None:
         holder = asyncio.create_task(engine.run(_job(20), sink))
         await holder_started.wait()
         waiter = asyncio.create_task(engine.run(_job(2), sink))
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(2 * FAST.arrival_overhead_s)  # past the frontend, into the queue
         assert engine.waiting == 1
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -127,12 +137,13 @@ def test_cancelling_a_waiting_request_leaves_the_queue() -> None:
 
 
 def test_decode_slows_down_as_the_batch_fills() -> None:
-    sloped = LatencyModel(
-        ttft_base=0.001, ttft_per_prompt_token=0.0, itl_base=0.001, itl_per_running_seq=0.01
-    )
+    sloped = StepCosts(
+        arrival_overhead_s=0.001, prefill_per_token_s=0.0, decode_base_s=0.001,
+        decode_per_seq_s=0.01,
+    )  # fmt: skip
 
     async def decode_times(batch: int) -> list[float]:
-        engine = Engine(sloped, max_num_seqs=8, max_model_len=1000, metrics=SimMetrics("m", 1000))
+        engine = _engine(max_num_seqs=8, costs=sloped)
 
         async def sink(_: int, __: str) -> None:
             return None
@@ -144,3 +155,41 @@ def test_decode_slows_down_as_the_batch_fills() -> None:
     crowded = asyncio.run(decode_times(4))
     # steps of 1 + 4 x 10 ms against 1 + 10 ms: about 3.7 times longer
     assert min(crowded) > 2 * alone
+
+
+def test_a_request_cancelled_while_prefilling_hands_its_slot_on() -> None:
+    """Prefill is real work in the batch: a long prompt holds the only slot for several steps,
+    and cancelling it mid-prefill lets the next request in at the next step."""
+    slow_prefill = StepCosts(
+        arrival_overhead_s=0.0, prefill_per_token_s=0.0001, decode_base_s=0.002,
+        decode_per_seq_s=0.0,
+    )  # fmt: skip
+
+    async def scenario() -> tuple[Engine, FinishedRequest, float]:
+        engine = Engine(
+            slow_prefill, SchedulerLimits(1, max_num_batched_tokens=100), 10_000,
+            SimMetrics("m", 10_000),
+        )  # fmt: skip
+
+        async def sink(_: int, __: str) -> None:
+            return None
+
+        long = Job(5000, 2, OutputPlan(("t", "t"), "length"))  # 50 chunks of 12 ms
+        holder = asyncio.create_task(engine.run(long, sink))
+        await asyncio.sleep(0.05)
+        waiter = asyncio.create_task(engine.run(_job(2), sink))
+        await asyncio.sleep(0.01)
+        assert (engine.running, engine.waiting) == (1, 1)
+        holder.cancel()
+        cancelled_at = asyncio.get_running_loop().time()
+        with pytest.raises(asyncio.CancelledError):
+            await holder
+        after = await waiter
+        return engine, after, asyncio.get_running_loop().time() - cancelled_at
+
+    engine, after, took = asyncio.run(scenario())
+    assert after.finish_reason == "length"
+    assert took < 0.2  # not the 0.6 s the long prompt's prefill would have held the slot
+    assert _sample(engine, "vllm:request_success_total", finished_reason="abort") == 1
+    assert _sample(engine, "vllm:prompt_tokens_total") == 3  # the aborted prompt never finished
+    assert _sample(engine, "vllm:kv_cache_usage_perc") == 0

@@ -1,4 +1,4 @@
-"""Unit tests of the simulator's pure parts: tokenizer, latency formulas, output plans, buckets."""
+"""Unit tests of the simulator's pure parts: tokenizer, output plans, buckets."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from gridplace_e2e.loadgen.runner import prompt_of
 from gridplace_e2e.vllmsim.metrics import SimMetrics
 from gridplace_e2e.vllmsim.model import (
     TTFT_BUCKETS,
-    LatencyModel,
     build_1_2_5_buckets,
     context_error,
     count_tokens,
@@ -37,18 +36,6 @@ def test_output_pieces_retokenize_to_the_same_count() -> None:
     text = "".join(detokenize_piece(t, i == 0) for i, t in enumerate(tokens))
     assert text == "alpha beta gamma"
     assert tokenize(text) == tokens
-
-
-def test_decode_step_grows_linearly_with_the_batch() -> None:
-    latency = LatencyModel(
-        ttft_base=0.05, ttft_per_prompt_token=0.001, itl_base=0.01, itl_per_running_seq=0.002
-    )
-    assert latency.decode_step_seconds(1) == pytest.approx(0.012)
-    assert latency.decode_step_seconds(32) == pytest.approx(0.074)
-    assert latency.prefill_seconds(100) == pytest.approx(0.15)
-    # prefill + 9 decode steps at a batch of 4
-    assert latency.service_seconds(100, 10, 4) == pytest.approx(0.15 + 9 * 0.018)
-    assert latency.service_seconds(100, 1, 4) == pytest.approx(0.15)
 
 
 def test_echo_answers_with_the_prompt_and_stops() -> None:

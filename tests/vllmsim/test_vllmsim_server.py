@@ -8,14 +8,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import astuple
 from typing import Any
 
 import aiohttp
 import pytest
 import requests
 
+from gridplace_e2e.vllmsim.cli import build_parser, config_from_args
 from gridplace_e2e.vllmsim.process import start_simulator
 from gridplace_e2e.vllmsim.scrape import scrape
+from gridplace_e2e.vllmsim.steps import SchedulerLimits, StepCosts
 
 SimFactory = Callable[..., str]
 
@@ -248,7 +251,9 @@ def test_overload_queues_fifo_and_ttft_grows_by_service_times(
     assert samples.get("vllm:request_queue_time_seconds_sum") > 4 * 0.8 * first_service - 1e-9
 
 
-@pytest.mark.parametrize("flag", ["--max-num-seqs=0", "--failure-injection-rate=101"])
+@pytest.mark.parametrize(
+    "flag", ["--max-num-seqs=0", "--failure-injection-rate=101", "--max-num-batched-tokens=128"]
+)
 def test_bad_flags_are_refused_by_name(flag: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "gridplace_e2e.vllmsim.cli", "--model", "m", flag],
@@ -259,6 +264,19 @@ def test_bad_flags_are_refused_by_name(flag: str) -> None:
     )
     assert result.returncode == 2
     assert flag.split("=", maxsplit=1)[0] in result.stderr
+
+
+def test_flags_become_step_costs_in_seconds_and_scheduler_limits() -> None:
+    args = build_parser().parse_args(
+        ["--model", "m", "--max-num-seqs", "16", "--max-num-batched-tokens", "2048",
+         "--time-to-first-token", "5", "--prefill-time-per-token", "0.02",
+         "--inter-token-latency", "8", "--inter-token-latency-per-seq", "0.25"]
+    )  # fmt: skip
+    config = config_from_args(args)
+    assert config.limits == SchedulerLimits(max_num_seqs=16, max_num_batched_tokens=2048)
+    assert astuple(config.costs) == pytest.approx(astuple(StepCosts(0.005, 2e-5, 0.008, 2.5e-4)))
+    default = config_from_args(build_parser().parse_args(["--model", "m"]))
+    assert default.limits.max_num_batched_tokens == 8192
 
 
 def test_a_simulator_that_cannot_start_is_reported() -> None:

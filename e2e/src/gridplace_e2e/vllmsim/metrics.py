@@ -18,12 +18,17 @@ FINISH_REASONS = ("stop", "length", "abort")
 
 @dataclass(frozen=True)
 class FinishedRequest:
-    """Timings of one finished request, in seconds, as vLLM records them."""
+    """Timings of one finished request, in seconds, as vLLM records them.
+
+    `frontend` is the time before the request reached the scheduler's queue; vLLM counts it in the
+    end-to-end latency and the time to first token but in no phase of its own.
+    """
 
     finish_reason: str
     prompt_tokens: int
     generation_tokens: int
     max_tokens: int | None
+    frontend: float
     queued: float
     prefill: float
     decode: float
@@ -34,7 +39,7 @@ class FinishedRequest:
 
     @property
     def e2e(self) -> float:
-        return self.queued + self.prefill + self.decode
+        return self.frontend + self.queued + self.prefill + self.decode
 
 
 class SimMetrics:

@@ -1,7 +1,7 @@
-"""The pure parts of the simulator: tokenizer, latency formulas, output text and histogram buckets.
+"""The pure parts of the simulator's requests: tokenizer, output text and histogram buckets.
 
-Everything here is deterministic and free of I/O so that it can be unit-tested on its own; the
-event-driven scheduler in `engine.py` only combines these formulas with real timers.
+Everything here is deterministic and free of I/O so that it can be unit-tested on its own. What a
+scheduler step does and costs is in `steps.py`; `engine.py` runs the steps on real timers.
 """
 
 from __future__ import annotations
@@ -51,34 +51,6 @@ def tokenize(text: str) -> list[str]:
 
 def count_tokens(text: str) -> int:
     return len(tokenize(text))
-
-
-@dataclass(frozen=True)
-class LatencyModel:
-    """Latency parameters in seconds.
-
-    Prefill (time from admission to the first token) = `ttft_base + ttft_per_prompt_token * P`.
-    Each later token takes one decode step = `itl_base + itl_per_running_seq * running`, so decoding
-    slows down as the batch fills, as it does on a real GPU.
-    """
-
-    ttft_base: float
-    ttft_per_prompt_token: float
-    itl_base: float
-    itl_per_running_seq: float
-
-    def prefill_seconds(self, prompt_tokens: int) -> float:
-        return self.ttft_base + self.ttft_per_prompt_token * prompt_tokens
-
-    def decode_step_seconds(self, running: int) -> float:
-        return self.itl_base + self.itl_per_running_seq * running
-
-    def service_seconds(self, prompt_tokens: int, output_tokens: int, running: int) -> float:
-        """Time a request holds a batch slot when the batch size stays at `running`."""
-        decode_steps = max(output_tokens - 1, 0)
-        return self.prefill_seconds(prompt_tokens) + decode_steps * self.decode_step_seconds(
-            running
-        )
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gridplace_e2e.vllmsim.engine import Engine, Job
 from gridplace_e2e.vllmsim.metrics import SimMetrics
 from gridplace_e2e.vllmsim.model import (
-    LatencyModel,
     Mode,
     context_error,
     detokenize_piece,
     plan_output,
     tokenize,
 )
+from gridplace_e2e.vllmsim.steps import SchedulerLimits, StepCosts
 
 # What an injected failure looks like: status, OpenAI error type, message.
 _INJECTED_FAILURES = (
@@ -35,9 +35,9 @@ _INJECTED_FAILURES = (
 @dataclass(frozen=True)
 class SimConfig:
     served_model_names: tuple[str, ...]
-    max_num_seqs: int
+    limits: SchedulerLimits
     max_model_len: int
-    latency: LatencyModel
+    costs: StepCosts
     mode: Mode
     failure_injection_rate: float  # percent of requests, 0-100
     seed: int
@@ -151,9 +151,7 @@ class Simulator:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.metrics = SimMetrics(config.served_model_names[0], config.max_model_len)
-        self.engine = Engine(
-            config.latency, config.max_num_seqs, config.max_model_len, self.metrics
-        )
+        self.engine = Engine(config.costs, config.limits, config.max_model_len, self.metrics)
         self._rng = random.Random(config.seed)
         self._created = int(time.time())
 
