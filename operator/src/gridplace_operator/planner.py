@@ -693,14 +693,23 @@ class Planner:
             message = f"placement {before or 'none'} -> {summary}. {reasons}".strip()
             await self.kube.event(body, reason="Replaced" if before else "Placed", message=message)
         old = {c.get("type"): c for c in previous.get("conditions") or []}
+        said: set[str] = set()  # Ready repeats Placed's reason: one Event for both
         for cond in status.get("conditions") or []:
             # Replicas that are still starting are progress, not a problem worth a Warning.
             if cond["status"] != "False" or cond["reason"] == Reason.REPLICAS_NOT_READY:
                 continue
-            if cond["type"] not in ("Placed", "Ready"):
+            warned = cond["type"] in ("Placed", "Ready") or cond["reason"] in (
+                Reason.SLO_BREACHED,
+                Reason.SLO_UNREACHABLE,
+            )
+            if not warned:
                 continue
             was = old.get(cond["type"])
-            if was is None or was.get("status") != "False" or was.get("reason") != cond["reason"]:
+            changed = (
+                was is None or was.get("status") != "False" or was.get("reason") != cond["reason"]
+            )
+            if changed and cond["reason"] not in said:
+                said.add(cond["reason"])
                 await self.kube.event(
                     body, reason=cond["reason"], message=cond["message"], warning=True
                 )

@@ -1,0 +1,33 @@
+"""Warnings a cycle records, through the real planner without a cluster."""
+
+from __future__ import annotations
+
+import asyncio
+
+from planner_kit import RecordingKube, gpu_node, inference_deployment, region
+
+from gridplace_operator.metrics import OperatorMetrics
+from gridplace_operator.planner import Planner
+from gridplace_operator.world import World
+
+
+def test_a_shortage_is_one_warning_though_placed_and_ready_both_say_it() -> None:
+    world, kube = World(), RecordingKube()
+    world.observe_region(region("us-east-1", {"static": {"gCO2PerKWh": 100}}), deleted=False)
+    world.observe_node(gpu_node("n1", "us-east-1", gpus=2), deleted=False)
+    big = inference_deployment("big", "ns", maxReplicas=40)
+    big["spec"]["demand"]["static"] = [{"zone": "us-east", "requestsPerSecond": 500}]
+    world.observe_idep(big, deleted=False)
+    planner = Planner(world, kube, OperatorMetrics())
+    asyncio.run(planner.cycle(replan=True))
+    placed = kube.condition("InferenceDeployment", "ns", "big", "Placed")
+    ready = kube.condition("InferenceDeployment", "ns", "big", "Ready")
+    assert (placed["reason"], ready["reason"]) == ("InsufficientCapacity", "InsufficientCapacity")
+    assert [reason for reason, _ in kube.events].count("InsufficientCapacity") == 1
+    # A second cycle with nothing new (the status written has come back through the watch)
+    # says nothing again.
+    written = kube.statuses[("InferenceDeployment", "ns", "big")]
+    world.observe_idep({**big, "status": written}, deleted=False)
+    kube.events.clear()
+    asyncio.run(planner.cycle(replan=True))
+    assert "InsufficientCapacity" not in [reason for reason, _ in kube.events]
