@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ from gridplace_e2e.podsim import (
     target_group,
     write_target,
 )
+from gridplace_e2e.vllmsim.cli import build_parser, config_from_args
 from gridplace_e2e.vllmsim.process import SimProcess
+from gridplace_e2e.vllmsim.steps import SchedulerLimits
 
 
 class _Done:
@@ -50,9 +53,22 @@ def test_simulator_flags_follow_the_gpu_type() -> None:
     flags = GPU_LATENCY["NVIDIA-H100-80GB-HBM3"].flags("m")
     assert flags[0] == "--model=m"
     assert "--max-num-seqs=4" in flags
+    assert "--max-num-batched-tokens=8192" in flags
     slow = GPU_LATENCY["NVIDIA-L40S"]
     fast = GPU_LATENCY["NVIDIA-H100-80GB-HBM3"]
     assert fast.inter_token_latency_ms < slow.inter_token_latency_ms
+    # decode follows memory bandwidth, prefill compute: the L40S decodes slower than the A100
+    # but prefills faster
+    a100 = GPU_LATENCY["NVIDIA-A100-SXM4-40GB"]
+    assert a100.inter_token_latency_ms < slow.inter_token_latency_ms
+    assert slow.prefill_time_per_token_ms < a100.prefill_time_per_token_ms
+
+
+def test_the_simulator_reads_the_flags_podsim_writes() -> None:
+    config = config_from_args(build_parser().parse_args(GPU_LATENCY["NVIDIA-L40S"].flags("m")))
+    assert config.served_model_names == ("m",)
+    assert config.limits == SchedulerLimits(max_num_seqs=4, max_num_batched_tokens=8192)
+    assert astuple(config.costs) == pytest.approx((0.005, 0.00009, 0.023, 0.0004))
 
 
 def test_the_file_sd_target_carries_the_labels_the_queries_use(tmp_path: Path) -> None:

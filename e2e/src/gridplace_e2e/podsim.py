@@ -2,8 +2,8 @@
 
 The local cluster's pods are fake (kwok runs no containers). `PodSimulators.sync()` lists the pods
 labelled by gridplace and, for each Running one, starts a `gridplace-vllm-sim` on 127.0.0.1 that
-serves the pod's `--model`, with latency parameters of the pod's GPU type and few batch slots so it
-queues under load. It writes a Prometheus file_sd target per pod with the labels a PodMonitor
+serves the pod's `--model`, with step costs of the pod's GPU type and few batch slots so it queues
+under load. It writes a Prometheus file_sd target per pod with the labels a PodMonitor
 would set in a real cluster (namespace, inference_deployment, region, gpu_type, pod) and stops the
 process and removes the target when the pod goes away. `ClusterRouter` sends each user zone's
 requests to the simulators of the regions named in the InferenceDeployment's `status.traffic`,
@@ -36,13 +36,18 @@ TARGET_PREFIX = "podsim-"
 
 @dataclass(frozen=True)
 class SimLatency:
-    """Simulator latency flags (milliseconds) and batch slots for one GPU type."""
+    """Simulator timing flags (milliseconds) and scheduler limits for one GPU type.
+
+    A step lasts `inter_token_latency_ms + inter_token_latency_per_seq_ms x decodes +
+    prefill_time_per_token_ms x prompt tokens`; `time_to_first_token_ms` is the fixed time a
+    request spends before it reaches the scheduler (see docs/vllm-simulator.md)."""
 
     time_to_first_token_ms: float
     prefill_time_per_token_ms: float
     inter_token_latency_ms: float
     inter_token_latency_per_seq_ms: float
     max_num_seqs: int
+    max_num_batched_tokens: int = 8192
 
     def flags(self, model: str) -> list[str]:
         return [
@@ -52,15 +57,22 @@ class SimLatency:
             f"--inter-token-latency={self.inter_token_latency_ms}",
             f"--inter-token-latency-per-seq={self.inter_token_latency_per_seq_ms}",
             f"--max-num-seqs={self.max_num_seqs}",
+            f"--max-num-batched-tokens={self.max_num_batched_tokens}",
         ]
 
 
-# Relative speeds follow the GPUs' memory bandwidth (decode) and compute (prefill); the slots
-# are few on purpose so a handful of requests per second make a replica queue.
+# An 8B-parameter model in BF16 on each GPU. Prefill is compute-bound: 2 x 8e9 FLOP per prompt
+# token at half the GPU's dense BF16 peak (H100 SXM 989, A100 312, L40S 362 TFLOP/s). Decode is
+# bound by memory bandwidth: the step's base reads the 16 GB of weights, each decoding sequence
+# its KV cache of a 2k-token context (0.27 GB), at 80 % of the bandwidth (3.35, 1.56, 0.86 TB/s).
+# So the L40S prefills faster than the A100 but decodes slower. The 5 ms before the scheduler is
+# the frontend's work and the same everywhere. The slots are few on purpose, so that a replica
+# queues at a few requests per second: with Azure code-completion requests (2k-token prompts on
+# average) an L40S or A100 replica saturates at 2-3 req/s, an H100 at about 9.
 GPU_LATENCY: Mapping[str, SimLatency] = {
-    "NVIDIA-H100-80GB-HBM3": SimLatency(10, 0.03, 6, 0.2, 4),
-    "NVIDIA-A100-SXM4-40GB": SimLatency(15, 0.05, 9, 0.3, 4),
-    "NVIDIA-L40S": SimLatency(20, 0.08, 14, 0.5, 4),
+    "NVIDIA-H100-80GB-HBM3": SimLatency(5, 0.03, 6, 0.1, 4),
+    "NVIDIA-A100-SXM4-40GB": SimLatency(5, 0.1, 13, 0.22, 4),
+    "NVIDIA-L40S": SimLatency(5, 0.09, 23, 0.4, 4),
 }
 DEFAULT_LATENCY = GPU_LATENCY["NVIDIA-L40S"]
 
