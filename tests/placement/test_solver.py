@@ -1,11 +1,13 @@
 import json
+import time
 from typing import Any
 
 import numpy as np
 import pytest
+from scipy.optimize import Bounds, LinearConstraint, milp
 
 from gridplace_placement.builder import candidates, compile_problem, mir, restrict
-from gridplace_placement.extract import Assignment, assemble
+from gridplace_placement.extract import Assignment, assemble, evaluate
 from gridplace_placement.generator import random_problem
 from gridplace_placement.plan import Plan, PlanStatus, Timing
 from gridplace_placement.problem import Problem, load_problem
@@ -14,6 +16,7 @@ from gridplace_placement.solver import (
     Backend,
     Policy,
     SolveOptions,
+    _solve_milp,
     column_generation,
     lp_bound,
     lp_relaxation,
@@ -639,3 +642,24 @@ def test_the_repair_keeps_the_churn_budget_as_the_milp_counts_it() -> None:
         "1 req/s from zone users unserved: GPU capacity within the SLO is free, but starting "
         "a replica there would pass the churn budget (0)"
     )
+
+
+def test_a_milp_stopped_at_its_gap_claims_no_more_than_the_gap_proves() -> None:
+    # OR-Tools' HiGHS interface reports the incumbent's objective as the bound when the gap
+    # stops the search; taken as proven, it lay above this problem's optimum.
+    problem = random_problem(12, 5, gpu_types=2, zones=5, seed=3)
+    c = compile_problem(problem)
+    lower, upper, cost, integer, matrix, row_lower, row_upper = c.milp.arrays()
+    optimum = milp(
+        cost,
+        integrality=integer.astype(np.int64),
+        bounds=Bounds(lower, upper),
+        constraints=LinearConstraint(matrix, row_lower, row_upper),
+        options={"mip_rel_gap": 0.0, "time_limit": 60.0},
+    ).fun
+    start = Assignment(np.zeros(c.pools.size), np.zeros(c.routes.size))
+    options = SolveOptions(relative_gap=0.05)
+    found, solved, bound = _solve_milp(c, options, start, time.perf_counter() + 30)
+    assert solved
+    assert evaluate(c, found).objective > optimum * (1 + 1e-3)  # stopped short of the optimum
+    assert bound <= optimum

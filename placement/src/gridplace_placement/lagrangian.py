@@ -35,7 +35,7 @@ from gridplace_placement.builder import (
     restrict,
 )
 from gridplace_placement.extract import Assignment, charged_moves, evaluate
-from gridplace_placement.routing import sparse_model
+from gridplace_placement.routing import proven_bound, sparse_model
 
 # Model MILPs solved before the search judges its pace (a few, so one hard model is not all
 # it sees).
@@ -161,7 +161,7 @@ class Lagrangian:
         solver.solve(model)
         if not solver.has_solution():
             return -math.inf, None
-        dual = float(solver.best_objective_bound())
+        dual = proven_bound(solver, relative_gap / 10)
         values = np.zeros(c.milp.num_vars)
         values[cols] = np.asarray(solver.variable_values(), dtype=np.float64)
         return (dual if math.isfinite(dual) else -math.inf), values

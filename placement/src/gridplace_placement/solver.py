@@ -29,7 +29,7 @@ from gridplace_placement.hysteresis import Held, keep_current
 from gridplace_placement.lagrangian import LpSolution, price_models
 from gridplace_placement.plan import Plan, Timing
 from gridplace_placement.problem import Problem
-from gridplace_placement.routing import glop, route_fixed, sparse_model
+from gridplace_placement.routing import glop, proven_bound, route_fixed, sparse_model
 
 Backend = Literal["highs", "scip"]
 Policy = Literal[
@@ -459,7 +459,7 @@ def _solve_milp(
         zero = Assignment(np.zeros(c.pools.size), np.zeros(c.routes.size))
         return zero, False, -math.inf
     values = np.asarray(solver.variable_values(), dtype=np.float64)
-    mip_bound = float(solver.best_objective_bound())
+    mip_bound = proven_bound(solver, options.relative_gap)
     replicas = np.round(values[cols.replicas])
     routed = np.maximum(values[cols.routed], 0.0)
     return Assignment(replicas, routed), True, mip_bound
