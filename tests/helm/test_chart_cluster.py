@@ -238,6 +238,8 @@ def test_operator_with_the_service_accounts_credentials_reconciles_the_examples(
     owned = children(cluster, serving)
     assert {c["kind"] for c in owned} == {"Deployment", "Service"}
     owners = {c["metadata"]["ownerReferences"][0]["name"] for c in owned}
+    # Argo CD's default tracking label would let an Application named like a model prune them.
+    assert not [c for c in owned if "app.kubernetes.io/instance" in c["metadata"]["labels"]]
     assert "llama-8b-chat" in owners
     assert "mixtral-batch-advice" not in owners  # Advise mode runs nothing
     events = get_json(

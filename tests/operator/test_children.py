@@ -6,6 +6,7 @@ from typing import Any
 
 from gridplace_operator.api.inference_deployment import InferenceDeploymentSpec
 from gridplace_operator.children import (
+    GITOPS_TRACKING_LABELS,
     Owner,
     child_name,
     deployment_name,
@@ -199,3 +200,13 @@ def test_the_world_keeps_the_gpus_each_replica_of_a_child_asks_for() -> None:
     view = child_view({**dep, "status": {"readyReplicas": 1}})
     assert view["spec"]["replicas"] == 2
     assert pod_gpu_request(view["spec"]["template"]) == 1
+
+
+def test_children_carry_no_gitops_tracking_label() -> None:
+    """An Argo CD Application named like the model must not claim (and prune) its children."""
+    for child in desired_children(owner(), {("us-east-1", H100): 1}, SELECTORS):
+        pod_labels = child["spec"].get("template", {}).get("metadata", {}).get("labels", {})
+        for tracked in GITOPS_TRACKING_LABELS:
+            assert tracked not in child["metadata"]["labels"]
+            assert tracked not in pod_labels
+        assert child["metadata"]["labels"]["gridplace.dev/inference-deployment"] == "chat"

@@ -77,12 +77,18 @@ def _owner_reference(owner: Owner) -> dict[str, Any]:
     }
 
 
+# Labels GitOps tools track their own objects by: a child carrying one with a value that names an
+# Application (one Application per model, named like it, is common) would be claimed, reported
+# out of sync and pruned by it. Children are gridplace's, found through their owner reference.
+GITOPS_TRACKING_LABELS = ("app.kubernetes.io/instance",)
+
+
 def _common_labels(owner: Owner) -> dict[str, str]:
+    """Labels of every child: none of GITOPS_TRACKING_LABELS; the model is INFERENCE_DEPLOYMENT."""
     return {
         labels.MANAGED_BY: labels.MANAGED_BY_VALUE,
         labels.PART_OF: "gridplace",
         "app.kubernetes.io/name": "vllm",
-        "app.kubernetes.io/instance": owner.name,
         labels.INFERENCE_DEPLOYMENT: owner.name,
     }
 
