@@ -196,3 +196,102 @@ def test_a_negative_price_is_noted_on_stderr(
         " the solver and the plan's costs count it as 0 (free power, never a reason for more"
         " replicas)"
     ]
+
+
+def _usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """stderr of a command line argparse refuses, which exits 2."""
+    with pytest.raises(SystemExit) as stopped:
+        main(list(argv))
+    assert stopped.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    return err
+
+
+def test_kubernetes_manifests_are_named_and_sent_to_a_cluster(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    regions = ROOT / "examples" / "regions.yaml"
+    code, out, err = _run(capsys, "plan", str(regions))
+    assert code == 2 and out == ""
+    (line,) = err.splitlines()
+    assert line.startswith(
+        f"gridplace plan: error: {regions} holds Kubernetes objects (Region us-east-1,"
+        " Region us-west-1, Region eu-central-1 and 3 more), which are applied to a cluster"
+        f" (kubectl apply -f {regions})"
+    )
+    assert "takes a placement problem file instead: models, regions and rttMs" in line
+    assert "docs/placement.md" in line and "examples/plan-small.yaml" in line
+
+
+def test_several_documents_are_not_one_problem(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    two = tmp_path / "two.yaml"
+    two.write_text(EXAMPLE.read_text() + "\n---\n" + EXAMPLE.read_text())
+    code, _, err = _run(capsys, "plan", str(two))
+    assert code == 2
+    assert "a placement problem is one YAML mapping of models, regions and rttMs" in err
+    assert "(2 YAML documents;" in err
+
+
+def test_a_directory_is_named_as_one(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = _run(capsys, "plan", str(tmp_path))
+    assert code == 2 and out == ""
+    assert (
+        err == f"gridplace plan: error: {tmp_path} is a directory, not a placement problem file\n"
+    )
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "inf", "nan"])
+def test_a_time_limit_that_is_not_seconds_names_the_flag_and_what_it_wants(
+    capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    err = _usage_error(capsys, "plan", str(EXAMPLE), "--time-limit", value)
+    assert err.startswith("usage: gridplace plan ")
+    assert err.splitlines()[-1] == (
+        f"gridplace plan: error: argument --time-limit: expected a number of seconds above 0,"
+        f" got '{value}'"
+    )
+    assert "_positive" not in err
+
+
+def test_a_misspelt_flag_shows_the_usage_of_plan_and_the_flag_meant(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    err = _usage_error(capsys, "plan", str(EXAMPLE), "--time-limt", "3")
+    assert err.startswith("usage: gridplace plan ")
+    assert "COMMAND" not in err  # not the top-level usage
+    assert err.splitlines()[-1] == (
+        "gridplace plan: error: unrecognized arguments: --time-limt (did you mean --time-limit?) 3"
+    )
+    top = _usage_error(capsys, "--verbose")
+    assert top.startswith("usage: gridplace [-h] [--version] COMMAND")
+
+
+def test_a_zone_with_demand_left_unserved_does_not_read_slo_yes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    text = EXAMPLE.read_text()
+    old = "demand: {us-east: 40,"
+    assert old in text
+    path = tmp_path / "short.yaml"
+    path.write_text(text.replace(old, "demand: {us-east: 3000,", 1))
+    code, out, _ = _run(capsys, "plan", str(path))
+    assert code == 0
+    header = next(line for line in out.splitlines() if "user zone" in line)
+    assert header.split()[:5] == ["user", "zone", "demand", "unserved", "p95"]
+    row = next(line for line in out.splitlines() if line.startswith("  us-east "))
+    zone, demand, unserved, _p95, slo, *_ = row.split()
+    plan = Plan.model_validate_json(_run(capsys, "plan", str(path), "--output", "json")[1])
+    outcome = next(z for z in plan.zones if z.zone == "us-east" and z.model == "llama-8b-chat")
+    assert outcome.unserved_rps > 1000  # the premise: most of it cannot be served
+    assert (zone, float(demand), slo) == ("us-east", 3000.0, "NO")
+    assert float(unserved) == pytest.approx(outcome.unserved_rps, abs=0.01)
+    verdicts = {
+        (cells[1], cells[2], cells[4])
+        for cells in (line.split() for line in out.splitlines())
+        if len(cells) > 4 and cells[0] in {"us-east", "us-west", "eu-central", "ap-northeast"}
+    }
+    assert ("0.00", "yes") in {(unserved, slo) for _, unserved, slo in verdicts}
+    assert all(slo == "NO" for _, unserved, slo in verdicts if float(unserved) > 0)

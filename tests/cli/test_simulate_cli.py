@@ -144,3 +144,42 @@ def test_a_misspelled_gpu_product_is_named(
 def test_times_with_offsets_replay(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _ = _simulate(capsys, _two_hour_scenario(tmp_path, GOOD_CI), tmp_path)
     assert code == 0
+
+
+def test_more_hours_than_the_scenario_has_is_an_error_saying_how_many(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = _two_hour_scenario(tmp_path, GOOD_CI)
+    out_dir = tmp_path / "out"
+    code = main(["simulate", str(path), "--hours", "100000", "--output-dir", str(out_dir)])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"gridplace simulate: error: --hours 100000 is more than the 2 hours of {path}"
+        " (period.hours); give at most 2, or leave --hours out to replay them all\n"
+    )
+    assert not out_dir.exists()  # nothing replayed, nothing written
+    assert (
+        main(["simulate", str(path), "--hours", "2", "--output-dir", str(out_dir), "--quiet"]) == 0
+    )
+
+
+def test_a_directory_is_named_as_one(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["simulate", str(tmp_path), "--output-dir", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (
+        f"gridplace simulate: error: {tmp_path} is a directory, not a scenario file\n"
+    )
+
+
+@pytest.mark.parametrize("value", ["two", "0", "1.5"])
+def test_hours_that_are_not_a_whole_number_name_the_flag(
+    capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["simulate", str(PUBLIC), "--hours", value])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: gridplace simulate ")
+    assert err.splitlines()[-1] == (
+        f"gridplace simulate: error: argument --hours: expected a whole number of at least 1,"
+        f" got '{value}'"
+    )

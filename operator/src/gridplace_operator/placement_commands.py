@@ -1,9 +1,10 @@
 """`gridplace plan` and `gridplace simulate`: the placement engine from the command line.
 
-Both commands exit 2 with a one-line reason (no traceback) on bad input: a missing file, YAML that
-does not parse, or data that fails validation (each error names the field and the value), a GPU
-product no profile knows (likely misspelled: its GPUs would match no model), a data cell that
-cannot be read (named by file, row and column).
+Both commands exit 2 with a one-line reason (no traceback) on bad input: a missing file or a
+directory, YAML that does not parse, Kubernetes manifests where a placement problem belongs, data
+that fails validation (each error names the field and the value), a GPU product no profile knows
+(likely misspelled: its GPUs would match no model), a data cell that cannot be read (named by file,
+row and column), more `--hours` than the scenario has.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
-    from gridplace_placement.plan import Plan
+    from gridplace_placement.plan import Plan, ZoneOutcome
     from gridplace_placement.problem import Problem
 
 USAGE_ERROR = 2
@@ -40,10 +41,17 @@ class InputError(Exception):
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     plan = commands.add_parser("plan", help="solve a placement problem file and print the plan")
-    plan.add_argument("file", type=Path, help="problem YAML (format: docs/placement.md)")
+    plan.add_argument(
+        "file",
+        type=Path,
+        help="placement problem YAML: models, regions, rttMs (format: docs/placement.md;"
+        " example: examples/plan-small.yaml); not Kubernetes manifests",
+    )
     plan.add_argument("--output", choices=("table", "json"), default="table")
     plan.add_argument("--policy", choices=POLICIES, default="gridplace")
-    plan.add_argument("--time-limit", type=_positive, default=10.0, help="seconds; default: 10")
+    plan.add_argument(
+        "--time-limit", type=_positive, default=10.0, metavar="SECONDS", help="default: 10"
+    )
     plan.set_defaults(func=_guarded(_plan))
 
     sim = commands.add_parser(
@@ -56,7 +64,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="directory of the scenario's data files; default: $GRIDPLACE_SCENARIO_DATA_DIR, "
         "else the scenario's dataDir",
     )
-    sim.add_argument("--hours", type=_positive_int, help="replay only the first N hours")
+    sim.add_argument(
+        "--hours",
+        type=_positive_int,
+        metavar="N",
+        help="replay only the first N hours (at most the scenario's period.hours)",
+    )
     sim.add_argument(
         "--policies",
         nargs="+",
@@ -70,7 +83,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="where simulation.json and simulation.png go; default: ./simulation",
     )
     sim.add_argument(
-        "--time-limit", type=_positive, default=2.0, help="seconds per hourly solve; default: 2"
+        "--time-limit",
+        type=_positive,
+        default=2.0,
+        metavar="SECONDS",
+        help="per hourly solve; default: 2",
     )
     sim.add_argument("--no-bound", action="store_true", help="skip the offline carbon bound")
     sim.add_argument("--json", action="store_true", help="print the totals as JSON")
@@ -79,17 +96,85 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    """A number of seconds above 0. The message is argparse's whole explanation, after the
+    flag's name: without it argparse would name this function (`invalid _positive value`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
     return value
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    """A whole number of at least 1, with a message that says so (see `_positive`)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return value
+
+
+def readable_file(path: Path, what: str) -> None:
+    """Refuse a path that is not a readable file, saying which it is: "not found" for a
+    directory sends the user looking for a file that is right there."""
+    if path.is_dir():
+        raise InputError(f"{path} is a directory, not a {what} file")
+    if not path.exists():
+        raise InputError(f"{what} file not found: {path}")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: permission denied (cannot read the {what} file)")
+
+
+def kubernetes_objects(documents: list[Any]) -> list[str]:
+    """`Kind name` of every Kubernetes object among a file's YAML documents: the manifests a
+    newcomer tries first (examples/regions.yaml) are applied to a cluster, not planned."""
+    found = []
+    for doc in documents:
+        if isinstance(doc, dict) and "apiVersion" in doc and "kind" in doc:
+            name = (
+                (doc.get("metadata") or {}).get("name")
+                if isinstance(doc.get("metadata"), dict)
+                else None
+            )
+            found.append(f"{doc['kind']} {name}" if name else str(doc["kind"]))
+    return found
+
+
+def load_problem_documents(path: Path) -> dict[str, Any]:
+    """The one YAML mapping of a placement problem file, or an InputError that says what the
+    file is instead (Kubernetes manifests, several documents, not a mapping)."""
+    import yaml  # noqa: PLC0415 - keep `gridplace --help` fast
+
+    try:
+        with path.open(encoding="utf-8") as handle:
+            documents = [d for d in yaml.safe_load_all(handle) if d is not None]
+    except yaml.YAMLError as err:
+        raise InputError(f"{path} is not valid YAML: {err}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text") from None
+    objects = kubernetes_objects(documents)
+    if objects:
+        shown = ", ".join(objects[:3]) + (
+            f" and {len(objects) - 3} more" if len(objects) > 3 else ""
+        )
+        raise InputError(
+            f"{path} holds Kubernetes objects ({shown}), which are applied to a cluster"
+            f" (kubectl apply -f {path}), where the operator plans them; `gridplace plan` takes"
+            " a placement problem file instead: models, regions and rttMs in one YAML mapping"
+            " (format: docs/placement.md, example: examples/plan-small.yaml)"
+        )
+    if len(documents) != 1 or not isinstance(documents[0], dict):
+        found = f"{len(documents)} YAML documents" if len(documents) != 1 else "not a mapping"
+        raise InputError(
+            f"{path}: a placement problem is one YAML mapping of models, regions and rttMs"
+            f" ({found}; format: docs/placement.md, example: examples/plan-small.yaml)"
+        )
+    problem: dict[str, Any] = documents[0]
+    return problem
 
 
 @contextlib.contextmanager
@@ -122,22 +207,14 @@ def _guarded(command: Any) -> Any:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    import yaml  # noqa: PLC0415 - keep `gridplace --help` fast
-    from pydantic import ValidationError  # noqa: PLC0415
+    from pydantic import ValidationError  # noqa: PLC0415 - keep `gridplace --help` fast
 
     from gridplace_placement.problem import Problem  # noqa: PLC0415
     from gridplace_placement.solver import SolveOptions, solve  # noqa: PLC0415
 
     path: Path = args.file
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
-    try:
-        with path.open(encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
-    except yaml.YAMLError as err:
-        raise InputError(f"{path} is not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise InputError(f"{path}: a placement problem must be a YAML mapping")
+    readable_file(path, "placement problem")
+    raw = load_problem_documents(path)
     try:
         problem = Problem.model_validate(raw)
     except ValidationError as err:
@@ -222,23 +299,24 @@ def plan_table(plan: Plan) -> str:
                     f"  {p.region:<16}{p.gpu_type:<24}{p.replicas:>9}{p.current_replicas:>5}"
                     f"{p.load_rps:>12.2f}{p.capacity_rps:>10.2f}{_millis(p.p95_wait_seconds):>13}"
                 )
-        out.append(f"  {'user zone':<16}{'demand':>8}{'p95 TTFT s':>12}{'SLO':>5}  traffic split")
+        out.append(
+            f"  {'user zone':<16}{'demand':>8}{'unserved':>10}{'p95 TTFT s':>12}{'SLO':>5}"
+            "  traffic split"
+        )
         for z in (z for z in plan.zones if z.model == model.name):
             split = ", ".join(
                 f"{r.region}/{_short_gpu(r.gpu_type)} {100 * r.share:.0f}%"
                 for r in plan.routes
                 if r.model == model.name and r.zone == z.zone
             )
-            if z.unserved_rps > 0:
-                split += f"{', ' if split else ''}unserved {z.unserved_rps:.3g} req/s"
             p95 = (
                 "-"
                 if z.predicted_p95_ttft_seconds is None
                 else f"{z.predicted_p95_ttft_seconds:.3f}"
             )
             out.append(
-                f"  {z.zone:<16}{z.demand_rps:>8.2f}{p95:>12}{'yes' if z.slo_met else 'NO':>5}"
-                f"  {split}"
+                f"  {z.zone:<16}{z.demand_rps:>8.2f}{max(z.unserved_rps, 0.0):>10.2f}{p95:>12}"
+                f"{'yes' if zone_meets_slo(z) else 'NO':>5}  {split or '-'}"
             )
         out.extend(f"  - {reason}" for reason in model.reasons)
         out.append("")
@@ -255,6 +333,15 @@ def plan_table(plan: Plan) -> str:
         f"  unserved {plan.unserved_rps:.3g} req/s  stopped {plan.stopped_replicas} replicas"
     )
     return "\n".join(out)
+
+
+def zone_meets_slo(zone: ZoneOutcome) -> bool:
+    """Whether a zone's users get their SLO: the served requests' p95 meets it *and* all of the
+    demand is served. The plan's `sloMet` judges the served requests only, so a zone with most
+    of its demand unserved would otherwise read `yes`."""
+    from gridplace_placement.simulate import UNSERVED_RPS  # noqa: PLC0415 - the solver's noise
+
+    return zone.slo_met and zone.unserved_rps <= UNSERVED_RPS
 
 
 def _millis(seconds: float) -> str:
@@ -274,6 +361,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from gridplace_placement.solver import SolveOptions  # noqa: PLC0415
 
     path: Path = args.scenario
+    readable_file(path, "scenario")
     try:
         data = load_scenario(path, args.data_dir)
     except FileNotFoundError as err:
@@ -284,6 +372,13 @@ def _simulate(args: argparse.Namespace) -> int:
         raise InputError(f"{path}: invalid scenario\n{describe(err)}") from None
     except ValueError as err:
         raise InputError(str(err)) from None
+
+    if args.hours is not None and args.hours > len(data.hours):
+        raise InputError(
+            f"--hours {args.hours} is more than the {len(data.hours)} hours of {path}"
+            f" (period.hours); give at most {len(data.hours)}, or leave --hours out to replay"
+            " them all"
+        )
 
     def progress(policy: str, hour: int, total: int) -> None:
         if not args.quiet and (hour % 24 == 0 or hour == total):
