@@ -250,3 +250,74 @@ def test_an_availability_floor_the_regions_cannot_meet_is_not_placed() -> None:
     assert conditions(status)["Ready"] == ("False", Reason.AVAILABILITY_UNMET)
     placed = next(c for c in status["conditions"] if c["type"] == "Placed")
     assert placed["message"] == why
+
+
+def _health_of(facts: RegionFacts) -> tuple[str, str, str]:
+    cond = region_status(facts, {}, NOW).to_api()["conditions"][1]
+    assert cond["type"] == "SignalsHealthy"
+    return cond["status"], cond["reason"], cond["message"]
+
+
+def _price() -> Any:
+    from gridplace_operator.api.region import SignalStatus  # noqa: PLC0415
+
+    return SignalStatus.model_validate(
+        {
+            "value": 50.0,
+            "unit": "USD/MWh",
+            "source": "Static",
+            "observedAt": NOW,
+            "ageSeconds": 0,
+            "stale": False,
+        }
+    )
+
+
+def test_a_signal_that_never_had_a_value_is_named_with_its_sources_error() -> None:
+    error = (
+        "Electricity Maps carbon-intensity/latest for zone DE: HTTP 503 from"
+        " https://api.electricitymap.org/v3/carbon-intensity/latest (after 3 attempts)"
+    )
+    facts = RegionFacts(1, [], None, _price(), unresolved={"carbonIntensity": error})
+    assert _health_of(facts) == (
+        "False",
+        Reason.STALE,
+        f"carbon intensity has no value and no fallback: {error}",
+    )
+    both = RegionFacts(
+        1, [], None, None, unresolved={"powerPrice": "no answer from the source yet"}
+    )
+    assert _health_of(both)[2] == (
+        "carbon intensity has no value and no fallback; power price has no value and no"
+        " fallback: no answer from the source yet"
+    )
+
+
+def test_the_planner_puts_a_valueless_signals_error_in_the_region_status() -> None:
+    import asyncio  # noqa: PLC0415
+
+    from planner_kit import RecordingKube, region  # noqa: PLC0415
+
+    from gridplace_operator.metrics import OperatorMetrics  # noqa: PLC0415
+    from gridplace_operator.planner import Planner  # noqa: PLC0415
+
+    world, kube = World(), RecordingKube()
+    feed = {"file": {"url": "http://feed.example/ci.csv", "valueColumn": "gco2"}}
+    world.observe_region(region("r1", feed), deleted=False)
+    planner = Planner(world, kube, OperatorMetrics())  # no provider for file sources
+
+    async def scenario() -> list[str]:
+        arrived = asyncio.Event()
+        planner.wake = arrived.set
+        await planner.cycle(True)
+        first = kube.condition("Region", None, "r1", "SignalsHealthy")["message"]
+        await asyncio.wait_for(arrived.wait(), 10)  # the first read has failed
+        await planner.cycle(True)
+        return [first, kube.condition("Region", None, "r1", "SignalsHealthy")["message"]]
+
+    pending, failed = asyncio.run(scenario())
+    assert pending == "carbon intensity has no value and no fallback: no answer from the source yet"
+    assert failed == (
+        "carbon intensity has no value and no fallback: no provider for file sources is"
+        " configured in this operator"
+    )

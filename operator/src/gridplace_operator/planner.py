@@ -157,6 +157,7 @@ class Planner:
         self.signals_arrived = False
         self.wake: Callable[[], None] | None = None
         self.resolved: dict[tuple[str, SignalKind], Resolved] = {}
+        self.unresolved: dict[tuple[str, SignalKind], str] = {}  # no value, no fallback: why
         self.rejections: dict[IdepRef, Rejection] = {}
         self.missing_regions: dict[IdepRef, list[str]] = {}
         self.moves: dict[str, deque[tuple[float, int]]] = {}  # model -> (unix time, moved)
@@ -270,7 +271,9 @@ class Planner:
             resolved = resolve(kind, source, self.reads.last(name, kind, source), error, now)
             if resolved is None:
                 self.resolved.pop((name, kind), None)
+                self.unresolved[(name, kind)] = error or "no value yet"
                 continue
+            self.unresolved.pop((name, kind), None)
             self.resolved[(name, kind)] = resolved
             got.setdefault(name, {})[kind] = resolved.value
             self.metrics.signal_age.labels(region=name, signal=kind).set(
@@ -754,6 +757,7 @@ class Planner:
             price=price.status if price else None,
             invalid=invalid.get(name),
             ceded=self.inventory.ceded.get(name, {}),
+            unresolved={k: why for (r, k), why in self.unresolved.items() if r == name},
         )
         previous: Mapping[str, Any] = body.get("status") or {}
         status = region_status(facts, previous, now).to_api()

@@ -337,6 +337,23 @@ class RegionFacts:
     price: SignalStatus | None
     invalid: str | None = None
     ceded: Mapping[str, int] = field(default_factory=dict)  # other region -> GPU nodes it took
+    unresolved: Mapping[str, str] = field(default_factory=dict)  # signal with no value -> why
+
+
+_SIGNAL_NAMES = (("carbonIntensity", "carbon intensity"), ("powerPrice", "power price"))
+
+
+def _no_value_message(facts: RegionFacts) -> str:
+    """Which signal has no value and no fallback, with its source's error (already free of
+    answer bodies). Such a Region is left out of every plan; status is where its owner looks,
+    and there is no `status.signals` entry to carry the error."""
+    values = {"carbonIntensity": facts.carbon, "powerPrice": facts.price}
+    parts = []
+    for kind, shown in _SIGNAL_NAMES:
+        if values[kind] is None:
+            why = (facts.unresolved.get(kind) or "")[:1000]
+            parts.append(f"{shown} has no value and no fallback" + (f": {why}" if why else ""))
+    return "; ".join(parts)
 
 
 def region_status(facts: RegionFacts, previous: Mapping[str, Any], now: datetime) -> RegionStatus:
@@ -369,7 +386,7 @@ def region_status(facts: RegionFacts, previous: Mapping[str, Any], now: datetime
     if facts.invalid is not None:
         health: Verdict = ("Unknown", Reason.INVALID_SPEC, facts.invalid)
     elif len(signals) < 2:
-        health = ("False", Reason.STALE, "a signal has no value and no fallback")
+        health = ("False", Reason.STALE, _no_value_message(facts))
     elif any(s.source == "Fallback" for s in stale):
         health = ("False", Reason.USING_FALLBACK, "; ".join(s.message for s in stale))
     elif stale:
