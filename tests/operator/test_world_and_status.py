@@ -321,3 +321,61 @@ def test_the_planner_puts_a_valueless_signals_error_in_the_region_status() -> No
         "carbon intensity has no value and no fallback: no provider for file sources is"
         " configured in this operator"
     )
+
+
+def _invalid_spec_message(model: dict[str, Any]) -> str:
+    from gridplace_operator.api.inference_deployment import (  # noqa: PLC0415
+        InferenceDeploymentSpec,
+    )
+    from gridplace_operator.translate import IdepRef, Rejection, placement_model  # noqa: PLC0415
+
+    spec = InferenceDeploymentSpec.model_validate(
+        {
+            "model": model,
+            "slo": {"p95TimeToFirstTokenSeconds": 1.0},
+            "demand": {"static": [{"zone": "us-east", "requestsPerSecond": 5}]},
+        }
+    )
+    rejected = placement_model(IdepRef("ns", "m"), spec, {"us-east": 5.0})
+    assert isinstance(rejected, Rejection), rejected
+    assert rejected.reason == Reason.INVALID_SPEC
+    return rejected.message
+
+
+def test_a_model_the_catalogue_cannot_size_is_told_to_set_its_measured_performance() -> None:
+    fix = (
+        "set spec.model.performance.gpus, a replica's measured performance per GPU type"
+        " (docs/api.md; the catalogue's models and GPU types are listed in docs/placement.md)"
+    )
+    assert _invalid_spec_message({"name": "acme/chat-13b", "gpuTypes": [H100]}) == (
+        f"spec.model.name: 'acme/chat-13b' is not in the shipped profile catalogue: {fix}"
+    )
+    named = {"name": "acme/ft", "gpuTypes": [H100], "performance": {"profile": "acme/base"}}
+    assert _invalid_spec_message(named).startswith(
+        "spec.model.performance.profile: 'acme/base' is not in the shipped profile catalogue:"
+    )
+    chameleon = {"name": "facebook/chameleon-7b", "gpuTypes": [H100, "NVIDIA-L40S"]}
+    assert _invalid_spec_message(chameleon) == (
+        "spec.model.gpuTypes: the shipped profile catalogue has 'facebook/chameleon-7b' on"
+        f" NVIDIA-A100-SXM4-40GB, NVIDIA-L40S, not on {H100}: {fix}"
+    )
+    seventy = {"name": "meta-llama/Meta-Llama-3.1-70B-Instruct", "gpuTypes": [H100]}
+    assert _invalid_spec_message(seventy).startswith(
+        "spec.model: the shipped profile catalogue has 'meta-llama/Meta-Llama-3.1-70B-Instruct'"
+        f" with other GPUs per replica than 1 ({H100}: 4): set spec.model.tensorParallelSize or"
+        " gpusPerReplica to one of them, or spec.model.performance.gpus"
+    )
+
+
+def test_the_autoscaler_status_reason_is_described_by_the_reasons_scaled_uses() -> None:
+    from gridplace_operator.api.conditions import (  # noqa: PLC0415
+        INFERENCE_DEPLOYMENT_CONDITIONS,
+        ConditionType,
+    )
+
+    description = AutoscalerStatus.model_fields["reason"].description or ""
+    scaled = {
+        r.value for t, _, r, _ in INFERENCE_DEPLOYMENT_CONDITIONS if t == ConditionType.SCALED
+    }
+    named = set(description.rstrip(".").split(": ", 1)[1].replace(" or ", ", ").split(", "))
+    assert named == scaled

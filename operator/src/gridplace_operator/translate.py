@@ -22,6 +22,7 @@ from gridplace_operator.inventory import Inventory
 from gridplace_placement.problem import Assignment, Problem
 from gridplace_placement.problem import Model as PlacementModel
 from gridplace_placement.problem import Region as PlacementRegion
+from gridplace_placement.profiles import catalogue
 
 
 @dataclass(frozen=True)
@@ -131,10 +132,50 @@ def placement_model(
         }
     else:
         data["profile"] = performance.profile if performance is not None else model.name
+        gap = _catalogue_gap(
+            "spec.model.performance.profile" if performance is not None else "spec.model.name",
+            data["profile"],
+            model.gpu_types,
+            model.effective_gpus_per_replica(),
+        )
+        if gap is not None:
+            return Rejection(Reason.INVALID_SPEC, gap)
     try:
         return PlacementModel.model_validate(data)
     except ValidationError as err:
         return Rejection(Reason.INVALID_SPEC, describe_validation_error(err, "spec.model"))
+
+
+def _catalogue_gap(field: str, name: str, gpu_types: Sequence[str], gpus: int) -> str | None:
+    """Why the shipped profile catalogue cannot size this model, and what to set instead; None
+    when it has the model on every GPU type at `gpus` per replica. A model outside the catalogue
+    is the common case (a fine-tune, a new release), and the placement engine's own message names
+    its file format's fields, not the InferenceDeployment's."""
+    shipped = catalogue().get(name)
+    fix = (
+        "set spec.model.performance.gpus, a replica's measured performance per GPU type"
+        " (docs/api.md; the catalogue's models and GPU types are listed in docs/placement.md)"
+    )
+    if shipped is None:
+        return f"{field}: {name!r} is not in the shipped profile catalogue: {fix}"
+    sizes: dict[str, set[int]] = {}
+    for p in shipped:
+        sizes.setdefault(p["gpuType"], set()).add(int(p["gpusPerReplica"]))
+    missing = [g for g in gpu_types if g not in sizes]
+    if missing:
+        return (
+            f"spec.model.gpuTypes: the shipped profile catalogue has {name!r} on"
+            f" {', '.join(sorted(sizes))}, not on {', '.join(missing)}: {fix}"
+        )
+    wrong = [g for g in gpu_types if gpus not in sizes[g]]
+    if wrong:
+        has = "; ".join(f"{g}: {', '.join(map(str, sorted(sizes[g])))}" for g in wrong)
+        return (
+            f"spec.model: the shipped profile catalogue has {name!r} with other GPUs per replica"
+            f" than {gpus} ({has}): set spec.model.tensorParallelSize or gpusPerReplica to one"
+            f" of them, or {fix.removeprefix('set ')}"
+        )
+    return None
 
 
 def static_demand(spec: InferenceDeploymentSpec) -> dict[str, float]:

@@ -118,7 +118,10 @@ class Model(_Data):
         name = data["profile"]
         shipped = catalogue().get(name)
         if shipped is None:
-            raise ValueError(f"profile={name!r} is not in the shipped catalogue")
+            raise ValueError(
+                f"profile={name!r} is not in the shipped catalogue (its models and GPU types are"
+                " listed in docs/placement.md): give the model's `profiles` per GPU type instead"
+            )
         tp = data.get("gpusPerReplica", data.get("gpus_per_replica"))
         explicit = dict(data.get("profiles") or {})
         for gpu in data.get("gpuTypes", data.get("gpu_types")) or ():

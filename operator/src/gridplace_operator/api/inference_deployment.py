@@ -137,8 +137,8 @@ class PerformanceSpec(ApiModel):
     profile: Annotated[str, Field(min_length=1, max_length=253)] | None = Field(
         default=None,
         description=(
-            "Model name in gridplace's shipped profile catalogue, e.g."
-            " meta-llama/Meta-Llama-3.1-8B-Instruct."
+            "Model name in gridplace's shipped profile catalogue (listed in docs/placement.md),"
+            " e.g. meta-llama/Meta-Llama-3.1-8B-Instruct."
         ),
     )
     gpus: list[GpuPerformance] | None = Field(
@@ -590,7 +590,11 @@ class AutoscalerStatus(ApiModel):
     observed_requests_per_second: Annotated[float, Field(ge=0)] | None = Field(
         default=None, description="Request rate measured by Prometheus."
     )
-    reason: ShortText = Field(default="", description="Why, e.g. AboveTarget.")
+    reason: ShortText = Field(
+        default="",
+        description="The reason of the decision, as in the Scaled condition: OnTarget, ScalingUp,"
+        " ScalingDown, AtMaxReplicas, SLOBreached, SLOUnreachable, MetricsUnavailable or Pinned.",
+    )
     last_scale_time: datetime | None = Field(
         default=None, description="When the total last changed."
     )
