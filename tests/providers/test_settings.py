@@ -7,6 +7,7 @@ from typing import Any
 import kopf
 import pytest
 
+from gridplace_operator import cli
 from gridplace_operator.cli import main
 from gridplace_operator.providers.settings import ProviderSettings, parse_rates
 
@@ -83,6 +84,7 @@ def test_the_run_flag_sets_the_allowed_hosts_the_providers_read(
 ) -> None:
     monkeypatch.setenv("GRIDPLACE_FEED_ALLOWED_HOSTS", "")  # restored after the test
     started: dict[str, Any] = {}
+    monkeypatch.setattr(cli, "preflight", lambda *_: (0, None))  # no cluster to reach
     monkeypatch.setattr(kopf, "configure", lambda **_: None)
     monkeypatch.setattr(kopf, "run", lambda **kwargs: started.update(kwargs))  # not started
     assert main(["run", "--feed-allowed-hosts=api.watttime.org,Data.Example.com"]) == 0
