@@ -29,6 +29,7 @@ def test_paths_of_core_group_and_cluster_scoped_kinds() -> None:
     assert path_of("Node", None, "a/b") == "/api/v1/nodes/a%2Fb"  # never a path traversal
 
 
+@pytest.mark.cluster
 def test_pods_are_listed_across_pages_and_writes_raise_api_errors(
     cluster: ClusterHandle, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -58,6 +59,7 @@ def test_pods_are_listed_across_pages_and_writes_raise_api_errors(
     assert raised.value.status == 422
 
 
+@pytest.mark.cluster
 def test_an_apply_with_characters_outside_the_basic_plane_round_trips(
     cluster: ClusterHandle, namespace: str
 ) -> None:
