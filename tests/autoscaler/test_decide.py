@@ -341,3 +341,9 @@ def test_no_count_that_meets_the_slo_is_said_once_with_its_reason_and_never_abov
     assert d.desired == 20
     assert d.reason == Reason.SLO_UNREACHABLE
     assert why in d.message
+
+
+def test_a_measured_p95_within_the_slo_outweighs_a_model_that_says_unreachable() -> None:
+    why = "maxReplicas 6 carry 14.3 req/s within the SLO on X, less than 15.6 req/s"
+    d = decide(inputs(0, 6, p95=0.45, model_replicas=6, unreachable=why), POLICY, History())
+    assert d.reason != Reason.SLO_UNREACHABLE

@@ -53,5 +53,15 @@ def test_a_prompt_beyond_the_token_budget_is_prefilled_in_chunks() -> None:
     one_step = H100_15B.prefill_seconds(4000, 0)
     assert one_step == pytest.approx(H100_15B.step_seconds(0, 4000))
     chunked = H100_15B.prefill_seconds(20000, 192)  # 8000 tokens a step beside 192 decodes
-    assert chunked == pytest.approx(3 * H100_15B.step_seconds(192, 8000))
+    # Three steps with the batch's decodes; the prompt's tokens cost their compute once.
+    expected = 3 * H100_15B.step_seconds(192, 0) + 20000 * H100_15B.prefill_per_token_s
+    assert chunked == pytest.approx(expected)
+
+
+def test_the_batch_bound_holds_at_the_step_time_the_rate_itself_gives() -> None:
+    small = StepModel(0.04, 0.0005, 0.00005, max_num_seqs=8, max_batched_tokens=8192)
+    rate = small.max_rate(2048, 28, 0.1)
+    step = small.steady_state(rate, 2048, 28)
+    assert step < 0.1  # the batch binds before the time per output token does
+    assert rate * 28 * step == pytest.approx(8)  # Little's law: a full batch, no more
     assert H100_15B.max_rate(1500, 250, H100_15B.decode_base_s) == 0.0

@@ -257,7 +257,9 @@ def _explain(
     inputs: Inputs, policy: Policy, raw: int, desired: int, why: str
 ) -> tuple[Reason, str]:
     move = f"{inputs.current} -> {desired}" if desired != inputs.current else f"holding {desired}"
-    if inputs.unreachable is not None:
+    p95 = inputs.observed_p95_s
+    meets = p95 is not None and p95 <= inputs.target_p95_s * (1.0 + policy.tolerance)
+    if inputs.unreachable is not None and not meets:  # what users see outweighs the model
         return (
             Reason.SLO_UNREACHABLE,
             f"{move}: no replica count meets the SLO: {inputs.unreachable}",
@@ -270,7 +272,6 @@ def _explain(
         return Reason.AT_MAX_REPLICAS, f"wants {raw} > maxReplicas {policy.max_replicas}: {why}"
     if not inputs.metrics_available:
         return Reason.METRICS_UNAVAILABLE, f"holding {desired}: Prometheus unavailable; {why}"
-    p95 = inputs.observed_p95_s
     if p95 is not None and p95 > inputs.target_p95_s * (1.0 + policy.tolerance):
         # Users see the breach now, whatever the windows decide: never OnTarget meanwhile.
         return Reason.SLO_BREACHED, (

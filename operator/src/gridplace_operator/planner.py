@@ -423,20 +423,19 @@ class Planner:
             floor.regions_needed() * floor.min_replicas_per_region,
             window_seconds(window),
         )
-        sized = None
+        sized, unreachable = None, None
         model = placement_model(ref, spec, demand)
         if not isinstance(model, Rejection):
-            present = {g for (_, g) in self.inventory.pools} & set(spec.model.gpu_types)
+            present = sorted({g for (_, g) in self.inventory.pools} & set(spec.model.gpu_types))
             rps = max(
                 sum(demand.values()),
                 reading.offered_rps(window_seconds(window)) if reading else 0.0,
             )
-            sized = capacity_size(
-                model,
-                sizing_rate(rps, policy),
-                sorted(present or spec.model.gpu_types),
-                spec.scaling.max_replicas,
-            )
+            types = present or sorted(spec.model.gpu_types)
+            limit = spec.scaling.max_replicas
+            sized = capacity_size(model, sizing_rate(rps, policy), types, limit)
+            # Unreachable is judged at the rate itself, not at the headroom sized for above it.
+            unreachable = capacity_size(model, rps, types, limit).unreachable
         routes = self.plans[ref.key].routes if ref.key in self.plans else []
         rtt_s = longest_rtt_s(((r.zone, r.region) for r in routes), self.plan_rtt())
         inputs = Inputs(
@@ -450,7 +449,7 @@ class Planner:
             observed_rps=reading.offered_rps(window_seconds(window)) if reading else None,
             arrival_rps=reading.arrival_rps if reading else None,
             model_replicas=sized.replicas if sized else None,
-            unreachable=sized.unreachable if sized else None,
+            unreachable=unreachable,
             pinned=spec.scaling.replicas,
         )
         decision = decide(inputs, policy, self.scaling.get(ref.key, History()))

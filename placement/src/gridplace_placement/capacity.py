@@ -179,23 +179,27 @@ class StepModel:
 
     def max_rate(self, prompt_tokens: float, output_tokens: float, tpot_s: float) -> float:
         """Largest steady arrival rate (req/s) whose time per output token stays within `tpot_s`,
-        whose batch stays within `max_num_seqs` and whose steps stay within the token budget."""
+        whose batch stays within `max_num_seqs` and whose steps stay within the token budget.
+
+        With k = b x output + c x prompt, the step lasts a / (1 - rate x k): the target gives
+        rate <= (1 - a/tpot) / k; the batch, rate x output x step <= max_num_seqs, gives
+        rate <= M / (output x a + M x k); the budget, rate x (output + prompt) x step <= K, gives
+        rate <= K / ((output + prompt) x a + K x k).
+        """
         if tpot_s <= self.decode_base_s:
             return 0.0
-        per_request = (
-            self.decode_per_seq_s * output_tokens + self.prefill_per_token_s * prompt_tokens
-        )
-        by_tpot = (1.0 - self.decode_base_s / tpot_s) / per_request if per_request > 0 else math.inf
-        # At that rate the step lasts tpot_s: the batch and the step's tokens scale with it.
-        by_batch = self.max_num_seqs / (output_tokens * tpot_s)
-        by_budget = self.max_batched_tokens / ((output_tokens + prompt_tokens) * tpot_s)
+        a = self.decode_base_s
+        k = self.decode_per_seq_s * output_tokens + self.prefill_per_token_s * prompt_tokens
+        by_tpot = (1.0 - a / tpot_s) / k if k > 0 else math.inf
+        seqs, budget = float(self.max_num_seqs), float(self.max_batched_tokens)
+        by_batch = seqs / (output_tokens * a + seqs * k)
+        by_budget = budget / ((output_tokens + prompt_tokens) * a + budget * k)
         return min(by_tpot, by_batch, by_budget)
 
     def prefill_seconds(self, prompt_tokens: float, sequences: float) -> float:
         """Time from a request's first scheduled step to its first token: its prompt in chunks of
-        what the token budget leaves beside `sequences` decodes, one step per chunk (at least
-        one step with the whole prompt when it fits)."""
+        what the token budget leaves beside `sequences` decodes, one step per chunk (one step
+        when the whole prompt fits); each step pays the decodes, the prompt its tokens once."""
         room = max(self.max_batched_tokens - sequences, 1.0)
         chunks = max(math.ceil(prompt_tokens / room), 1)
-        per_chunk = min(prompt_tokens, room)
-        return chunks * self.step_seconds(sequences, per_chunk)
+        return chunks * self.step_seconds(sequences, 0.0) + self.prefill_per_token_s * prompt_tokens

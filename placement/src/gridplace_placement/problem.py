@@ -196,12 +196,12 @@ class Model(_Data):
 
     def replica_model(self, gpu: str) -> ReplicaModel:
         """The queueing model of one replica of this model on `gpu`: slots that each hold a
-        request for its prefill and its decode at the target step time, as many as make the
-        replica's throughput the step model's `replica_rate` (Little's law), so the queue
-        saturates where the GPU's compute and memory do."""
+        request for its prefill and its decode at the replica's full rate, as many as make its
+        throughput the step model's `replica_rate` (Little's law, at most `maxBatch`), so the
+        queue saturates where the GPU's compute and memory do."""
         rate = self.replica_rate(gpu)
-        decode = self.output_tokens * self.tpot_target_seconds
-        slots = max(1, math.floor(rate * (self.prefill_seconds(gpu) + decode)))
+        held = self.prefill_seconds(gpu) + self.output_tokens * self._full_step(gpu)
+        slots = min(max(1, math.floor(rate * held)), self.profiles[gpu].max_batch)
         return ReplicaModel(
             slots=slots,
             service_time_s=slots / rate,
@@ -210,12 +210,18 @@ class Model(_Data):
             scv=self.service_time_scv,
         )
 
+    def _full_step(self, gpu: str) -> float:
+        """The step time at `replica_rate`: the time-per-output-token target, or less when the
+        batch or the token budget binds first."""
+        return self.step_model(gpu).steady_state(
+            self.replica_rate(gpu), self.prompt_tokens, self.output_tokens
+        )
+
     def prefill_seconds(self, gpu: str) -> float:
-        """Time to the first token once scheduled, at the batch the target step time allows:
+        """Time to the first token once scheduled, at the batch of a replica at its full rate:
         the prompt in chunks beside that many decodes (`StepModel.prefill_seconds`)."""
-        step = self.step_model(gpu)
-        decoding = self.replica_rate(gpu) * self.output_tokens * self.tpot_target_seconds
-        return step.prefill_seconds(self.prompt_tokens, decoding)
+        decoding = self.replica_rate(gpu) * self.output_tokens * self._full_step(gpu)
+        return self.step_model(gpu).prefill_seconds(self.prompt_tokens, decoding)
 
     def queue_wait_budget(self, gpu: str) -> float:
         """p95 wait the pool may add; routes are eligible if RTT fits in what is left."""
