@@ -92,3 +92,20 @@ def test_the_greedy_repair_skips_pools_without_gpus(lost_gpus: dict[str, int]) -
     assert repaired.replicas[lost].sum() == 0
     assert repaired.replicas[~lost].sum() == 2
     assert evaluate(c, repaired).unserved.sum() < 400.0
+
+
+@pytest.mark.parametrize("policy", ["gridplace", "naive"])
+@pytest.mark.parametrize("lost_gpus", LOST)
+def test_replicas_the_gpus_no_longer_hold_move_outside_the_churn_budget(
+    lost_gpus: dict[str, int], policy: Policy
+) -> None:
+    # A budget of no moves at all: the replicas must leave the lost pool all the same, and
+    # neither their stops nor their replacements spend it (a flapping node would otherwise
+    # eat the budget with moves nobody chose, then overrun it).
+    problem = lost_region(lost_gpus, left=16, demand=40.0)
+    model = problem.models[0].model_copy(update={"churn_budget": 0})
+    plan = solve(problem.model_copy(update={"models": (model,)}), policy=policy)
+    assert replicas_in(plan.replicas(), "lost") == 0
+    assert replicas_in(plan.replicas(), "left") >= 3
+    assert plan.moved_replicas == 0
+    assert plan.status == PlanStatus.OPTIMAL

@@ -211,8 +211,9 @@ class Candidates:
     best_rate: FloatArray  # per model, over every candidate pool
     model_cuts: ModelCuts  # the divisors of the models' rounding cuts
     whole_model: NDArray[np.bool_]  # models whose pools all stay (floors, survival, minimum)
-    free_stops: FloatArray  # per model: running replicas its demand and floors no longer need
-    free_starts: FloatArray  # per model: replicas its demand may need beyond those running
+    free_stops: FloatArray  # per model: running replicas its demand, floors or GPUs no longer need
+    free_starts: FloatArray  # per model: replicas its demand may need beyond those running, and
+    # replacements for those the GPUs no longer hold
 
 
 @dataclass(frozen=True)
@@ -518,13 +519,23 @@ def candidates(problem: Problem) -> Candidates:
         dtype=np.float64,
     )
     running_m = np.bincount(p_m, weights=p_cur, minlength=n_m)
-    free_stops = np.maximum(running_m - np.maximum(need, floor_need), 0.0)
+    # Replicas their pool's GPUs no longer hold (cordoned or lost nodes) stop whatever the plan
+    # does: neither their stops nor their replacements elsewhere are moves a budget counts.
+    held_gpus = np.zeros_like(cap)
+    np.add.at(held_gpus, (p_r, p_g), p_cur * p_gpr)
+    short_gpus = np.maximum(held_gpus - cap, 0.0)[p_r, p_g]
+    forced_m = np.bincount(
+        p_m, weights=np.minimum(p_cur, np.ceil(short_gpus / p_gpr)), minlength=n_m
+    )
+    free_stops = np.minimum(
+        np.maximum(running_m - np.maximum(need, floor_need), 0.0) + forced_m, running_m
+    )
     cut_pairs = np.unique(np.stack([p_m, p_rate], axis=1)[p_rate > 0], axis=0)
     cut_model = cut_pairs[:, 0].astype(np.int64)
     model_cuts = ModelCuts(
         cut_model, cut_pairs[:, 1], np.searchsorted(cut_model, np.arange(n_m + 1))
     )
-    free_starts = np.maximum(np.maximum(need_most, floor_need) - running_m, 0.0)
+    free_starts = np.maximum(np.maximum(need_most, floor_need) - running_m, 0.0) + forced_m
     return Candidates(
         problem,
         gpu_types,
