@@ -7,10 +7,12 @@ from __future__ import annotations
 import dataclasses
 import socket
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from scripted_server import Answer, ScriptedServer, json_answer, redirect
 
+from gridplace_operator.providers.cache import TimedCache
 from gridplace_operator.providers.http import HttpClient, HttpStatusError, origin, safe_url
 from gridplace_operator.signals import SignalError
 
@@ -160,3 +162,36 @@ def test_allowed_hosts_keep_feeds_from_any_other_host(server: ScriptedServer) ->
     assert server.count("/x") == 0 and sleeps == []
     allowed = dataclasses.replace(fenced, allowed_hosts=frozenset({"127.0.0.1"}))
     assert allowed.get_json(f"{server.url}/x", what="Thing") == {"ok": 1}
+
+
+@pytest.mark.parametrize("header", ["120", "Wed, 21 Oct 2099 07:28:00 GMT"])
+def test_retry_after_stops_the_retries_and_says_how_long(
+    server: ScriptedServer, header: str
+) -> None:
+    server.script("/x", Answer(429, b"slow down", "text/plain", headers=(("Retry-After", header),)))
+    sleeps: list[float] = []
+    with pytest.raises(HttpStatusError) as raised:
+        client(sleeps).get(f"{server.url}/x", what="Thing")
+    assert server.count("/x") == 1 and sleeps == []  # asked once: the server said when
+    assert raised.value.retry_after_s is not None and raised.value.retry_after_s > 60
+    assert "asked to retry after" in str(raised.value)
+
+
+def test_a_remembered_failure_waits_out_its_retry_after() -> None:
+    cache: TimedCache[float] = TimedCache()
+    calls: list[int] = []
+
+    def fetch() -> float:
+        calls.append(1)
+        raise HttpStatusError("HTTP 429", 429, retry_after_s=120.0)
+
+    t0 = datetime(2026, 12, 3, tzinfo=UTC)
+    for seconds in (0, 31, 119):  # the usual 30 s pause would ask again at 31 s
+        with pytest.raises(SignalError):
+            cache.get("k", t0 + timedelta(seconds=seconds), refresh_seconds=300,
+                      retry_seconds=30, fetch=fetch)  # fmt: skip
+    assert len(calls) == 1
+    with pytest.raises(SignalError):
+        cache.get("k", t0 + timedelta(seconds=121), refresh_seconds=300, retry_seconds=30,
+                  fetch=fetch)  # fmt: skip
+    assert len(calls) == 2

@@ -1,8 +1,9 @@
 """Remember what a source said, and when, so a short planning period does not ask it every cycle.
 
-Failures are remembered too: a source that just failed is asked again only after a pause, and
-meanwhile the same error is reported (the planner then keeps the last value or the fallback).
-Time is the planner's `now`, so the cache follows the clock the planner plans with.
+Failures are remembered too: a source that just failed is asked again only after a pause (or
+after the Retry-After it answered with, when longer), and meanwhile the same error is reported
+(the planner then keeps the last value or the fallback). Time is the planner's `now`, so the
+cache follows the clock the planner plans with.
 
 With `background=True` only the very first fetch of a key is waited for: later refreshes run in
 a thread of their own while reads keep getting the remembered value (or error), so a slow or
@@ -29,6 +30,7 @@ class _Entry(Generic[V]):
     at: datetime
     value: V | None
     error: str | None
+    pause_s: float = 0.0  # a failure's own pause (the server's Retry-After), if longer
 
     def result(self) -> V:
         if self.error is not None:
@@ -60,7 +62,8 @@ class TimedCache(Generic[V]):
         if entry is None:
             return self._fetch(key, now, fetch)
         age = (now - entry.at).total_seconds()
-        if 0 <= age < (retry_seconds if entry.error is not None else refresh_seconds):
+        pause = max(retry_seconds, entry.pause_s) if entry.error is not None else refresh_seconds
+        if 0 <= age < pause:
             return entry.result()
         if not self.background:
             return self._fetch(key, now, fetch)
@@ -76,7 +79,8 @@ class TimedCache(Generic[V]):
             value = fetch()
         except SignalError as err:
             log.warning("%s", err)  # once per pause, not every cycle; never holds a secret
-            self._remember(key, _Entry(now, None, str(err)))
+            pause = getattr(err, "retry_after_s", None) or 0.0
+            self._remember(key, _Entry(now, None, str(err), pause))
             raise
         self._remember(key, _Entry(now, value, None))
         return value

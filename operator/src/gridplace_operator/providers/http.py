@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -27,12 +28,35 @@ MAX_REDIRECTS = 5
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-class HttpStatusError(SignalError):
-    """The server answered with an error status (kept so callers can react to e.g. 401)."""
+# The longest Retry-After honoured; a signal asked to wait longer goes stale and falls back.
+MAX_RETRY_AFTER_SECONDS = 6 * 3600.0
 
-    def __init__(self, message: str, status: int) -> None:
+
+class HttpStatusError(SignalError):
+    """The server answered with an error status (kept so callers can react to e.g. 401), and
+    how long it asked to be left alone (Retry-After), if it did."""
+
+    def __init__(self, message: str, status: int, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after_s = retry_after_s
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a `Retry-After` header asks for (delta-seconds or an HTTP date), at most
+    MAX_RETRY_AFTER_SECONDS; None when absent or unreadable."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        seconds = float(text)
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
 def safe_url(url: str) -> str:
@@ -108,6 +132,13 @@ class HttpClient:
             problem = f"HTTP {status}"
             if status not in RETRYABLE_STATUS:
                 raise HttpStatusError(f"{what}: {problem} from {safe_url(url)}", status)
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            if wait is not None:  # the server said when: no retry before then, here or later
+                raise HttpStatusError(
+                    f"{what}: {problem} from {safe_url(url)}, asked to retry after {wait:.0f}s",
+                    status,
+                    retry_after_s=wait,
+                )
         tries = f" (after {self.attempts} attempts)" if self.attempts > 1 else ""
         message = f"{what}: {problem} from {safe_url(url)}{tries}"
         raise HttpStatusError(message, status) if status else SignalError(message)
