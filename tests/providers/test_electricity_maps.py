@@ -152,12 +152,12 @@ def test_a_slow_answer_times_out_and_is_remembered_as_a_failure(
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
-        (Answer(200, b"{not json"), r"is not JSON \(line 1, column 2\)$"),
+        (Answer(200, b"{not json"), r"is not JSON \(line 1, column 2\)(;|$)"),
         (json_answer([1, 2]), "expected a JSON object, got list"),
         (json_answer({"zone": "DE", "datetime": "2026-11-27T21:00:00Z"}), "no 'carbonIntensity'"),
         (json_answer({**CARBON_BODY, "carbonIntensity": "high"}), "carbonIntensity is not a fin"),
         (json_answer({**CARBON_BODY, "carbonIntensity": -5}), "carbonIntensity is negative"),
-        (json_answer({**CARBON_BODY, "datetime": "soon"}), "datetime is not an ISO 8601 time$"),
+        (json_answer({**CARBON_BODY, "datetime": "soon"}), "datetime is not an ISO 8601 time(;|$)"),
     ],
 )
 def test_malformed_answers_say_what_is_wrong(
