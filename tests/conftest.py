@@ -85,3 +85,21 @@ def namespace(cluster: ClusterHandle) -> Iterator[str]:
         lambda: not cluster.kubectl("get", "pods", "-n", name, "-o", "name").stdout, 120
     )
     assert pods_gone, f"pods of namespace {name} were not deleted"
+
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def crds(cluster: ClusterHandle) -> None:
+    """gridplace's CRDs, established, on the session's cluster."""
+    cluster.kubectl("apply", "--server-side", "-f", str(REPOSITORY / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+
+
+@pytest.fixture(scope="module")
+def regions(cluster: ClusterHandle, crds: None) -> Iterator[None]:
+    """The example Regions, removed after the module."""
+    cluster.kubectl("apply", "-f", str(REPOSITORY / "examples" / "regions.yaml"))
+    yield
+    cluster.kubectl("delete", "-f", str(REPOSITORY / "examples" / "regions.yaml"), "--wait=false")

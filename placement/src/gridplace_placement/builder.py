@@ -526,7 +526,7 @@ def candidates(problem: Problem) -> Candidates:
     short_gpus = np.maximum(held_gpus - cap, 0.0)[p_r, p_g]
     forced_m = np.bincount(
         p_m, weights=np.minimum(p_cur, np.ceil(short_gpus / p_gpr)), minlength=n_m
-    )
+    ).astype(np.float64)
     free_stops = np.minimum(
         np.maximum(running_m - np.maximum(need, floor_need), 0.0) + forced_m, running_m
     )
