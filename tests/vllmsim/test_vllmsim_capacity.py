@@ -124,7 +124,10 @@ def test_a_decode_step_grows_while_a_prompt_shares_it() -> None:
     alone = costs.step_seconds(1, 0)
     shared = costs.step_seconds(1, 512)
     assert gaps[len(gaps) // 2] == pytest.approx(alone, abs=TIMER_S)
-    assert gaps[-4:] == pytest.approx([shared] * 4, abs=TIMER_S)  # one per chunk
+    # One long gap per chunk. The engine sleeps to absolute deadlines, so a late wake-up on a
+    # busy machine moves time from one gap to the next: the four together keep their length.
+    assert all(gap > (alone + shared) / 2 for gap in gaps[-4:])
+    assert sum(gaps[-4:]) == pytest.approx(4 * shared, abs=2 * TIMER_S)
     assert gaps[-5] < (alone + shared) / 2  # and only those four
 
 
