@@ -16,8 +16,9 @@ they hold.
 The controllers decide every `--control-s` seconds from what Prometheus would show over the last
 `--window-s`: the p95 (gridplace) or the mean (HPA-like) TTFT of requests whose first token came
 in the window, and the served request rate.
-- gridplace: `gridplace_operator.autoscaler.decide` with the capacity-model size for the served
-  rate, exactly as the operator calls it.
+- gridplace: `gridplace_operator.autoscaler.decide` with the measured rate, exactly as the
+  operator calls it; the decision's rate and bounds then go to a one-GPU-type stand-in for the
+  joint solve (the fewest replicas whose capacity covers the rate, within the bounds).
 - HPA-like: desired = ceil(current x mean/target) outside a 10% tolerance, scale-up at once,
   scale-down to the highest recommendation of the last 300 s (Kubernetes' defaults); its target
   for the mean TTFT is `--hpa-target-fraction` x the p95 SLO.
@@ -59,7 +60,6 @@ from gridplace_operator.autoscaler import (
     capacity_size,
     decide,
     direction_changes,
-    sizing_rate,
 )
 from gridplace_placement.problem import Model as PlacementModel
 from gridplace_placement.profiles import catalogue
@@ -180,7 +180,7 @@ def size_table(model: PlacementModel, limit: int) -> Callable[[float], int]:
         return 0 if rps <= 0 else min(int(np.searchsorted(caps, rps)) + 1, limit)
 
     for rps in (0.0, 0.5, caps[len(caps) // 2], caps[-1] * 2):  # the table is the same function
-        assert size(float(rps)) == capacity_size(model, float(rps), [GPU], limit).replicas
+        assert size(float(rps)) == capacity_size(model, float(rps), GPU, limit).replicas
     return size
 
 
@@ -201,11 +201,13 @@ def gridplace_controller(size: Callable[[float], int], setup: Setup) -> Controll
             observed_p95_s=seen.p95_s,
             observed_rps=seen.rps,
             arrival_rps=seen.arrival_rps,
-            model_replicas=size(sizing_rate(seen.rps, policy)),
+            demand_rps=seen.rps,
         )
         decision = decide(inputs, policy, state["history"])
         state["history"] = decision.history
-        return decision.desired
+        # The joint solve of one model on one GPU type: the fewest replicas for the rate.
+        need = cluster.replicas if decision.rate_rps is None else size(decision.rate_rps)
+        return max(decision.min_total, min(decision.max_total, need))
 
     return control
 

@@ -77,8 +77,8 @@ def test_prometheus_failing_holds_the_last_decision_and_says_so(
     async def scenario() -> None:
         for _ in range(2):
             await planner.cycle(True)
-        decided = planner.decisions[f"{NAMESPACE}/{NAME}"]
-        assert decided.desired > 2
+        decided = planner.outcomes[f"{NAMESPACE}/{NAME}"]
+        assert decided.planned > 2
         assert scaled(kube)["reason"] != "MetricsUnavailable"
         if outage == "stopped":
             prometheus.stop()
@@ -91,12 +91,12 @@ def test_prometheus_failing_holds_the_last_decision_and_says_so(
             condition = scaled(kube)
             assert (condition["status"], condition["reason"]) == ("Unknown", "MetricsUnavailable")
             assert condition["message"] == (
-                f"holding {decided.desired}: Prometheus unavailable ({failure} from {host});"
+                f"holding {decided.planned}: Prometheus unavailable ({failure} from {host});"
                 " no scaling without metrics"
             )
-            assert planner.decisions[f"{NAMESPACE}/{NAME}"].desired == decided.desired
+            assert planner.outcomes[f"{NAMESPACE}/{NAME}"].planned == decided.planned
             status = kube.statuses[("InferenceDeployment", NAMESPACE, NAME)]
-            assert status["autoscaler"]["desiredReplicas"] == decided.desired
+            assert status["autoscaler"]["desiredReplicas"] == decided.planned
 
     asyncio.run(scenario())
 

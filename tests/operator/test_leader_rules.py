@@ -86,6 +86,6 @@ def test_the_move_history_survives_a_hand_over_and_old_moves_drop_out() -> None:
 def test_the_autoscaler_memory_is_rebuilt_from_the_status_it_wrote() -> None:
     shown = {"desiredReplicas": 7, "reason": "OnTarget", "lastScaleTime": "2026-12-03T08:50:00Z"}
     history = history_from_status(shown, NOW.timestamp())
-    assert history.recommendations == ((NOW.timestamp(), 7),)
+    assert (history.floors, history.floor, history.rate) == (((NOW.timestamp(), 7),), 7, None)
     assert history.last_scale_s == datetime(2026, 12, 3, 8, 50, tzinfo=UTC).timestamp()
     assert history_from_status(None, NOW.timestamp()) == History()

@@ -12,7 +12,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,14 +28,17 @@ from gridplace_operator.autoscaler import (
     Decision,
     History,
     Inputs,
+    Outcome,
     Policy,
-    capacity_size,
     decide,
     history_from_status,
     longest_rtt_s,
-    sizing_rate,
     status_of,
+    unreachable,
     user_p95,
+)
+from gridplace_operator.autoscaler import (
+    outcome as scaling_outcome,
 )
 from gridplace_operator.children import Owner, desired_children
 from gridplace_operator.diff import Apply, Delete, ObservedChild, writes_for
@@ -169,6 +172,9 @@ class Planner:
         # reuses one instead of spending the solver's time and memory on the same answer.
         self.certified: dict[str, Plan] = {}
         self.decisions: dict[str, Decision] = {}
+        self.outcomes: dict[str, Outcome] = {}  # what each decision came to once planned
+        self.reported: dict[str, int] = {}  # the total each model's last Outcome reported
+        self.decided_at: dict[str, float] = {}  # when the decision last reported was made
         self.measured_demand: dict[IdepRef, dict[str, float]] = {}
         self.crowded: set[tuple[str, str]] = set()
 
@@ -214,6 +220,8 @@ class Planner:
             self.metrics.plans.labels(outcome="replan").inc()
         else:
             self.metrics.plans.labels(outcome="refresh").inc()
+        if self.prometheus is not None:
+            await self._report_scaling(now)
         self.crowded = self._crowded_pools()
         # Objects are independent once planned: reconcile several at a time.
         gate = asyncio.Semaphore(self.settings.reconcile_concurrency)
@@ -331,13 +339,17 @@ class Planner:
                 continue
             translation = build_problem(
                 group,
-                demand={ref: self._demand(ref, spec) for ref, spec in group.items()},
+                demand={ref: self._plan_demand(ref, spec) for ref, spec in group.items()},
                 regions=regions,
                 signals=signals,
                 inventory=inventory,
                 current=current,
                 churn_budgets=self._churn_budgets(group) if enforced else None,
-                totals={r: self.decisions[r.key].desired for r in group if r.key in self.decisions},
+                bounds={
+                    r: (d.min_total, d.max_total)
+                    for r in group
+                    if (d := self.decisions.get(r.key)) is not None
+                },
             )
             self.rejections.update(translation.rejected)
             self.missing_regions.update(translation.missing_regions)
@@ -364,9 +376,35 @@ class Planner:
         measured = self.measured_demand.get(ref)
         return measured if measured is not None else static_demand(spec)
 
+    def _plan_demand(self, ref: IdepRef, spec: InferenceDeploymentSpec) -> dict[str, float]:
+        """The demand the plan carries: per user zone as measured (else declared), scaled to the
+        autoscaler's planning rate. Without zones to spread it over (nothing declared, nothing
+        measured per zone) the rate follows the running plan's traffic; with neither, the
+        latency floor alone sizes the model."""
+        zones = self._demand(ref, spec)
+        decision = self.decisions.get(ref.key)
+        if decision is None or decision.rate_rps is None:
+            return zones
+        total = sum(zones.values())
+        if total > 0:
+            shares = {zone: rps / total for zone, rps in zones.items()}
+        else:
+            routes = self.plans[ref.key].routes if ref.key in self.plans else []
+            carried = sum(r.rate_rps for r in routes)
+            shares = {}
+            for route in routes:
+                shares[route.zone] = shares.get(route.zone, 0.0) + route.rate_rps / carried
+        return {zone: decision.rate_rps * share for zone, share in shares.items()}
+
     async def _autoscale(self, now: datetime) -> bool:
-        """Decide every InferenceDeployment's total; True when one changed (re-plan then)."""
+        """Decide what every InferenceDeployment's plan must carry; True when a decision no
+        longer fits the plan made for the last one (re-plan then)."""
         changed = False
+        known = {IdepRef(*key).key for key in self.world.ideps}
+        memories = (self.decisions, self.outcomes, self.reported, self.scaling, self.decided_at)
+        for memory in memories:
+            for key in set(memory) - known:  # deleted: forget it
+                del memory[key]
         for (namespace, name), body in sorted(self.world.ideps.items()):
             spec = parse_spec(body)
             if isinstance(spec, Rejection):
@@ -376,16 +414,45 @@ class Planner:
                 if ref.key not in self.scaling:  # a restart or a fail-over
                     shown = (body.get("status") or {}).get("autoscaler")
                     self.scaling[ref.key] = history_from_status(shown, now.timestamp())
+                previous = self.decisions.get(ref.key)
                 decision = await self._scale(ref, spec, now)
             except Exception:
                 self.metrics.errors.labels(stage="autoscale").inc()
                 log.exception("autoscaling %s/%s failed", namespace, name)
                 continue
-            if decision.changed and decision.inputs.current > 0:
-                message = f"total replicas {decision.message}"
-                await self.kube.event(body, reason=decision.reason, message=message)
-            changed = changed or decision.changed
+            changed = changed or decision.differs(previous)
         return changed
+
+    async def _report_scaling(self, now: datetime) -> None:
+        """What each decision came to once planned: the Scaled condition, an Event when the
+        total moved, the time of the last move."""
+        for key, decision in list(self.decisions.items()):
+            namespace, name = key.split("/", 1)
+            body = self.world.ideps.get((namespace, name))
+            if body is None:
+                continue
+            plan = self.plans.get(key)
+            planned = sum(p.replicas for p in plan.pools) if plan else decision.inputs.current
+            short = plan is not None and plan.outcome.unserved_rps > 1e-6
+            result = scaling_outcome(decision, planned, short)
+            fresh = key not in self.outcomes or self.decided_at.get(key) != decision.inputs.now_s
+            self.outcomes[key], self.decided_at[key] = result, decision.inputs.now_s
+            if fresh:
+                self.metrics.scale_decisions.labels(
+                    namespace=namespace, inference_deployment=name, reason=result.reason
+                ).inc()
+            self.metrics.desired_replicas.labels(
+                namespace=namespace, inference_deployment=name
+            ).set(planned)
+            if result.planned == self.reported.get(key, decision.inputs.current):
+                continue
+            self.reported[key] = result.planned
+            history = replace(decision.history, last_scale_s=now.timestamp())
+            self.scaling[key] = history
+            self.decisions[key] = replace(decision, history=history)
+            if decision.inputs.current > 0:
+                message = f"total replicas {result.message}"
+                await self.kube.event(body, reason=result.reason, message=message)
 
     async def _scale(self, ref: IdepRef, spec: InferenceDeploymentSpec, now: datetime) -> Decision:
         assert self.prometheus is not None
@@ -423,19 +490,14 @@ class Planner:
             floor.regions_needed() * floor.min_replicas_per_region,
             window_seconds(window),
         )
-        sized, unreachable = None, None
+        offered = reading.offered_rps(window_seconds(window)) if reading else None
+        demand_rps = max(sum(demand.values()), offered or 0.0)
+        why_not = None
         model = placement_model(ref, spec, demand)
         if not isinstance(model, Rejection):
             present = sorted({g for (_, g) in self.inventory.pools} & set(spec.model.gpu_types))
-            rps = max(
-                sum(demand.values()),
-                reading.offered_rps(window_seconds(window)) if reading else 0.0,
-            )
             types = present or sorted(spec.model.gpu_types)
-            limit = spec.scaling.max_replicas
-            sized = capacity_size(model, sizing_rate(rps, policy), types, limit)
-            # Unreachable is judged at the rate itself, not at the headroom sized for above it.
-            unreachable = capacity_size(model, rps, types, limit).unreachable
+            why_not = unreachable(model, demand_rps, types, spec.scaling.max_replicas)
         routes = self.plans[ref.key].routes if ref.key in self.plans else []
         rtt_s = longest_rtt_s(((r.zone, r.region) for r in routes), self.plan_rtt())
         inputs = Inputs(
@@ -446,17 +508,15 @@ class Planner:
             metrics_available=reading is not None,
             metrics_error=metrics_error,
             observed_p95_s=user_p95(reading.p95_seconds, rtt_s) if reading else None,
-            observed_rps=reading.offered_rps(window_seconds(window)) if reading else None,
+            observed_rps=offered,
             arrival_rps=reading.arrival_rps if reading else None,
-            model_replicas=sized.replicas if sized else None,
-            unreachable=unreachable,
+            demand_rps=demand_rps,
+            unreachable=why_not,
             pinned=spec.scaling.replicas,
         )
         decision = decide(inputs, policy, self.scaling.get(ref.key, History()))
         self.scaling[ref.key], self.decisions[ref.key] = decision.history, decision
         ids = {"namespace": ref.namespace, "inference_deployment": ref.name}
-        self.metrics.desired_replicas.labels(**ids).set(decision.desired)
-        self.metrics.scale_decisions.labels(**ids, reason=decision.reason).inc()
         for region, p95 in (reading.p95_seconds if reading else {}).items():
             self.metrics.observed_p95.labels(**ids, region=region).set(p95)
         return decision
@@ -618,10 +678,14 @@ class Planner:
             ready=self._ready_by_pool(ref.namespace, ref.name),
             rtt_ms=rtt,
             conflict=conflict,
-            autoscaler=status_of(self.decisions[ref.key]) if ref.key in self.decisions else None,
+            autoscaler=(
+                status_of(self.decisions[ref.key], self.outcomes[ref.key])
+                if ref.key in self.decisions and ref.key in self.outcomes
+                else None
+            ),
             scaling=(
-                (self.decisions[ref.key].reason, self.decisions[ref.key].message)
-                if ref.key in self.decisions
+                (self.outcomes[ref.key].reason, self.outcomes[ref.key].message)
+                if ref.key in self.outcomes
                 else None
             ),
         )

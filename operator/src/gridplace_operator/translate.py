@@ -86,12 +86,12 @@ def placement_model(
     ref: IdepRef,
     spec: InferenceDeploymentSpec,
     demand: Mapping[str, float],
-    total: int | None = None,
+    bounds: tuple[int, int] | None = None,
     churn_budget: int | None = None,
 ) -> PlacementModel | Rejection:
-    """The placement engine's view of one InferenceDeployment. `total`: the autoscaler's
-    replica count, which the plan then distributes (spec.scaling.replicas pins it instead);
-    `churn_budget`: moves this model's re-plan may still make this hour."""
+    """The placement engine's view of one InferenceDeployment. `bounds`: the autoscaler's
+    (min, max) of the total, within which the plan chooses the count (spec.scaling.replicas
+    pins it instead); `churn_budget`: moves this model's re-plan may still make this hour."""
     ttft = _ttft_target(spec)
     if isinstance(ttft, Rejection):
         return ttft
@@ -99,14 +99,16 @@ def placement_model(
     scaling = spec.scaling
     placement = spec.placement
     floor = placement.availability
-    fixed = scaling.replicas if scaling.replicas is not None else total
+    low, high = bounds if bounds is not None else (scaling.min_replicas, scaling.max_replicas)
+    if scaling.replicas is not None:
+        low = high = scaling.replicas
     data: dict[str, Any] = {
         "name": ref.key,
         "gpuTypes": list(model.gpu_types),
         "gpusPerReplica": model.effective_gpus_per_replica(),
         "sloP95TtftSeconds": ttft,
-        "minReplicas": fixed if fixed is not None else scaling.min_replicas,
-        "maxReplicas": fixed if fixed is not None else scaling.max_replicas,
+        "minReplicas": low,
+        "maxReplicas": high,
         "availability": {
             "minRegions": floor.min_regions,
             "perRegionMin": floor.min_replicas_per_region,
@@ -224,7 +226,7 @@ def build_problem(
     signals: Mapping[str, RegionSignalValues],
     inventory: Inventory,
     current: Sequence[Assignment],
-    totals: Mapping[IdepRef, int] | None = None,
+    bounds: Mapping[IdepRef, tuple[int, int]] | None = None,
     churn_budgets: Mapping[IdepRef, int] | None = None,
 ) -> Translation:
     """One joint problem for every valid InferenceDeployment; rejects are reported per object."""
@@ -292,7 +294,7 @@ def build_problem(
             ref,
             spec_for_problem,
             zone_demand,
-            (totals or {}).get(ref),
+            (bounds or {}).get(ref),
             (churn_budgets or {}).get(ref),
         )
         if isinstance(model, Rejection):

@@ -101,10 +101,11 @@ class GpuPerformance(ApiModel):
         description="Most sequences a replica batches (vLLM --max-num-seqs)."
     )
     decode_base_seconds: Seconds = Field(
-        description="Decode step time with one sequence in the batch, seconds."
+        description="Fixed part of a decode step (the step costs this plus"
+        " decodePerSequenceSeconds per sequence in the batch), seconds."
     )
     decode_per_sequence_seconds: Annotated[float, Field(ge=0, le=10)] = Field(
-        description="Extra decode step time per further sequence in the batch, seconds."
+        description="Extra decode step time per sequence in the batch, seconds."
     )
     prefill_seconds_per_token: Annotated[float, Field(ge=0, le=10)] = Field(
         description="Compute time of one prompt token within a scheduler step, seconds (prefill"
@@ -583,7 +584,15 @@ class Prediction(ApiModel):
 class AutoscalerStatus(ApiModel):
     """The autoscaler's last decision and its inputs."""
 
-    desired_replicas: Annotated[int, Field(ge=0)] = Field(description="Total replicas decided.")
+    desired_replicas: Annotated[int, Field(ge=0)] = Field(
+        description="Total replicas of the plan made for this decision (the joint solve chooses"
+        " the count and the GPU types together)."
+    )
+    planned_requests_per_second: Annotated[float, Field(ge=0)] | None = Field(
+        default=None,
+        description="The request rate the plan is sized for: the measured (else declared)"
+        " demand with the tolerance as headroom, stabilized.",
+    )
     observed_p95_seconds: Annotated[float, Field(ge=0)] | None = Field(
         default=None, description="p95 of the SLO metric measured by Prometheus, seconds."
     )
