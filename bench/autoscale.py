@@ -4,7 +4,13 @@ baseline and a hindsight oracle, with a discrete-event queueing simulator.
 The load: the ServeGen aggregate request rate (10-minute points, linearly interpolated, scaled to
 `--peak-rps`), Poisson arrivals, request sizes drawn from an Azure LLM trace (prompt and output
 tokens). Any CSV with `t_offset_s,total_rate_req_s` (and an optional category column) and any
-trace with TIMESTAMP, ContextTokens, GeneratedTokens works.
+trace with TIMESTAMP, ContextTokens, GeneratedTokens works. `--replay TRACE` runs a second
+comparison on a trace's own arrivals, request by request, with their own sizes: bursty real
+traffic rather than Poisson. Two layouts are read: Azure's CSV (TIMESTAMP, ContextTokens,
+GeneratedTokens) and Mooncake's JSON lines (`timestamp` in ms, `input_length`, `output_length`);
+`--replay-speed` compresses time (2 replays an hour in 30 minutes at twice the rate) and
+`--replay-copies` overlays that many copies of the trace, each shifted by a random offset, to
+reach rates where the count matters while keeping each copy's bursts.
 
 The server: each replica has `slots` batch slots (from the performance profile at the
 time-per-output-token target); the slots of all ready replicas serve one FIFO queue (M/G/c,
@@ -46,6 +52,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +127,98 @@ def read_sizes(path: Path) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
             prompts.append(int(row["ContextTokens"]))
             outputs.append(int(row["GeneratedTokens"]))
     return np.array(prompts), np.array(outputs)
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    """Requests in time order: arrival (s from the first), prompt and output tokens."""
+
+    at: Floats
+    prompts: NDArray[np.int64]
+    outputs: NDArray[np.int64]
+
+    def between(self, start: float, end: float) -> Arrivals:
+        lo, hi = np.searchsorted(self.at, [start, end])
+        return Arrivals(self.at[lo:hi], self.prompts[lo:hi], self.outputs[lo:hi])
+
+    def rate_at(self, t: float, width_s: float = 60.0) -> float:
+        """Mean arrival rate over the `width_s` around `t` (for the figure and the oracle)."""
+        lo, hi = np.searchsorted(self.at, [t - width_s / 2, t + width_s / 2])
+        return float(hi - lo) / width_s
+
+
+def read_arrivals(path: Path) -> Arrivals:
+    """A trace's own arrivals: Azure's CSV (TIMESTAMP, ContextTokens, GeneratedTokens) or
+    Mooncake's JSON lines (`timestamp` in milliseconds, `input_length`, `output_length`)."""
+    times: list[float] = []
+    prompts: list[int] = []
+    outputs: list[int] = []
+    with path.open(newline="") as handle:
+        first = handle.readline()
+        handle.seek(0)
+        if first.lstrip().startswith("{"):
+            for line, text in enumerate(handle, start=1):
+                if not text.strip():
+                    continue
+                try:
+                    row = json.loads(text)
+                    times.append(float(row["timestamp"]) / 1000.0)
+                    prompts.append(int(row["input_length"]))
+                    outputs.append(int(row["output_length"]))
+                except (ValueError, KeyError, TypeError) as err:
+                    raise ValueError(f"{path}:{line}: not a Mooncake request ({err})") from None
+        else:
+            for line, row in enumerate(csv.DictReader(handle), start=2):
+                try:
+                    stamp = datetime.fromisoformat(row["TIMESTAMP"][:26])
+                    times.append(stamp.timestamp())
+                    prompts.append(int(row["ContextTokens"]))
+                    outputs.append(int(row["GeneratedTokens"]))
+                except (ValueError, KeyError, TypeError) as err:
+                    raise ValueError(f"{path}:{line}: not an Azure trace row ({err})") from None
+    if len(times) < 2:
+        raise ValueError(f"{path}: fewer than two requests")
+    order = np.argsort(times, kind="stable")
+    at = np.array(times)[order]
+    return Arrivals(at - at[0], np.array(prompts)[order], np.array(outputs)[order])
+
+
+def overlay(trace: Arrivals, copies: int, speed: float, seed: int) -> Arrivals:
+    """`copies` copies of the trace, time compressed by `speed`, each rotated by a random offset
+    within the trace's span (what falls off the end wraps to the start): the rate times
+    `copies x speed`, each copy's bursts kept."""
+    span = float(trace.at[-1]) + 1e-9
+    rng = np.random.default_rng(seed)
+    parts = []
+    for copy in range(copies):
+        shift = 0.0 if copy == 0 else float(rng.uniform(0, span))
+        parts.append((trace.at + shift) % span)
+    at = np.concatenate(parts) / speed
+    order = np.argsort(at, kind="stable")
+    return Arrivals(
+        at[order], np.tile(trace.prompts, copies)[order], np.tile(trace.outputs, copies)[order]
+    )
+
+
+def poisson(
+    rate_at: Callable[[float], float], sizes: tuple[NDArray[np.int64], NDArray[np.int64]]
+) -> Callable[[float, float, np.random.Generator], Arrivals]:
+    """Arrivals of a rate shape: Poisson, sizes drawn from a trace."""
+    prompts, outputs = sizes
+
+    def draw(start: float, end: float, rng: np.random.Generator) -> Arrivals:
+        count = rng.poisson(rate_at((start + end) / 2) * (end - start))
+        pick = rng.integers(0, len(prompts), count)
+        return Arrivals(np.sort(rng.uniform(start, end, count)), prompts[pick], outputs[pick])
+
+    return draw
+
+
+def replay(trace: Arrivals) -> Callable[[float, float, np.random.Generator], Arrivals]:
+    def take(start: float, end: float, _: np.random.Generator) -> Arrivals:
+        return trace.between(start, end)
+
+    return take
 
 
 @dataclass
@@ -240,9 +339,8 @@ class Run:
 
 
 def simulate(
-    rate_at: Callable[[float], float],
+    arrive: Callable[[float, float, np.random.Generator], Arrivals],
     duration_s: float,
-    sizes: tuple[NDArray[np.int64], NDArray[np.int64]],
     model: PlacementModel,
     setup: Setup,
     controller: Controller | None,
@@ -255,7 +353,6 @@ def simulate(
     profile = model.profiles[GPU]
     replica = model.replica_model(GPU)
     step_s = profile.decode_base_seconds + profile.decode_per_sequence_seconds * replica.slots
-    prompts, outputs = sizes
     cluster = Cluster(replica.slots)
     cluster.scale(start_replicas, 0.0, 0.0)
     waiting_at: deque[float] = deque()
@@ -276,14 +373,12 @@ def simulate(
             cluster.scale(controller(now, seen, cluster), now, setup.startup_s)
         replicas.append((now, cluster.replicas))
         end = now + setup.control_s
-        count = rng.poisson(rate_at(now + setup.control_s / 2) * setup.control_s)
-        at = np.sort(rng.uniform(now, end, count))
-        pick = rng.integers(0, len(prompts), count)
-        prefill = prompts[pick] * profile.prefill_seconds_per_token
-        arrivals.append(at)
-        waiting_at.extend(at.tolist())
+        new = arrive(now, end, rng)
+        prefill = new.prompts * profile.prefill_seconds_per_token
+        arrivals.append(new.at)
+        waiting_at.extend(new.at.tolist())
         waiting_prefill.extend(prefill.tolist())
-        waiting_service.extend((prefill + outputs[pick] * step_s).tolist())
+        waiting_service.extend((prefill + new.outputs * step_s).tolist())
         heap = cluster.free_at
         first: list[float] = []
         started: list[float] = []
@@ -419,6 +514,54 @@ def plot(
     fig.savefig(path, dpi=110)
 
 
+def bench_model(setup: Setup, sizes: tuple[NDArray[np.int64], NDArray[np.int64]]) -> PlacementModel:
+    """The shipped profile of the benchmark's model, at the setup's SLO and the mean sizes."""
+    profile = next(p for p in catalogue()[PROFILE_MODEL] if p["gpuType"] == GPU)
+    return PlacementModel.model_validate(
+        {
+            "name": "bench", "gpuTypes": [GPU], "profiles": {GPU: profile},
+            "sloP95TtftSeconds": setup.slo_s, "tpotTargetSeconds": setup.tpot_s,
+            "queueBudgetFraction": setup.queue_budget_fraction,
+            "promptTokens": float(sizes[0].mean()), "outputTokens": float(sizes[1].mean()),
+        }
+    )  # fmt: skip
+
+
+def compare(
+    arrive: Callable[[float, float, np.random.Generator], Arrivals],
+    rate_at: Callable[[float], float],
+    duration_s: float,
+    model: PlacementModel,
+    setup: Setup,
+    size: Callable[[float], int],
+) -> tuple[dict[str, Run], dict[str, dict[str, Any]]]:
+    """gridplace, the HPA-like baseline and the hindsight oracle on the same arrivals (the same
+    seed: a replayed trace is the same requests for all three)."""
+
+    def oracle(t: float) -> int:
+        minute = math.floor(t / 60) * 60
+        load = float(np.mean([rate_at(minute + s) for s in range(0, 60, 15)]))
+        return max(setup.min_replicas, size(load))
+
+    first = oracle(0.0)  # every policy starts warm, at the size for the first minute
+    controllers = {
+        "gridplace": gridplace_controller(size, setup),
+        "hpa-like": hpa_controller(setup),
+    }
+    runs = {
+        name: simulate(arrive, duration_s, model, setup, c, start_replicas=first)
+        for name, c in controllers.items()
+    }
+    runs["oracle"] = simulate(arrive, duration_s, model, setup, None, oracle)
+    results = {
+        name: summarize(run, duration_s, setup, setup.control_s) for name, run in runs.items()
+    }
+    base = results["oracle"]["replica_hours"]
+    for summary in results.values():
+        summary["overprovisioning_vs_oracle"] = round(summary["replica_hours"] / base - 1, 4)
+    return runs, results
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--load", type=Path, default=LOAD_SHAPE)
@@ -441,6 +584,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=0.9,
         help="share of the SLO left after prefill the queue may use (no network RTT here)",
     )
+    parser.add_argument(
+        "--replay", type=Path, help="also replay this trace's own arrivals (Azure CSV or Mooncake)"
+    )
+    parser.add_argument("--replay-speed", type=float, default=1.0, help="time compression")
+    parser.add_argument("--replay-copies", type=int, default=1, help="shifted copies overlaid")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--png", type=Path, default=ROOT / "docs" / "img" / "autoscale.png")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -475,15 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         queue_budget_fraction=args.queue_budget_fraction, seed=args.seed,
     )  # fmt: skip
     sizes = read_sizes(args.trace)
-    profile = next(p for p in catalogue()[PROFILE_MODEL] if p["gpuType"] == GPU)
-    model = PlacementModel.model_validate(
-        {
-            "name": "bench", "gpuTypes": [GPU], "profiles": {GPU: profile},
-            "sloP95TtftSeconds": setup.slo_s, "tpotTargetSeconds": setup.tpot_s,
-            "queueBudgetFraction": setup.queue_budget_fraction,
-            "promptTokens": float(sizes[0].mean()), "outputTokens": float(sizes[1].mean()),
-        }
-    )  # fmt: skip
+    model = bench_model(setup, sizes)
     times, rates = read_shape(args.load, args.category or None)
     scale = float(args.peak_rps / rates.max())
     duration = min(args.hours * 3600, float(times[-1]) + 600)
@@ -492,27 +632,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return float(np.interp(t, times, rates)) * scale
 
     size = size_table(model, setup.max_replicas)
-
-    def oracle(t: float) -> int:
-        minute = math.floor(t / 60) * 60
-        load = float(np.mean([rate_at(minute + s) for s in range(0, 60, 15)]))
-        return max(setup.min_replicas, size(load))
-
     started = time.perf_counter()
-    first = oracle(0.0)  # every policy starts warm, at the size for the first minute
-    controllers = {
-        "gridplace": gridplace_controller(size, setup),
-        "hpa-like": hpa_controller(setup),
-    }
-    runs = {
-        name: simulate(rate_at, duration, sizes, model, setup, c, start_replicas=first)
-        for name, c in controllers.items()
-    }
-    runs["oracle"] = simulate(rate_at, duration, sizes, model, setup, None, oracle)
-    results = {name: summarize(run, duration, setup, setup.control_s) for name, run in runs.items()}
-    base = results["oracle"]["replica_hours"]
-    for summary in results.values():
-        summary["overprovisioning_vs_oracle"] = round(summary["replica_hours"] / base - 1, 4)
+    runs, results = compare(poisson(rate_at, sizes), rate_at, duration, model, setup, size)
     # A step: 30% of the peak for 20 minutes, then 80%.
     peak: float = args.peak_rps
     low, high, step_at, step_len = 0.3 * peak, 0.8 * peak, 1200.0, 3600.0
@@ -523,9 +644,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     fresh = {"gridplace": gridplace_controller(size, setup), "hpa-like": hpa_controller(setup)}
     for name, controller in fresh.items():
         run = simulate(
-            step_rate, step_len, sizes, model, setup, controller, start_replicas=size(low)
+            poisson(step_rate, sizes),
+            step_len,
+            model,
+            setup,
+            controller,
+            start_replicas=size(low),
         )
         results[name]["step"] = reaction(run, step_at, size(high), setup.slo_s, step_len)
+    replayed: dict[str, Any] | None = None
+    if args.replay is not None:
+        trace = overlay(
+            read_arrivals(args.replay), args.replay_copies, args.replay_speed, setup.seed
+        )
+        span = float(trace.at[-1])
+        own = bench_model(setup, (trace.prompts, trace.outputs))  # sized for the trace's requests
+        _, replayed = compare(
+            replay(trace), trace.rate_at, span, own, setup, size_table(own, setup.max_replicas)
+        )
+        replayed = {
+            "trace": str(args.replay),
+            "copies": args.replay_copies,
+            "speed": args.replay_speed,
+            "hours": round(span / 3600, 3),
+            "mean_rps": round(trace.at.size / span, 2),
+            "peak_minute_rps": round(max(trace.rate_at(t) for t in np.arange(30, span, 60)), 2),
+            "results": replayed,
+            "met": verdict(replayed["gridplace"], replayed["hpa-like"]),
+        }
     report = {
         "setup": {
             **setup.__dict__,
@@ -541,6 +687,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "results": results,
         "targets": TARGETS,
         "met": verdict(results["gridplace"], results["hpa-like"]),
+        "replay": replayed,
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     text = json.dumps(report, indent=2)
