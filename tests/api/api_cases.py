@@ -199,7 +199,67 @@ BAD: tuple[Bad, ...] = (
         "managed-vllm-flag",
         {"model": {"args": ["--enforce-eager", "--tensor-parallel-size=2"]}},
         "spec.model",
-        "args must not set --model, --host, --port, --tensor-parallel-size, --quantization",
+        "args must not set --model, --host, --port, --served-model-name,"
+        " --tensor-parallel-size, --quantization",
+    ),
+    idep(
+        "managed-batch-flag",
+        {"model": {"args": ["--max-num-seqs=8"]}},
+        "spec.model",
+        "--max-num-seqs, --max-num-batched-tokens, --max-model-len: gridplace derives them",
+    ),
+    idep(
+        "pod-owned-label",
+        {"pod": {"labels": {"gridplace.dev/region": "x"}}},
+        "spec.pod",
+        "labels must not set gridplace's own",
+    ),
+    idep(
+        "pod-owned-annotation",
+        {"pod": {"annotations": {"prometheus.io/port": "9000"}}},
+        "spec.pod",
+        "annotations must not set gridplace's own",
+    ),
+    idep(
+        "pod-owned-node-label",
+        {"pod": {"nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-L4"}}},
+        "spec.pod",
+        "nodeSelector must not set topology.kubernetes.io/region, nvidia.com/gpu.product",
+    ),
+    idep(
+        "pod-shm-volume",
+        {"pod": {"volumes": [{"name": "dshm", "emptyDir": {}}]}},
+        "spec.pod",
+        "volume name dshm is gridplace's",
+    ),
+    idep(
+        "pod-shm-mount",
+        {
+            "pod": {
+                "volumes": [{"name": "big", "emptyDir": {}}],
+                "volumeMounts": [{"name": "big", "mountPath": "/dev/shm"}],
+            }
+        },
+        "spec.pod",
+        "/dev/shm is gridplace's",
+    ),
+    idep(
+        "pod-mount-without-volume",
+        {"pod": {"volumeMounts": [{"name": "cache", "mountPath": "/cache"}]}},
+        "spec.pod",
+        "every volumeMount must name a volume of spec.pod.volumes",
+    ),
+    idep(
+        "toleration-exists-with-value",
+        {"pod": {"tolerations": [{"key": "a", "operator": "Exists", "value": "b"}]}},
+        "spec.pod.tolerations[0]",
+        "a toleration with operator Exists takes no value",
+    ),
+    idep(
+        "toleration-equal-without-key",
+        {"pod": {"tolerations": [{"operator": "Equal", "value": "b"}]}},
+        "spec.pod.tolerations[0]",
+        "a toleration without a key must use operator Exists",
     ),
     idep(
         "no-gpu-types",

@@ -470,6 +470,8 @@ def _allowed(release: str, serving: str) -> list[tuple[str, str, tuple[str, ...]
         ("patch", "inferencedeployments.gridplace.dev", ("-n", serving, "--subresource=status")),
         ("create", "deployments.apps", ("-n", serving)),
         ("delete", "services", ("-n", serving)),
+        ("create", "poddisruptionbudgets.policy", ("-n", serving)),
+        ("watch", "poddisruptionbudgets.policy", ("--all-namespaces",)),
         ("create", "events", ("-n", "default")),
         ("list", "customresourcedefinitions.apiextensions.k8s.io", ()),
         ("update", "leases.coordination.k8s.io", ("-n", release)),

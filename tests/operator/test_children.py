@@ -25,6 +25,11 @@ SELECTORS = {
 }
 
 
+def deployment_of(children: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last Deployment among rendered children."""
+    return [c for c in children if c["kind"] == "Deployment"][-1]
+
+
 def owner(gpu_types: list[str] | None = None, **model: Any) -> Owner:
     spec = InferenceDeploymentSpec.model_validate(
         {
@@ -41,6 +46,7 @@ def test_one_deployment_per_region_and_services_per_region_and_model() -> None:
     children = desired_children(owner(), {("us-east-1", H100): 2}, SELECTORS)
     assert sorted((c["kind"], c["metadata"]["name"]) for c in children) == [
         ("Deployment", "chat-us-east-1"),
+        ("PodDisruptionBudget", "chat-us-east-1"),
         ("Service", "chat"),
         ("Service", "chat-us-east-1"),
     ]
@@ -53,8 +59,10 @@ def test_one_deployment_per_region_and_services_per_region_and_model() -> None:
         "nvidia.com/gpu.product": H100,
     }
     container = pod["containers"][0]
-    assert container["resources"]["limits"] == {"nvidia.com/gpu": "1"}
-    assert "--model=meta-llama/Llama-3.1-8B-Instruct" in container["args"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert container["command"] == ["vllm", "serve"]
+    assert container["args"][0] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert not [a for a in container["args"] if a.startswith("--model")]
     assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(container)
     assert dep["metadata"]["ownerReferences"][0] == {
         "apiVersion": "gridplace.dev/v1alpha1",
@@ -69,15 +77,16 @@ def test_one_deployment_per_region_and_services_per_region_and_model() -> None:
 
 
 def test_tensor_parallel_replicas_request_their_gpus_and_user_args_follow() -> None:
-    o = owner(tensorParallelSize=2, args=["--max-model-len=8192"], quantization="fp8")
+    o = owner(tensorParallelSize=2, args=["--enable-prefix-caching"], quantization="fp8")
     dep = next(
         c
         for c in desired_children(o, {("eu-central-1", H100): 1}, SELECTORS)
         if c["kind"] == "Deployment"
     )
     container = dep["spec"]["template"]["spec"]["containers"][0]
-    assert container["resources"]["limits"] == {"nvidia.com/gpu": "2"}
-    assert container["args"][-1] == "--max-model-len=8192"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == "2"
+    assert container["args"][-1] == "--enable-prefix-caching"
     assert "--tensor-parallel-size=2" in container["args"]
     assert "--quantization=fp8" in container["args"]
 
@@ -93,7 +102,8 @@ def test_vllm_pods_get_no_token_no_capabilities_and_no_privilege_escalation() ->
         assert "serviceAccountName" not in pod  # the namespace's default, without its token
         assert pod["enableServiceLinks"] is False
         assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
-        assert not {"hostNetwork", "hostPID", "hostIPC", "volumes"} & set(pod)
+        assert not {"hostNetwork", "hostPID", "hostIPC"} & set(pod)
+        assert [v["name"] for v in pod["volumes"]] == ["dshm"]  # no hostPath, no token
         (container,) = pod["containers"]
         assert container["securityContext"] == {
             "allowPrivilegeEscalation": False,
@@ -104,7 +114,7 @@ def test_vllm_pods_get_no_token_no_capabilities_and_no_privilege_escalation() ->
         assert "runAsUser" not in container["securityContext"]
     # Each manifest has its own copy: a caller editing one leaves the next render alone.
     deployments[0]["spec"]["template"]["spec"]["containers"][0]["securityContext"].clear()
-    again = desired_children(o, plan, SELECTORS)[-1]["spec"]["template"]["spec"]
+    again = deployment_of(desired_children(o, plan, SELECTORS))["spec"]["template"]["spec"]
     assert again["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
 
 
@@ -173,6 +183,7 @@ def test_regions_that_lose_all_replicas_are_removed_and_foreign_objects_left_alo
     assert writes.make == []
     assert sorted((w.kind, w.name) for w in writes.brk if isinstance(w, Delete)) == [
         ("Deployment", "chat-eu-central-1"),
+        ("PodDisruptionBudget", "chat-eu-central-1"),
         ("Service", "chat-eu-central-1"),
     ]
     assert not writes.held
@@ -196,7 +207,7 @@ def test_a_replacement_in_a_crowded_pool_holds_nothing_back() -> None:
 
 
 def test_the_world_keeps_the_gpus_each_replica_of_a_child_asks_for() -> None:
-    dep = desired_children(owner(), {("us-east-1", H100): 2}, SELECTORS)[-1]
+    dep = deployment_of(desired_children(owner(), {("us-east-1", H100): 2}, SELECTORS))
     view = child_view({**dep, "status": {"readyReplicas": 1}})
     assert view["spec"]["replicas"] == 2
     assert pod_gpu_request(view["spec"]["template"]) == 1

@@ -100,10 +100,14 @@ class BackedPod:
 
 
 def pod_model(pod: Mapping[str, Any]) -> str | None:
-    """The model a gridplace vLLM pod serves: its container's `--model=` argument."""
+    """The model a gridplace vLLM pod serves: `vllm serve <model>`'s positional argument (the
+    first argument when it is not a flag), or a `--model=` argument of older pods."""
     for container in (pod.get("spec") or {}).get("containers") or []:
-        for arg in container.get("args") or []:
-            if isinstance(arg, str) and arg.startswith("--model="):
+        args = [a for a in container.get("args") or [] if isinstance(a, str)]
+        if args and not args[0].startswith("-"):
+            return args[0]
+        for arg in args:
+            if arg.startswith("--model="):
                 return arg.removeprefix("--model=")
     return None
 

@@ -69,6 +69,8 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
         elif key == "additionalProperties":
             if isinstance(value, dict):
                 out[key] = structural(value, defs)
+            elif value is True and node.get("x-kubernetes-preserve-unknown-fields"):
+                continue  # a free-form object: the API server keeps what it is given
             elif value is not False:
                 raise SchemaError(f"additionalProperties: {value!r} is not structural")
         elif key in {"exclusiveMinimum", "exclusiveMaximum"}:

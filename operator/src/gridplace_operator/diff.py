@@ -8,6 +8,7 @@ says what gridplace wanted, only the live fields say what is.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,10 +49,15 @@ def owned_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
     """The fields gridplace sets on a child that the API server stores as written (no defaults
     are added to them), so the live object and the manifest compare equal until someone else
     changes them: a Deployment's replicas and each container's image, command, args and plain
-    env values; a Service's selector."""
+    env values; a Service's selector; a PodDisruptionBudget's selector and maxUnavailable."""
     spec = obj.get("spec") or {}
     if obj.get("kind") == "Service":
         return {"selector": dict(spec.get("selector") or {})}
+    if obj.get("kind") == "PodDisruptionBudget":
+        return {
+            "selector": copy.deepcopy(spec.get("selector")),
+            "maxUnavailable": spec.get("maxUnavailable"),
+        }
     pod = (spec.get("template") or {}).get("spec") or {}
     return {
         "replicas": spec.get("replicas"),

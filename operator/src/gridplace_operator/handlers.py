@@ -19,7 +19,7 @@ import kopf
 
 from gridplace_operator import labels
 from gridplace_operator.api.common import GROUP, VERSION
-from gridplace_operator.kube import CONCURRENCY, Kube, load_client_config
+from gridplace_operator.kube import CHILD_KINDS, CONCURRENCY, Kube, load_client_config
 from gridplace_operator.leader import LeaderElector
 from gridplace_operator.loop import PlanningLoop
 from gridplace_operator.metrics import OperatorMetrics
@@ -65,7 +65,7 @@ def _seed(kube: Kube, world: World, namespaces: tuple[str, ...]) -> None:
         world.observe_region(body, deleted=False)
     for body in kube.list_all("Node"):
         world.observe_node(body, deleted=False)
-    for kind in ("Deployment", "Service"):
+    for kind in CHILD_KINDS:
         for body in kube.list_all(kind, label_selector=_selector(OWNED), namespaces=namespaces):
             world.observe_child(body, deleted=False)
 
@@ -224,4 +224,10 @@ async def deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> N
 @kopf.on.event("", "v1", "services", labels=OWNED)
 async def service_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     body = {**event["object"], "kind": "Service"}
+    _wake(memo, memo.world.observe_child(body, event["type"] == "DELETED"))
+
+
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=OWNED)
+async def disruption_budget_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    body = {**event["object"], "kind": "PodDisruptionBudget"}
     _wake(memo, memo.world.observe_child(body, event["type"] == "DELETED"))

@@ -61,7 +61,10 @@ _KINDS: dict[str, tuple[tuple[str, str] | None, str]] = {
     "Service": (None, "services"),
     "Event": (None, "events"),
     "Deployment": (("apps", "v1"), "deployments"),
+    "PodDisruptionBudget": (("policy", "v1"), "poddisruptionbudgets"),
 }
+# The kinds of children gridplace writes (server-side apply) and deletes.
+CHILD_KINDS = ("Deployment", "PodDisruptionBudget", "Service")
 CLUSTER_SCOPED = frozenset({"Region", "Node"})
 
 
@@ -138,13 +141,13 @@ class Kube:
 
     # Writes ----------------------------------------------------------------------------------
     async def apply(self, obj: Mapping[str, Any], *, force: bool = True) -> None:
-        """Server-side apply of a Deployment or Service under gridplace's field manager.
+        """Server-side apply of a child (CHILD_KINDS) under gridplace's field manager.
 
         `force=False` for objects not known to be gridplace's: the API server then answers 409
         instead of handing fields another manager owns over to gridplace.
         """
         kind = obj["kind"]
-        if kind not in ("Deployment", "Service"):
+        if kind not in CHILD_KINDS:
             raise ValueError(f"gridplace does not apply objects of kind {kind}")
         meta = obj["metadata"]
         self._count(kind, "apply")

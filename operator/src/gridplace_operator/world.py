@@ -35,7 +35,7 @@ def _slim(obj: Obj) -> dict[str, Any]:
 
 
 def child_view(obj: Obj) -> dict[str, Any]:
-    """What the planner reads of a Deployment or Service it owns."""
+    """What the planner reads of a Deployment, PodDisruptionBudget or Service it owns."""
     meta = obj.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     view_meta: dict[str, Any] = {
@@ -55,7 +55,12 @@ def child_view(obj: Obj) -> dict[str, Any]:
         "metadata": view_meta,
         "spec": {
             "replicas": spec.get("replicas"),
-            **({"selector": spec.get("selector")} if obj.get("kind") == "Service" else {}),
+            **({"selector": spec.get("selector")} if obj.get("kind") != "Deployment" else {}),
+            **(
+                {"maxUnavailable": spec.get("maxUnavailable")}
+                if obj.get("kind") == "PodDisruptionBudget"
+                else {}
+            ),
             # The GPUs each replica asks for (over-committed pools) and the fields gridplace
             # owns (drift from what it applied).
             "template": {

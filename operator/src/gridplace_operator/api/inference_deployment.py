@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from gridplace_operator.api.common import (
     LIST_ATOMIC,
@@ -26,9 +27,23 @@ KIND = "InferenceDeployment"
 PLURAL = "inferencedeployments"
 SINGULAR = "inferencedeployment"
 SHORT_NAMES = ("idep",)
-DEFAULT_IMAGE = "vllm/vllm-openai:v0.12.0"
-# vLLM flags gridplace derives from the spec; setting them in args would contradict the spec.
-MANAGED_VLLM_FLAGS = ("--model", "--host", "--port", "--tensor-parallel-size", "--quantization")
+# The vLLM release gridplace renders its pods for (docs/operator.md says why this one); the
+# flags it passes are checked against this release's `vllm serve` reference (data/vllm_flags.json).
+VLLM_VERSION = "v0.30.0"
+DEFAULT_IMAGE = f"vllm/vllm-openai:{VLLM_VERSION}"
+# vLLM flags gridplace derives from the spec and the plan's profile; setting them in args would
+# contradict them (the plan sizes replicas for the batch limits it passes).
+MANAGED_VLLM_FLAGS = (
+    "--model",
+    "--host",
+    "--port",
+    "--served-model-name",
+    "--tensor-parallel-size",
+    "--quantization",
+    "--max-num-seqs",
+    "--max-num-batched-tokens",
+    "--max-model-len",
+)
 _CEL_MANAGED_FLAGS = "[{}]".format(", ".join(f"'{f}'" for f in MANAGED_VLLM_FLAGS))
 MAX_DEPLOYMENT_NAME = 40
 
@@ -209,7 +224,7 @@ class ModelSpec(ApiModel):
     args: list[Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=list,
         max_length=64,
-        description="Extra vLLM server arguments, e.g. --max-model-len=8192.",
+        description="Extra vLLM server arguments, e.g. --enable-prefix-caching.",
         json_schema_extra=LIST_ATOMIC,
     )
     env: list[EnvVar] = Field(
@@ -227,6 +242,22 @@ class ModelSpec(ApiModel):
     gpus_per_replica: Annotated[int, Field(ge=1, le=64)] | None = Field(
         default=None,
         description="nvidia.com/gpu per replica. Defaults to tensorParallelSize.",
+    )
+    served_model_name: Annotated[str, Field(min_length=1, max_length=253)] | None = Field(
+        default=None,
+        description="The model name clients send in requests (vLLM --served-model-name)."
+        " Defaults to name.",
+    )
+    max_model_len: Annotated[int, Field(ge=1, le=16_777_216)] | None = Field(
+        default=None,
+        description="Longest sequence, prompt and output together, in tokens (vLLM"
+        " --max-model-len). Unset: the model's own context length.",
+    )
+    weights_gib: Annotated[float, Field(gt=0, le=65_536)] | None = Field(
+        default=None,
+        description="Size of the model's weights, GiB: sizes the pod's memory request and"
+        " startup probe (docs/operator.md). Unset: estimated from the parameter count in"
+        " name (e.g. 8B) and the quantization, else 16 GiB per GPU.",
     )
     gpu_types: list[GpuType] = Field(
         min_length=1,
@@ -246,6 +277,9 @@ class ModelSpec(ApiModel):
 
     def effective_gpus_per_replica(self) -> int:
         return self.gpus_per_replica or self.tensor_parallel_size
+
+    def effective_served_model_name(self) -> str:
+        return self.served_model_name or self.name
 
 
 class SloSpec(ApiModel):
@@ -500,6 +534,247 @@ class DemandSpec(ApiModel):
     )
 
 
+# What of the pod gridplace owns, so the overlay (spec.pod) cannot set it: the labels its
+# selectors and Services match and the annotations it reads back or that Prometheus scrapes by;
+# the node labels that place a replica in its region and on its GPU type; its /dev/shm volume.
+OWNED_LABEL_PREFIX = "gridplace.dev/"
+OWNED_POD_LABELS = (
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/name",
+)
+OWNED_POD_ANNOTATIONS = ("prometheus.io/scrape", "prometheus.io/port", "prometheus.io/path")
+OWNED_NODE_LABELS = ("topology.kubernetes.io/region", "nvidia.com/gpu.product")
+SHM_VOLUME = "dshm"
+SHM_PATH = "/dev/shm"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+LabelMap = dict[str, Annotated[str, Field(max_length=253)]]
+
+
+def _cel_list(values: tuple[str, ...]) -> str:
+    return "[{}]".format(", ".join(f"'{v}'" for v in values))
+
+
+def _owned_keys(keys: object, exact: tuple[str, ...], prefix: str | None = None) -> list[str]:
+    """The keys of a user's map that gridplace sets itself."""
+    return sorted(
+        str(k)
+        for k in keys  # type: ignore[attr-defined]
+        if k in exact or (prefix is not None and str(k).startswith(prefix))
+    )
+
+
+class Toleration(ApiModel):
+    """A toleration added to gridplace's own (which tolerates the nvidia.com/gpu taint)."""
+
+    cel_rules = (
+        CelRule(
+            rule="self.operator != 'Exists' || !has(self.value)",
+            message="a toleration with operator Exists takes no value",
+            check=lambda t: t.operator != "Exists" or t.value is None,
+        ),
+        CelRule(
+            rule="has(self.key) || self.operator == 'Exists'",
+            message="a toleration without a key must use operator Exists",
+            check=lambda t: t.key is not None or t.operator == "Exists",
+        ),
+    )
+
+    key: Annotated[str, Field(min_length=1, max_length=316)] | None = Field(
+        default=None, description="Taint key; unset with operator Exists: every taint."
+    )
+    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
+    value: Annotated[str, Field(max_length=63)] | None = Field(
+        default=None, description="Taint value (operator Equal)."
+    )
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect; unset: every effect."
+    )
+    toleration_seconds: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="How long a NoExecute taint is tolerated; unset: forever."
+    )
+
+
+class Volume(ApiModel):
+    """A pod volume as core/v1 Volume defines it (name and one source, e.g. persistentVolumeClaim,
+    configMap, secret, emptyDir); the API server checks the source when gridplace applies the
+    Deployment."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="allow",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+    name: Name = Field(description="Volume name, unique in the pod.")
+
+
+class VolumeMount(ApiModel):
+    """Where a volume of spec.pod.volumes appears in the vLLM container."""
+
+    name: Name = Field(description="Name of a volume in spec.pod.volumes.")
+    mount_path: Annotated[str, Field(min_length=2, max_length=4096, pattern=r"^/")] = Field(
+        description="Absolute path in the container."
+    )
+    read_only: bool = Field(default=False, description="Mount read-only.")
+    sub_path: Annotated[str, Field(min_length=1, max_length=4096)] | None = Field(
+        default=None, description="Path within the volume to mount instead of its root."
+    )
+
+
+class PodResources(ApiModel):
+    """Overrides of the CPU and memory gridplace derives from the model (docs/operator.md)."""
+
+    cpu: Annotated[str, Field(max_length=32, pattern=QUANTITY_PATTERN)] | None = Field(
+        default=None, description="CPU request of the vLLM container, e.g. 8 or 7500m."
+    )
+    memory: Annotated[str, Field(max_length=32, pattern=QUANTITY_PATTERN)] | None = Field(
+        default=None,
+        description="Memory request and limit of the vLLM container, e.g. 64Gi (it must hold"
+        " the /dev/shm volume too).",
+    )
+
+
+class PodOverlay(ApiModel):
+    """What users add to the pods gridplace renders. gridplace keeps what it owns (container,
+    image, arguments, probes, GPUs, region and GPU node selection, /dev/shm, security context)
+    and merges these in; docs/operator.md lists every field of the pod and who owns it."""
+
+    cel_rules = (
+        CelRule(
+            rule=(
+                "self.labels.all(k, !k.startsWith('"
+                + OWNED_LABEL_PREFIX
+                + "') && !(k in "
+                + _cel_list(OWNED_POD_LABELS)
+                + "))"
+            ),
+            message="labels must not set gridplace's own: "
+            + ", ".join((OWNED_LABEL_PREFIX + "*", *OWNED_POD_LABELS)),
+            check=lambda p: not _owned_keys(p.labels, OWNED_POD_LABELS, OWNED_LABEL_PREFIX),
+            field_path=".labels",
+            values=lambda p: (
+                "got " + ", ".join(_owned_keys(p.labels, OWNED_POD_LABELS, OWNED_LABEL_PREFIX))
+            ),
+        ),
+        CelRule(
+            rule=(
+                "self.annotations.all(k, !k.startsWith('"
+                + OWNED_LABEL_PREFIX
+                + "') && !(k in "
+                + _cel_list(OWNED_POD_ANNOTATIONS)
+                + "))"
+            ),
+            message="annotations must not set gridplace's own: "
+            + ", ".join((OWNED_LABEL_PREFIX + "*", *OWNED_POD_ANNOTATIONS)),
+            check=lambda p: (
+                not _owned_keys(p.annotations, OWNED_POD_ANNOTATIONS, OWNED_LABEL_PREFIX)
+            ),
+            field_path=".annotations",
+            values=lambda p: (
+                "got "
+                + ", ".join(_owned_keys(p.annotations, OWNED_POD_ANNOTATIONS, OWNED_LABEL_PREFIX))
+            ),
+        ),
+        CelRule(
+            rule="self.nodeSelector.all(k, !(k in " + _cel_list(OWNED_NODE_LABELS) + "))",
+            message="nodeSelector must not set "
+            + ", ".join(OWNED_NODE_LABELS)
+            + ": gridplace selects the region (the Region's nodeSelector) and the GPU type"
+            " the plan chose",
+            check=lambda p: not _owned_keys(p.node_selector, OWNED_NODE_LABELS),
+            field_path=".nodeSelector",
+            values=lambda p: "got " + ", ".join(_owned_keys(p.node_selector, OWNED_NODE_LABELS)),
+        ),
+        CelRule(
+            rule=f"self.volumes.all(v, v.name != '{SHM_VOLUME}')",
+            message=f"volume name {SHM_VOLUME} is gridplace's (its /dev/shm)",
+            check=lambda p: all(v.name != SHM_VOLUME for v in p.volumes),
+            field_path=".volumes",
+        ),
+        CelRule(
+            rule=f"self.volumeMounts.all(m, m.mountPath != '{SHM_PATH}')",
+            message=f"{SHM_PATH} is gridplace's (a memory-backed volume sized for tensor"
+            " parallelism)",
+            check=lambda p: all(m.mount_path.rstrip("/") != SHM_PATH for m in p.volume_mounts),
+            field_path=".volumeMounts",
+        ),
+        CelRule(
+            rule="self.volumeMounts.all(m, self.volumes.exists(v, v.name == m.name))",
+            message="every volumeMount must name a volume of spec.pod.volumes",
+            check=lambda p: {m.name for m in p.volume_mounts} <= {v.name for v in p.volumes},
+            field_path=".volumeMounts",
+            values=lambda p: (
+                "missing: "
+                + ", ".join(sorted({m.name for m in p.volume_mounts} - {v.name for v in p.volumes}))
+            ),
+        ),
+    )
+
+    labels: LabelMap = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Labels added to the pods (not to the Deployment).",
+    )
+    annotations: LabelMap = Field(
+        default_factory=dict, max_length=64, description="Annotations added to the pods."
+    )
+    node_selector: LabelMap = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Node labels the pods also require, besides the region's and the GPU"
+        " type's. Where the Region's nodeSelector names the same key, the Region's value wins.",
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Tolerations added to gridplace's (nvidia.com/gpu:NoSchedule).",
+        json_schema_extra=LIST_ATOMIC,
+    )
+    affinity: dict[str, Any] | None = Field(
+        default=None,
+        description="The pods' affinity, as core/v1 Affinity (nodeAffinity, podAffinity,"
+        " podAntiAffinity); the API server checks it when gridplace applies the Deployment.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    volumes: list[Volume] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Volumes added to the pod (gridplace's own is dshm).",
+        json_schema_extra=list_map("name"),
+    )
+    volume_mounts: list[VolumeMount] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Mounts of those volumes in the vLLM container.",
+        json_schema_extra=list_map("mountPath"),
+    )
+    service_account_name: Name | None = Field(
+        default=None,
+        description="ServiceAccount the pods run as. Its token is still not mounted"
+        " (automountServiceAccountToken: false); mount a projected token volume if needed.",
+    )
+    image_pull_secrets: list[Name] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Secrets in the namespace to pull the image with.",
+        json_schema_extra=LIST_SET,
+    )
+    priority_class_name: Annotated[str, Field(min_length=1, max_length=253)] | None = Field(
+        default=None, description="PriorityClass of the pods."
+    )
+    resources: PodResources = Field(
+        default_factory=PodResources,
+        description="CPU and memory overrides; unset values are derived from the model.",
+    )
+    startup_timeout_seconds: Annotated[int, Field(ge=60, le=86_400)] | None = Field(
+        default=None,
+        description="How long a replica may take to load its weights and become healthy"
+        " before the kubelet restarts it. Unset: derived from the weights' size.",
+    )
+
+
 class InferenceDeploymentSpec(ApiModel):
     """Desired state of an InferenceDeployment. gridplace never writes it."""
 
@@ -539,6 +814,11 @@ class InferenceDeploymentSpec(ApiModel):
         json_schema_extra=default_instance(PlacementSpec),
     )
     demand: DemandSpec
+    pod: PodOverlay = Field(
+        default_factory=PodOverlay,
+        description="What users add to the vLLM pods: placement constraints, volumes, service"
+        " account, pull secrets, priority, labels and annotations, resource overrides.",
+    )
 
 
 class RegionPlacement(ApiModel):
