@@ -1,18 +1,17 @@
 """The Lagrangian bound by model: valid for every plan of the full problem, above the LP's."""
 
-import time
-
 import numpy as np
 import pytest
 from scipy.optimize import Bounds, LinearConstraint, milp
 
+from gridplace_placement.budget import Budget
 from gridplace_placement.builder import candidates, compile_problem
 from gridplace_placement.extract import Assignment
 from gridplace_placement.generator import random_problem
 from gridplace_placement.lagrangian import PACE_SAMPLE, Lagrangian, price_models
 from gridplace_placement.plan import PlanStatus
 from gridplace_placement.problem import Problem
-from gridplace_placement.solver import SolveOptions, column_generation, solve
+from gridplace_placement.solver import WORK_LIMIT, SolveOptions, column_generation, solve
 
 
 def shrunk(models: int, regions: int, seed: int, gpu_share: float) -> Problem:
@@ -46,7 +45,12 @@ def solve_every_model(lagrangian: Lagrangian) -> None:
     for m, cols in enumerate(lagrangian.cols_of):
         if cols.size:
             dual, _ = lagrangian._solve(
-                m, lagrangian.price[cols], upper[cols], time.perf_counter() + 30, 1e-6
+                m,
+                lagrangian.price[cols],
+                upper[cols],
+                budget=Budget.starting_now(30),
+                relative_gap=1e-6,
+                max_nodes=WORK_LIMIT,
             )
             lagrangian.lower[m] = max(lagrangian.lower[m], dual)
 
@@ -135,7 +139,9 @@ def test_search_hands_over_once_the_bound_stops_rising() -> None:
     solve_every_model(lagrangian)
     n = lagrangian.full
     empty = Assignment(np.zeros(n.pools.size), np.zeros(n.routes.size))  # far from certified
-    lagrangian.search(empty, 1e-4, time.perf_counter() + 60, lp.bound)
+    lagrangian.search(
+        empty, 1e-4, lp.bound, Budget.starting_now(60), max_models=1000, max_nodes=WORK_LIMIT
+    )
     assert int(lagrangian.solved.sum()) == PACE_SAMPLE < len(problem.models)
 
 

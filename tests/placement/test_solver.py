@@ -1,11 +1,11 @@
 import json
-import time
 from typing import Any
 
 import numpy as np
 import pytest
 from scipy.optimize import Bounds, LinearConstraint, milp
 
+from gridplace_placement.budget import Budget
 from gridplace_placement.builder import candidates, compile_problem, mir, restrict
 from gridplace_placement.extract import Assignment, assemble, evaluate
 from gridplace_placement.generator import random_problem
@@ -659,7 +659,7 @@ def test_a_milp_stopped_at_its_gap_claims_no_more_than_the_gap_proves() -> None:
     ).fun
     start = Assignment(np.zeros(c.pools.size), np.zeros(c.routes.size))
     options = SolveOptions(relative_gap=0.05)
-    found, solved, bound = _solve_milp(c, options, start, time.perf_counter() + 30)
+    found, solved, bound = _solve_milp(c, options, start, Budget.starting_now(30))
     assert solved
     assert evaluate(c, found).objective > optimum * (1 + 1e-3)  # stopped short of the optimum
     assert bound <= optimum

@@ -70,7 +70,13 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     run.add_argument("--plan-period", type=float, default=60.0, help="seconds; default: 60")
     run.add_argument("--debounce", type=float, default=1.0, help="seconds; default: 1")
-    run.add_argument("--solve-time-limit", type=float, default=10.0, help="seconds; default: 10")
+    run.add_argument(
+        "--solve-time-limit",
+        type=float,
+        default=120.0,
+        help="seconds; a safety net: the solve is bounded by work, so the same inputs give the"
+        " same plan on any CPU; when it fires, running replicas stay; default: 120",
+    )
     run.add_argument(
         "--prometheus-url",
         help="Prometheus base URL; turns the p95 autoscaler on (default: off, sized from demand)",

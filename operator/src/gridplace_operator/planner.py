@@ -83,6 +83,7 @@ from gridplace_operator.translate import (
     static_demand,
 )
 from gridplace_operator.world import World
+from gridplace_placement.holding import hold_running, keep_running_plan
 from gridplace_placement.plan import Plan, PlanStatus
 from gridplace_placement.problem import Problem
 from gridplace_placement.solver import SolveOptions, solve
@@ -114,7 +115,9 @@ def release_freed_memory() -> None:
 
 @dataclass(frozen=True)
 class PlannerSettings:
-    solve_time_limit_seconds: float = 10.0
+    # A safety net: the solve is bounded by work (SolveOptions.work_limit), so the same inputs
+    # give the same plan on any CPU; far above the 500-model solve on one slow core.
+    solve_time_limit_seconds: float = 120.0
     # Longest a scale-down waits for the replicas replacing it to become ready.
     make_before_break_timeout_seconds: float = 600.0
     # InferenceDeployments reconciled at once (each waits on API round trips, not CPU).
@@ -555,6 +558,7 @@ class Planner:
         if plan.status == PlanStatus.NO_SOLUTION:
             self._fail(problem, "the solver found no plan within its time limit")
             return None
+        plan = _unless_cut(problem, plan, options.min_improvement)
         for model in problem.models:
             self.failures.pop(model.name, None)
         if plan.status == PlanStatus.OPTIMAL:  # certified: solving again finds nothing better
@@ -826,6 +830,32 @@ class Planner:
         status = region_status(facts, previous, now).to_api()
         if _region_comparable(status) != _region_comparable(previous):
             await self.kube.apply_status("Region", None, name, status)
+
+
+def _unless_cut(problem: Problem, plan: Plan, min_improvement: float) -> Plan:
+    """`plan`, or, when the solve's safety net cut it (a slow or busy CPU, not the inputs,
+    decided where it stopped), the plan that keeps what runs and places new models greedily
+    around it, unless the cut plan is better by the hysteresis margin: a plan that depends on
+    the machine must not move replicas, nor flip back on the next cycle."""
+    if not plan.time_limit_reached:
+        return plan
+    held = hold_running(problem, plan, min_improvement)
+    if not keep_running_plan(plan, held, min_improvement):
+        log.warning(
+            "the solve reached its time limit (--solve-time-limit) at a %.2g%% gap; applying its"
+            " plan: nothing runs that it could keep, or it is better by more than %.0f%%",
+            plan.gap * 100,
+            min_improvement * 100,
+        )
+        return plan
+    assert held is not None
+    log.warning(
+        "the solve reached its time limit (--solve-time-limit) at a %.2g%% gap: the running"
+        " replicas stay, new models are placed greedily (raise --solve-time-limit or give the"
+        " operator more CPU)",
+        plan.gap * 100,
+    )
+    return held
 
 
 def _gpus_taken(plan: Plan, problem: Problem) -> dict[tuple[str, str], int]:

@@ -12,13 +12,14 @@ of the model's own MILP over *all* of its candidate routes and pools, so the bou
 below the LP's and rises by what each solved model must round up. The same MILP gives the model
 its best plan at those prices; where it fits the GPUs the other models leave and costs less, it
 replaces the model's part of the plan. The models with the largest gap between their part of the
-plan and their lower bound go first, until the plan is certified or the budget is spent.
+plan and their lower bound go first, until the plan is certified or the work budget (a number
+of models' MILPs, each within a node limit) is spent: counted work, so the same inputs take the
+same steps on any machine; the wall-clock deadline only cuts a search the work would not end.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,7 @@ from numpy.typing import NDArray
 from ortools.linear_solver.python import model_builder_helper as mbh
 from scipy.sparse import csr_matrix
 
+from gridplace_placement.budget import Budget
 from gridplace_placement.builder import (
     Compiled,
     FloatArray,
@@ -87,57 +89,92 @@ class Lagrangian:
         return per_model + np.bincount(p.model, weights=gpus, minlength=n_m) + moves
 
     def search(
-        self, best: Assignment, relative_gap: float, deadline: float, bound: float
+        self,
+        best: Assignment,
+        relative_gap: float,
+        bound: float,
+        budget: Budget,
+        *,
+        max_models: int,
+        max_nodes: int,
     ) -> Assignment:
-        """Solve the models' MILPs, largest gap first, while the plan is not certified within
-        `relative_gap` of max(`bound`, self.bound) and, at the pace the bound has risen so far,
-        could be before `deadline`; returns the best plan.
+        """Solve the models' MILPs (each within `max_nodes` branch-and-bound nodes), largest gap
+        first, while the plan is not certified within `relative_gap` of max(`bound`,
+        self.bound) and, at the pace the bound has risen per model so far, could be within
+        `max_models` of them; returns the best plan.
 
-        Where the GPUs bind hard the LP's prices split the problem poorly: each model's MILP
-        then lifts the bound by a sliver, and the time is better left to the MILP solver over
-        all models (the caller's next step), whose own bound certifies."""
+        The pace is counted in models, not seconds, so the search stops at the same model on
+        any machine. Where the GPUs bind hard the LP's prices split the problem poorly: each
+        model's MILP then lifts the bound by a sliver, and the work is better left to the MILP
+        solver over all models (the caller's next step), whose own bound certifies."""
         c, p = self.full, self.full.pools
         key = p.region * len(c.gpu_types) + p.gpu
         cap = c.candidates.capacity.ravel()
         hi = self.arrays[1]
         objective = evaluate(c, best).search_objective
-        started, first_bound = time.perf_counter(), max(bound, self.bound)
-        while (now := time.perf_counter()) < deadline:
+        first_bound = max(bound, self.bound)
+        done = 0
+        while not budget.expired():
             # What stands between the plan and its certificate.
             excess = objective - max(bound, self.bound) - relative_gap * abs(objective)
             if excess <= 0:
                 break
-            if self.solved.sum() >= PACE_SAMPLE:
-                risen = max(bound, self.bound) - first_bound
-                if risen <= 0 or excess * (now - started) / risen > deadline - now:
-                    break
+            if done >= max_models:
+                budget.work_cut = True  # the count of models' MILPs, not the clock, stopped it
+                break
+            if done >= PACE_SAMPLE and not _on_pace(
+                excess, max(bound, self.bound) - first_bound, done, max_models
+            ):
+                break
             gap = np.where(self.solved, -np.inf, self.priced_cost(best) - self.lower)
             m = int(np.argmax(gap))
             if gap[m] <= 1e-9 * max(abs(objective), 1.0):
                 break
             self.solved[m] = True
+            done += 1
             cols = self.cols_of[m]
-            dual, values = self._solve(m, self.price[cols], hi[cols], deadline, relative_gap)
+            dual, values = self._solve(
+                m,
+                self.price[cols],
+                hi[cols],
+                budget=budget,
+                relative_gap=relative_gap,
+                max_nodes=max_nodes,
+            )
             self.lower[m] = max(self.lower[m], dual)
             # Its best plan at the prices, if it fits and pays; else its best plan at the prices
             # within the GPUs the other models leave (measured: fewer MILPs than at true costs).
             mine = self.pools_of[m]
             better = self._improves(best, objective, m, values)
-            if better is None and deadline - time.perf_counter() > 0:
+            if better is None and not budget.expired():
                 theirs = best.replicas.copy()
                 theirs[mine] = 0.0
                 free = np.maximum(cap - gpu_use(c, theirs), 0.0)[key[mine]]
                 upper = hi.copy()
                 replicas = c.columns.replicas[mine]
                 upper[replicas] = np.minimum(upper[replicas], free // p.gpus_per_replica[mine])
-                _, values = self._solve(m, self.price[cols], upper[cols], deadline, relative_gap)
+                _, values = self._solve(
+                    m,
+                    self.price[cols],
+                    upper[cols],
+                    budget=budget,
+                    relative_gap=relative_gap,
+                    max_nodes=max_nodes,
+                )
                 better = self._improves(best, objective, m, values)
             if better is not None:
                 best, objective = better
         return best
 
     def _solve(
-        self, m: int, cost: FloatArray, upper: FloatArray, deadline: float, relative_gap: float
+        self,
+        m: int,
+        cost: FloatArray,
+        upper: FloatArray,
+        *,
+        budget: Budget,
+        relative_gap: float,
+        max_nodes: int,
     ) -> tuple[float, FloatArray | None]:
         """Model m's MILP with these costs and column upper bounds: its dual bound (-inf if
         none) and its solution over `full`'s columns (None if none)."""
@@ -153,12 +190,17 @@ class Lagrangian:
             integer=integer[cols],
         )
         solver = mbh.ModelSolverHelper("highs")
-        solver.set_time_limit_in_seconds(max(deadline - time.perf_counter(), 1e-3))
-        # Presolve off: these models are small, and with it HiGHS may print to stdout.
+        solver.set_time_limit_in_seconds(budget.left())
+        # Presolve off: these models are small, and with it HiGHS may print to stdout. One
+        # thread and a node limit: the same work, so the same answer, on any machine.
         solver.set_solver_specific_parameters(
-            f"mip_rel_gap={relative_gap / 10}\npresolve=off\noutput_flag=false"
+            f"mip_rel_gap={relative_gap / 10}\npresolve=off\noutput_flag=false\nthreads=1"
+            f"\nmip_max_nodes={max_nodes + 1}"
         )
         solver.solve(model)
+        budget.stopped(solver.status() == mbh.SolveStatus.OPTIMAL)
+        if budget.time_cut:
+            return -math.inf, None  # cut by the clock: what it found depends on the machine
         if not solver.has_solution():
             return -math.inf, None
         dual = proven_bound(solver, relative_gap / 10)
@@ -187,6 +229,13 @@ class Lagrangian:
         replicas[mine] = np.round(values[cols.replicas[mine]])
         routed[mine_routes] = np.maximum(values[cols.routed[mine_routes]], 0.0)
         return Assignment(replicas, routed)
+
+
+def _on_pace(excess: float, risen: float, done: int, max_models: int) -> bool:
+    """Whether the bound, rising as it has per model so far (`risen` over `done` models), would
+    close `excess` within the models left of `max_models`. Counted in models, not seconds, so
+    the answer is the same on any machine."""
+    return risen > 0 and excess * done / risen <= max_models - done
 
 
 def price_models(lp: LpSolution) -> Lagrangian | None:

@@ -105,6 +105,16 @@ class Plan(_Result):
         description="every model that runs now keeps its current pools (as they are or scaled): "
         "no move found paid by minImprovement",
     )
+    time_limit_reached: bool = Field(
+        default=False,
+        description="the wall-clock safety net cut the search before the plan was certified "
+        "within the target gap: a faster or less loaded machine may find another plan",
+    )
+    work_limit_reached: bool = Field(
+        default=False,
+        description="the search stopped at its work limit before the plan was certified within "
+        "the target gap: the same inputs give this plan on any machine",
+    )
     pools: list[PoolPlan]
     routes: list[Route]
     zones: list[ZoneOutcome]
