@@ -6,7 +6,13 @@ time until every one is placed and its Deployments exist, time until every repli
 operator's API writes per InferenceDeployment, its peak RSS, and its write rate once everything
 is ready. Prints one JSON object.
 
-    uv run python bench/operator_scale.py [--count 500] [--scale 6] [--settle 30]
+    uv run python bench/operator_scale.py [--count 500] [--scale 6] [--settle 30] [--one-core]
+
+Absolute seconds depend on the machine; two ratios travel between machines: the operator's CPU
+seconds per InferenceDeployment until every one is placed, and the time until placed divided by
+the time of a fixed reference solve (`reference_problem`, held to the same core) measured in the
+same run. `--one-core` holds the operator (and the reference solve) to CPU 0 with `taskset`, as a
+CPU request of one core would, beside a cluster that uses the others.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +34,8 @@ import yaml
 from gridplace_e2e.cluster.local import LocalCluster, poll
 from gridplace_e2e.cluster.topology import DEFAULT_TOPOLOGY, Topology, load_topology
 from gridplace_e2e.operator_run import OperatorProcess
+from gridplace_placement.generator import random_problem
+from gridplace_placement.solver import SolveOptions, solve
 
 ROOT = Path(__file__).resolve().parents[1]
 ZONES = ["us-east", "us-west", "eu-central", "ap-northeast", "ap-southeast", "au-southeast"]
@@ -105,6 +115,32 @@ def placed_and_deployed(cluster: LocalCluster, count: int) -> tuple[int, int]:
     return placed, deployed
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds a process has used so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def hold_to_core(pid: int, core: int) -> None:
+    """Pin every thread of a running process to one CPU (threads started later inherit it)."""
+    subprocess.run(
+        ["taskset", "-a", "-p", "-c", str(core), str(pid)], check=True, capture_output=True
+    )
+
+
+def reference_seconds(repeat: int = 3) -> float:
+    """The fastest of `repeat` solves of a fixed problem (50 models x 10 regions, seed 0, work
+    bounded, so the same work on every machine): the yardstick the run's times are divided by."""
+    problem = random_problem(50, 10, gpu_types=3, zones=10, seed=0)
+    options = SolveOptions(time_limit_seconds=600)
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        solve(problem, options)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def ready_count(cluster: LocalCluster) -> int:
     ideps = json.loads(cluster.kubectl("get", "idep", "-A", "-o", "json").stdout)["items"]
     return sum(
@@ -124,7 +160,13 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=30.0, help="seconds of steady state")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--one-core", action="store_true", help="hold the operator to CPU 0 (taskset)"
+    )
     args = parser.parse_args()
+    if args.one_core:  # the reference solve on the same core as the operator
+        os.sched_setaffinity(0, {0})
+    reference = reference_seconds()
 
     cluster = LocalCluster("bench-operator-scale", progress=lambda _: None)
     work = Path(tempfile.mkdtemp(prefix="gridplace-bench-"))
@@ -140,11 +182,14 @@ def main() -> None:
             cluster.kubectl("create", "namespace", f"bench-{n}")
         operator.start()
         assert operator.process is not None
+        if args.one_core:
+            hold_to_core(operator.process.pid, 0)
         idle_rss = rss_mib(operator.process.pid, "VmRSS")
         manifest = work / "ideps.yaml"
         manifest.write_text(
             yaml.safe_dump_all(inference_deployments(args.count, args.namespaces, args.seed))
         )
+        cpu_before = cpu_seconds(operator.process.pid)
         started = time.monotonic()
         cluster.kubectl("apply", "--server-side", "-f", str(manifest), timeout=600)
         applied = time.monotonic() - started
@@ -152,6 +197,9 @@ def main() -> None:
             lambda: placed_and_deployed(cluster, args.count)[1] >= args.count, args.timeout, 1.0
         )
         settled = time.monotonic() - started
+        operator_cpu = cpu_seconds(operator.process.pid) - cpu_before
+        solves = operator.counter("gridplace_plan_duration_seconds_count")
+        solve_seconds = operator.counter("gridplace_plan_duration_seconds_sum")
         placed, deployed = placed_and_deployed(cluster, args.count)
         placed_rss = rss_mib(operator.process.pid, "VmRSS")
         writes_settled = operator.writes()
@@ -170,6 +218,14 @@ def main() -> None:
             "apply_seconds": round(applied, 1),
             "all_placed_and_deployed": done,
             "seconds_until_placed_and_deployed": round(settled, 1),
+            "one_core": args.one_core,
+            "reference_solve_seconds": round(reference, 3),
+            "placed_over_reference_solve": round(settled / reference, 1),
+            "operator_cpu_seconds_until_placed": round(operator_cpu, 1),
+            "operator_cpu_seconds_per_inference_deployment": round(operator_cpu / args.count, 4),
+            "solves_until_placed": int(solves),
+            "solve_seconds_until_placed": round(solve_seconds, 1),
+            "solve_seconds_per_inference_deployment": round(solve_seconds / args.count, 4),
             "placed": placed,
             "deployed": deployed,
             "writes_per_inference_deployment": round(writes_settled / args.count, 2),

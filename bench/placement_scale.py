@@ -13,8 +13,10 @@ Times are wall-clock seconds on this machine (gridplace: everything from problem
 baselines and naive: the policy itself, after the shared coefficients); cpuSecondsTotal is the
 process CPU time of the whole call, which shows how much of the wall time was waiting for a
 shared CPU. Every solve stops once its plan is certified within --relative-gap (default 1%, the
-target) or its --time-limit is spent. Gaps are certified by the bound the solve reports (the LP
-bound, lifted by the models' own MILPs where they ran).
+target) or its work (--work-limit nodes per MILP, --model-milps) is spent; --time-limit is a
+safety net (timeLimitReached says when it fired: that plan depends on the machine). Gaps are
+certified by the bound the solve reports (the LP bound, lifted by the models' own MILPs where
+they ran).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 
 from gridplace_placement.generator import random_problem
 from gridplace_placement.problem import Problem
-from gridplace_placement.solver import POLICIES, SolveOptions, solve
+from gridplace_placement.solver import MODEL_MILPS, POLICIES, WORK_LIMIT, SolveOptions, solve
 
 FULL_SIZES = [
     (10, 6, 2, 5),
@@ -90,6 +92,8 @@ def run(args: argparse.Namespace) -> None:
                 options = SolveOptions(
                     time_limit_seconds=naive_limit if policy == "naive" else args.time_limit,
                     relative_gap=args.relative_gap,
+                    work_limit=args.work_limit,
+                    model_milps=args.model_milps,
                 )
                 cpu = time.process_time()
                 plan = solve(problem, options, policy)
@@ -97,6 +101,8 @@ def run(args: argparse.Namespace) -> None:
                 t = plan.timing
                 line.update(
                     status=plan.status.value,
+                    timeLimitReached=plan.time_limit_reached,
+                    workLimitReached=plan.work_limit_reached,
                     seconds=t.total_seconds if policy == "gridplace" else t.solve_seconds,
                     cpuSecondsTotal=cpu,
                     gap=plan.gap,
@@ -158,7 +164,11 @@ def main(argv: list[str] | None = None) -> None:
         help="models x regions x GPU types x zones, e.g. 1000x100x4x50 (repeatable)",
     )
     parser.add_argument(
-        "--time-limit", type=float, default=2.0, help="budget of each solve, seconds"
+        "--time-limit", type=float, default=60.0, help="safety net of each solve, seconds"
+    )
+    parser.add_argument("--work-limit", type=int, default=WORK_LIMIT, help="nodes per MILP")
+    parser.add_argument(
+        "--model-milps", type=int, default=MODEL_MILPS, help="models' MILPs of the search"
     )
     parser.add_argument(
         "--relative-gap",
