@@ -41,7 +41,7 @@ class OperatorConfig:
     plan_period_seconds: float = 60.0
     debounce_seconds: float = 1.0
     max_delay_seconds: float = 5.0
-    solve_time_limit_seconds: float = 10.0
+    solve_time_limit_seconds: float = 120.0  # a safety net: work bounds the solve
     prometheus_url: str | None = None  # None: no autoscaler, replicas from declared demand
     prometheus_rate_window: str = "2m"
     autoscale_period_seconds: float = 15.0
