@@ -7,9 +7,12 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 from gridplace_placement.profiles import catalogue
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "placement.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+PAGES = ("placement.md", "getting-started.md")  # both list the catalogue for their readers
 BEGIN = "<!-- catalogue: begin -->"
 END = "<!-- catalogue: end -->"
 
@@ -31,12 +34,14 @@ def catalogue_table() -> str:
     return "\n".join(rows)
 
 
-def test_the_documented_catalogue_is_the_shipped_one() -> None:
-    text = DOC.read_text()
-    assert BEGIN in text and END in text, f"{DOC} lost its catalogue markers"
+@pytest.mark.parametrize("page", PAGES)
+def test_the_documented_catalogue_is_the_shipped_one(page: str) -> None:
+    doc = DOCS / page
+    text = doc.read_text()
+    assert BEGIN in text and END in text, f"{doc} lost its catalogue markers"
     documented = text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
     expected = catalogue_table()
-    assert documented == expected, f"replace the table in {DOC} with:\n{expected}"
+    assert documented == expected, f"replace the table in {doc} with:\n{expected}"
 
 
 def test_the_table_has_every_model_and_gpu_type() -> None:

@@ -1,10 +1,9 @@
-"""docs/getting-started.md stays true to the code: its catalogue table is the shipped catalogue
-(and the same as docs/placement.md's), the node labels and the taint it names are the ones the
-operator reads and tolerates, and the chart default it says is unpublished is the chart's."""
+"""docs/getting-started.md stays true to the code: the node labels and the taint it names are the
+ones the operator reads and tolerates, and the chart default it says is unpublished is the chart's
+(its catalogue table is checked with placement.md's in tests/cli/test_catalogue_doc.py)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 import yaml
@@ -21,35 +20,6 @@ from gridplace_placement.profiles import catalogue
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "getting-started.md"
-BEGIN = "<!-- catalogue: begin -->"
-END = "<!-- catalogue: end -->"
-
-
-def catalogue_table() -> str:
-    """One row per model, one column per GPU type: the GPUs per replica its profiles have."""
-    sizes: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
-    for model, profiles in catalogue().items():
-        for p in profiles:
-            sizes[model][p["gpuType"]].add(int(p["gpusPerReplica"]))
-    gpus = sorted({gpu for by_gpu in sizes.values() for gpu in by_gpu})
-    rows = ["| model | " + " | ".join(gpus) + " |", "| --- |" + " --- |" * len(gpus)]
-    for model in sorted(sizes, key=str.lower):
-        cells = [", ".join(map(str, sorted(sizes[model].get(g, ())))) or "–" for g in gpus]
-        rows.append(f"| `{model}` | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
-
-
-def documented_table(path: Path) -> str:
-    text = path.read_text()
-    assert BEGIN in text and END in text, f"{path} lost its catalogue markers"
-    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
-
-
-def test_the_catalogue_table_is_the_shipped_catalogue() -> None:
-    expected = catalogue_table()
-    assert documented_table(DOC) == expected, f"replace the table in {DOC} with:\n{expected}"
-    assert documented_table(ROOT / "docs" / "placement.md") == expected
-    assert len(expected.splitlines()) == 2 + len(catalogue())
 
 
 def yaml_blocks(text: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -77,3 +78,23 @@ def rules(role: Mapping[str, Any]) -> list[tuple[str, str, str, tuple[str, ...]]
         for resource in rule["resources"]
         for verb in rule["verbs"]
     ]
+
+
+# kube-score checks that are off by default and that gridplace's workloads should pass.
+OPTIONAL_CHECKS = ("container-seccomp-profile", "container-ports-check")
+
+
+def kube_score_report(binary: Path, manifests: str) -> list[dict[str, Any]]:
+    """kube-score's JSON report of `manifests` (one entry per object), the optional checks on."""
+    optional = [f"--enable-optional-test={check}" for check in OPTIONAL_CHECKS]
+    done = subprocess.run(
+        [str(binary), "score", "--kubernetes-version=v1.34", *optional, "-o", "json", "-"],
+        input=manifests,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.stdout, done.stderr
+    report: list[dict[str, Any]] = json.loads(done.stdout)
+    return report

@@ -4,14 +4,12 @@ the reason it is by design; an exception that no longer fires is an error too.""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from helmchart import Helm
+from helmchart import Helm, kube_score_report
 
 # (kind, kube-score check id) -> why the chart does it this way
 EXCEPTIONS = {
@@ -32,7 +30,6 @@ EXCEPTIONS = {
         "Prometheus and signal APIs, whose addresses differ in every cluster"
     ),
 }
-OPTIONAL_CHECKS = ("container-seccomp-profile", "container-ports-check")
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "watch-namespaces-and-named-secrets": {
@@ -43,19 +40,9 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 }
 
 
-def findings(kube_score: Path, manifests: str) -> set[tuple[str, str]]:
-    optional = [f"--enable-optional-test={check}" for check in OPTIONAL_CHECKS]
-    done = subprocess.run(
-        [str(kube_score), "score", "--kubernetes-version=v1.34", *optional, "-o", "json", "-"],
-        input=manifests,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert done.stdout, done.stderr
+def findings(binary: Path, manifests: str) -> set[tuple[str, str]]:
     found: set[tuple[str, str]] = set()
-    for obj in json.loads(done.stdout):
+    for obj in kube_score_report(binary, manifests):
         for check in obj["checks"]:
             if not check["skipped"] and check["grade"] < 10:  # 10 = OK
                 found.add((obj["type_meta"]["kind"], check["check"]["id"]))

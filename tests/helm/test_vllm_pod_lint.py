@@ -5,15 +5,13 @@ check covers several things (container-resources: only the CPU limit may be miss
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from helmchart import Helm, one, rules
-from test_chart_lint import OPTIONAL_CHECKS, findings
+from helmchart import Helm, kube_score_report, one, rules
+from test_chart_lint import findings
 
 from gridplace_operator.api.inference_deployment import InferenceDeploymentSpec
 from gridplace_operator.children import Owner, desired_children
@@ -71,19 +69,10 @@ def rendered(**pod: Any) -> list[dict[str, Any]]:
     )
 
 
-def comments(kube_score: Path, manifests: str, check_id: str) -> list[str]:
-    optional = [f"--enable-optional-test={check}" for check in OPTIONAL_CHECKS]
-    done = subprocess.run(
-        [str(kube_score), "score", "--kubernetes-version=v1.34", *optional, "-o", "json", "-"],
-        input=manifests,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+def comments(binary: Path, manifests: str, check_id: str) -> list[str]:
     return [
         c["summary"]
-        for obj in json.loads(done.stdout)
+        for obj in kube_score_report(binary, manifests)
         for check in obj["checks"]
         if check["check"]["id"] == check_id and not check["skipped"] and check["grade"] < 10
         for c in check["comments"] or []
