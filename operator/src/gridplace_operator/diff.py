@@ -49,8 +49,15 @@ def owned_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
     """The fields gridplace sets on a child that the API server stores as written (no defaults
     are added to them), so the live object and the manifest compare equal until someone else
     changes them: a Deployment's replicas and each container's image, command, args and plain
-    env values; a Service's selector; a PodDisruptionBudget's selector and maxUnavailable."""
+    env values; a Service's selector; a PodDisruptionBudget's selector and maxUnavailable; an
+    HTTPRoute's parentRefs, hostnames and rules (written with every defaulted field set)."""
     spec = obj.get("spec") or {}
+    if obj.get("kind") == "HTTPRoute":
+        return {
+            "parentRefs": copy.deepcopy(spec.get("parentRefs") or []),
+            "hostnames": list(spec.get("hostnames") or []),
+            "rules": copy.deepcopy(spec.get("rules") or []),
+        }
     if obj.get("kind") == "Service":
         return {"selector": dict(spec.get("selector") or {})}
     if obj.get("kind") == "PodDisruptionBudget":
@@ -127,7 +134,8 @@ class Repair:
 @dataclass(frozen=True)
 class Writes:
     make: list[Apply]  # new children and scale-ups: safe at once
-    brk: list[Write]  # scale-downs and removals: only once the new capacity is ready
+    # Route changes, then scale-downs and removals: only once the new capacity is ready.
+    brk: list[Write]
     held: bool  # True when `brk` must wait for the scale-ups to become ready
     repairs: list[Repair] = field(default_factory=list)  # drifted children among the writes
 
@@ -153,6 +161,7 @@ def writes_for(
     make: list[Apply] = []
     brk: list[Write] = []
     repairs: list[Repair] = []
+    routes: list[Write] = []
     for key, manifest in want.items():
         current = have.get(key)
         wanted_hash = manifest["metadata"]["annotations"][labels.SPEC_HASH]
@@ -164,13 +173,18 @@ def writes_for(
                 continue
             repairs.append(Repair(current.kind, current.name, differences))
         replicas = manifest.get("spec", {}).get("replicas")
-        if current is not None and replicas is not None and replicas < current.replicas:
+        if manifest["kind"] == "HTTPRoute":
+            # Traffic moves once the capacity it moves to is ready, and before any replica it
+            # moves from stops: the route is the first of the writes that wait.
+            routes.append(Apply(manifest, new=current is None))
+        elif current is not None and replicas is not None and replicas < current.replicas:
             brk.append(Apply(manifest))
         else:
             make.append(Apply(manifest, new=current is None))
     for key, current in have.items():
         if key not in want:
             brk.append(Delete(current.kind, current.namespace, current.name))
+    brk = routes + brk
     # Capacity is still coming while any Deployment that stays has fewer ready pods than wanted.
     coming = any(
         d["spec"]["replicas"] > have[k].ready_replicas if k in have else d["spec"]["replicas"] > 0

@@ -65,6 +65,8 @@ def _seed(kube: Kube, world: World, namespaces: tuple[str, ...]) -> None:
         world.observe_region(body, deleted=False)
     for body in kube.list_all("Node"):
         world.observe_node(body, deleted=False)
+    for body in kube.list_all("Gateway"):
+        world.observe_gateway(body, deleted=False)
     for kind in CHILD_KINDS:
         for body in kube.list_all(kind, label_selector=_selector(OWNED), namespaces=namespaces):
             world.observe_child(body, deleted=False)
@@ -231,3 +233,16 @@ async def service_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None
 async def disruption_budget_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     body = {**event["object"], "kind": "PodDisruptionBudget"}
     _wake(memo, memo.world.observe_child(body, event["type"] == "DELETED"))
+
+
+# Gateway API (gateway.networking.k8s.io/v1): the routes gridplace writes and the Gateways they
+# attach to. Without the CRDs kopf watches nothing here until they are installed.
+@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=OWNED)
+async def http_route_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    body = {**event["object"], "kind": "HTTPRoute"}
+    _wake(memo, memo.world.observe_child(body, event["type"] == "DELETED"))
+
+
+@kopf.on.event("gateway.networking.k8s.io", "v1", "gateways")
+async def gateway_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    _wake(memo, memo.world.observe_gateway(event["object"], event["type"] == "DELETED"))

@@ -62,9 +62,13 @@ _KINDS: dict[str, tuple[tuple[str, str] | None, str]] = {
     "Event": (None, "events"),
     "Deployment": (("apps", "v1"), "deployments"),
     "PodDisruptionBudget": (("policy", "v1"), "poddisruptionbudgets"),
+    "HTTPRoute": (("gateway.networking.k8s.io", "v1"), "httproutes"),
+    "Gateway": (("gateway.networking.k8s.io", "v1"), "gateways"),
 }
 # The kinds of children gridplace writes (server-side apply) and deletes.
-CHILD_KINDS = ("Deployment", "PodDisruptionBudget", "Service")
+CHILD_KINDS = ("Deployment", "PodDisruptionBudget", "Service", "HTTPRoute")
+# Kinds whose CRDs a cluster may lack (Gateway API): listing them there finds nothing.
+OPTIONAL_KINDS = frozenset({"HTTPRoute", "Gateway"})
 CLUSTER_SCOPED = frozenset({"Region", "Node"})
 
 
@@ -133,11 +137,16 @@ class Kube:
         query = {"labelSelector": label_selector} if label_selector else {}
         scoped = namespaces and kind not in CLUSTER_SCOPED
         paths = [path_of(kind, ns) for ns in namespaces] if scoped else [path_of(kind)]
-        return [
-            {**item, "kind": kind}
-            for path in paths
-            for item in self.rest.get_json(path, query=query)["items"]
-        ]
+        found: list[dict[str, Any]] = []
+        for path in paths:
+            try:
+                items = self.rest.get_json(path, query=query)["items"]
+            except ApiException as err:
+                if err.status != 404 or kind not in OPTIONAL_KINDS:
+                    raise
+                items = []  # the Gateway API CRDs are not installed
+            found.extend({**item, "kind": kind} for item in items)
+        return found
 
     # Writes ----------------------------------------------------------------------------------
     async def apply(self, obj: Mapping[str, Any], *, force: bool = True) -> None:

@@ -53,6 +53,7 @@ from gridplace_operator.prom import (
     Target,
     window_seconds,
 )
+from gridplace_operator.routes import routed_condition, routes_for
 from gridplace_operator.signals import (
     PROVIDERS,
     Provider,
@@ -595,6 +596,15 @@ class Planner:
     def _selectors(self) -> dict[str, dict[str, str]]:
         return {r.metadata.name: r.node_selector() for r in self.valid_regions}
 
+    def _owned(self, owner: Owner) -> list[dict[str, Any]]:
+        return [
+            c
+            for (_, ns, _), c in self.world.children.items()
+            if ns == owner.namespace
+            and (c.get("metadata", {}).get("labels") or {}).get(labels.INFERENCE_DEPLOYMENT)
+            == owner.name
+        ]
+
     def _observed_children(self, namespace: str) -> list[ObservedChild]:
         return [
             ObservedChild.from_api(obj)
@@ -692,6 +702,16 @@ class Planner:
                 if ref.key in self.outcomes
                 else None
             ),
+            routed=(
+                routed_condition(
+                    Owner(ref.namespace, ref.name, uid, spec),
+                    [z.zone for z in model_plan.zones] if model_plan else [],
+                    self.world.ideps,
+                    self.world.gateways,
+                )
+                if isinstance(spec, InferenceDeploymentSpec) and not advise
+                else None
+            ),
         )
         previous: Mapping[str, Any] = body.get("status") or {}
         status = idep_status(facts, previous, now).to_api()
@@ -715,6 +735,7 @@ class Planner:
         selectors = self._selectors()
         replicas = {k: n for k, n in model_plan.replicas().items() if k[0] in selectors}
         desired = desired_children(owner, replicas, selectors)
+        desired += routes_for(owner, model_plan.routes, self._owned(owner), self.world.gateways)
         writes = writes_for(
             desired, self._observed_children(owner.namespace), owner.uid, self.crowded
         )
@@ -747,7 +768,7 @@ class Planner:
         self.hold_since.pop(owner.uid, None)
         for change in writes.brk:
             if isinstance(change, Apply):
-                await self.kube.apply(change.manifest)
+                await self.kube.apply(change.manifest, force=not change.new)
             elif isinstance(change, Delete):
                 await self.kube.delete(change.kind, change.namespace, change.name)
 

@@ -88,6 +88,7 @@ class IdepFacts:
     conflict: str | None = None  # a child's name is taken by an object gridplace does not own
     autoscaler: AutoscalerStatus | None = None  # the last decision, when the autoscaler runs
     scaling: tuple[Reason, str] | None = None  # that decision's reason and message
+    routed: tuple[Status, Reason, str] | None = None  # the Routed condition, with spec.routing
 
 
 Verdict = tuple[Status, Reason, str]
@@ -255,6 +256,8 @@ def idep_status(
         condition(ConditionType.SCALED, scaled, **stamp),
         condition(ConditionType.SIGNALS_HEALTHY, _signals(facts), **stamp),
     ]
+    if facts.routed is not None:
+        conds.append(condition(ConditionType.ROUTED, facts.routed, **stamp))
     p95s = [
         z.predicted_p95_ttft_seconds
         for z in (plan.zones if plan else [])

@@ -17,6 +17,7 @@ from typing import Any
 from gridplace_operator import labels
 from gridplace_operator.diff import owned_fields
 from gridplace_operator.inventory import node_is_schedulable, parse_quantity
+from gridplace_operator.routes import GatewayView
 
 Obj = Mapping[str, Any]
 
@@ -35,7 +36,8 @@ def _slim(obj: Obj) -> dict[str, Any]:
 
 
 def child_view(obj: Obj) -> dict[str, Any]:
-    """What the planner reads of a Deployment, PodDisruptionBudget or Service it owns."""
+    """What the planner reads of a Deployment, PodDisruptionBudget, Service or HTTPRoute it
+    owns."""
     meta = obj.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     view_meta: dict[str, Any] = {
@@ -48,6 +50,14 @@ def child_view(obj: Obj) -> dict[str, Any]:
     if meta.get("deletionTimestamp"):
         view_meta["deletionTimestamp"] = meta["deletionTimestamp"]
     spec = obj.get("spec") or {}
+    if obj.get("kind") == "HTTPRoute":
+        return {
+            "kind": "HTTPRoute",
+            "metadata": view_meta,
+            "spec": {
+                k: copy.deepcopy(spec[k]) for k in ("parentRefs", "hostnames", "rules") if k in spec
+            },
+        }
     pod_spec = (spec.get("template") or {}).get("spec") or {}
     kept = ("name", "image", "command", "args", "env", "resources")
     return {
@@ -131,6 +141,7 @@ class World:
     regions: dict[str, dict[str, Any]] = field(default_factory=dict)
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     children: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    gateways: dict[tuple[str, str], GatewayView] = field(default_factory=dict)
     _node_prints: dict[str, str] = field(default_factory=dict)
     _child_prints: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
@@ -179,4 +190,15 @@ class World:
         printed = child_fingerprint(body)
         changed = self._child_prints.get(key) != printed
         self._child_prints[key] = printed
+        return Change.REFRESH if changed else Change.NONE
+
+    def observe_gateway(self, body: Obj, deleted: bool) -> Change:
+        """A Gateway routes may attach to: its appearance, loss or a renamed listener changes
+        which routes can be written and the Routed condition, not the plan."""
+        key = _key(body)
+        if deleted:
+            return Change.REFRESH if self.gateways.pop(key, None) is not None else Change.NONE
+        view = GatewayView.from_api(body)
+        changed = self.gateways.get(key) != view
+        self.gateways[key] = view
         return Change.REFRESH if changed else Change.NONE

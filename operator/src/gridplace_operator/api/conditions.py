@@ -14,6 +14,7 @@ class ConditionType(StrEnum):
     PLACED = "Placed"
     SCALED = "Scaled"
     SIGNALS_HEALTHY = "SignalsHealthy"
+    ROUTED = "Routed"
 
 
 class Reason(StrEnum):
@@ -46,6 +47,11 @@ class Reason(StrEnum):
     STALE = "Stale"
     USING_FALLBACK = "UsingFallback"
     MISSING_REGION = "MissingRegion"
+    # Routed (only with spec.routing)
+    ROUTES_APPLIED = "RoutesApplied"
+    GATEWAY_NOT_FOUND = "GatewayNotFound"
+    ZONE_WITHOUT_ENTRY = "ZoneWithoutEntry"
+    HOSTNAME_CONFLICT = "HostnameConflict"
     # Region Ready
     GPUS_FOUND = "GPUsFound"
     NO_GPUS = "NoGPUs"
@@ -189,6 +195,33 @@ INFERENCE_DEPLOYMENT_CONDITIONS: tuple[tuple[ConditionType, str, Reason, str], .
         "False",
         Reason.MISSING_REGION,
         "A region named in the spec has no Region object; it is ignored.",
+    ),
+    (
+        ConditionType.ROUTED,
+        "True",
+        Reason.ROUTES_APPLIED,
+        "spec.routing is set: every zone of demand has an entry whose Gateway and listener exist,"
+        " and its HTTPRoute carries the plan's weights.",
+    ),
+    (
+        ConditionType.ROUTED,
+        "False",
+        Reason.GATEWAY_NOT_FOUND,
+        "An entry names a Gateway, or a listener of it, that does not exist; that zone gets no"
+        " HTTPRoute until it does.",
+    ),
+    (
+        ConditionType.ROUTED,
+        "False",
+        Reason.ZONE_WITHOUT_ENTRY,
+        "A zone of demand has no entry in spec.routing: its users' requests reach no route.",
+    ),
+    (
+        ConditionType.ROUTED,
+        "False",
+        Reason.HOSTNAME_CONFLICT,
+        "Another InferenceDeployment claims the same host name and path on the same Gateway; the"
+        " gateway serves the older route (Gateway API's precedence), the message names the other.",
     ),
 )
 

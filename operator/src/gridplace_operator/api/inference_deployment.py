@@ -775,6 +775,57 @@ class PodOverlay(ApiModel):
     )
 
 
+HOSTNAME_PATTERN = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+Hostname = Annotated[str, Field(min_length=1, max_length=253, pattern=HOSTNAME_PATTERN)]
+
+
+class GatewayRef(ApiModel):
+    """A Gateway (gateway.networking.k8s.io/v1) through which a user zone's requests enter."""
+
+    name: Name = Field(description="Name of the Gateway.")
+    namespace: Name | None = Field(
+        default=None,
+        description="Namespace of the Gateway. Unset: the InferenceDeployment's. A Gateway in"
+        " another namespace must allow routes from this one (its listeners' allowedRoutes).",
+    )
+    section_name: Name | None = Field(
+        default=None,
+        description="Listener of the Gateway the routes attach to. Unset: every listener.",
+    )
+
+
+class ZoneEntry(ApiModel):
+    """Where the requests of one user zone enter the platform."""
+
+    zone: Name = Field(description="User zone, as named in demand and in the Regions' rtt.")
+    gateway: GatewayRef = Field(description="The Gateway serving this zone's users.")
+
+
+class RoutingSpec(ApiModel):
+    """How users' requests reach the replicas: for each entry, gridplace writes an HTTPRoute
+    `<name>-<zone>` on that zone's Gateway whose weighted backends are the plan's split of that
+    zone's demand over the regions' Services (docs/traffic.md)."""
+
+    entries: list[ZoneEntry] = Field(
+        min_length=1,
+        max_length=256,
+        description="One entry per user zone: the Gateway its requests arrive at. Every zone of"
+        " demand needs one (condition Routed, reason ZoneWithoutEntry).",
+        json_schema_extra=list_map("zone"),
+    )
+    hostnames: list[Hostname] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Host names that select this model on the Gateways (HTTPRoute hostnames)."
+        " Unset: any host the listener accepts. Two InferenceDeployments may not claim the same"
+        " host and path on one Gateway (reason HostnameConflict).",
+        json_schema_extra=LIST_ATOMIC,
+    )
+    path_prefix: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^/[^?#]*$")] = Field(
+        default="/", description="Path prefix that selects this model (PathPrefix match)."
+    )
+
+
 class InferenceDeploymentSpec(ApiModel):
     """Desired state of an InferenceDeployment. gridplace never writes it."""
 
@@ -818,6 +869,12 @@ class InferenceDeploymentSpec(ApiModel):
         default_factory=PodOverlay,
         description="What users add to the vLLM pods: placement constraints, volumes, service"
         " account, pull secrets, priority, labels and annotations, resource overrides.",
+    )
+    routing: RoutingSpec | None = Field(
+        default=None,
+        description="Where each user zone's requests enter (a Gateway per zone) and the host"
+        " names and path that select the model: gridplace writes one HTTPRoute per zone with the"
+        " plan's weights. Unset: no routes.",
     )
 
 
