@@ -27,6 +27,7 @@ import yaml
 from kubernetes.client import ApiClient
 from kubernetes.config import new_client_from_config
 
+from gridplace_e2e.cluster import gateway_api
 from gridplace_e2e.cluster.build import (
     ETCD_VERSION,
     KUBERNETES_VERSION,
@@ -203,6 +204,7 @@ class LocalCluster:
     def up(self, topology: Topology, wait: float = 300) -> None:
         """Starts whatever is not running yet, then makes the nodes match the topology."""
         self.start_control_plane()
+        self.install_gateway_api()
         self.apply_topology(topology, wait)
         self.start_prometheus(wait)
 
@@ -231,6 +233,17 @@ class LocalCluster:
                 f"kwokctl {verb} cluster {self.name} failed (exit {result.returncode}):\n"
                 f"{result.stdout}{result.stderr}{logs}".rstrip()
             )
+
+    def install_gateway_api(self) -> None:
+        """Gateway API's standard-channel CRDs (gateway_api.GATEWAY_API_VERSION), so routes are
+        validated by the real schemas. Server-side apply: a restart re-applies them unchanged."""
+        files = gateway_api.crd_files()
+        self.progress(f"installing Gateway API {gateway_api.GATEWAY_API_VERSION} CRDs ...")
+        args = [a for f in files for a in ("-f", str(f))]
+        self.kubectl("apply", "--server-side", "--force-conflicts", *args)
+        names = [f"crd/{f.name.removesuffix('.yaml').split('_', 1)[1]}.{f.name.split('_')[0]}"
+                 for f in files]  # fmt: skip
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
 
     def _log_tails(self, lines: int = 15) -> str:
         tails = []
