@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from scipy.sparse import coo_matrix, csr_matrix
 
 from gridplace_placement.capacity import max_arrival_array
+from gridplace_placement.packing import size_class, slots
 from gridplace_placement.problem import Problem
 
 FloatArray = NDArray[np.float64]
@@ -185,6 +186,9 @@ class Columns:
     zone_cut_frac: FloatArray  # per demand pair: f of its cut
     served_rows: IntArray  # per model, -1 unless it must survive a region loss
     move_rows: IntArray  # per model, -1 unless it runs replicas now (starts that are moves)
+    slot_rows: IntArray  # per (region, GPU type, size class) packing row (packing.py)
+    slot_key: IntArray  # its region * len(gpu_types) + gpu
+    slot_size: IntArray  # its size class
 
 
 @dataclass(frozen=True)
@@ -214,6 +218,8 @@ class Candidates:
     free_stops: FloatArray  # per model: running replicas its demand, floors or GPUs no longer need
     free_starts: FloatArray  # per model: replicas its demand may need beyond those running, and
     # replacements for those the GPUs no longer hold
+    node_free: dict[int, IntArray]  # region * len(gpu_types) + gpu -> free GPUs per node, where
+    # the region lists its nodes (replicas are then packed per node)
 
 
 @dataclass(frozen=True)
@@ -270,6 +276,7 @@ def restrict(cands: Candidates, route_mask: NDArray[np.bool_]) -> Compiled:
         model_cuts=cands.model_cuts,
         free_stops=cands.free_stops,
         free_starts=cands.free_starts,
+        node_free=cands.node_free,
     )
     return Compiled(
         cands.problem,
@@ -310,9 +317,12 @@ def candidates(problem: Problem) -> Candidates:
         for name, ms in problem.rtt_ms[zone].items():
             rtt[u, region_index[name]] = ms / 1000.0
     cap = np.zeros((n_r, n_g))
+    node_free: dict[int, IntArray] = {}
     for r, reg in enumerate(regions):
         for g, count in reg.gpus.items():
             cap[r, gpu_index[g]] = count
+        for g, free in reg.node_gpus.items():
+            node_free[r * n_g + gpu_index[g]] = np.array(free, dtype=np.int64)
     pue = np.array([r.pue for r in regions])
     intensity = np.array([r.carbon_intensity for r in regions])
     price = np.maximum(np.array([r.power_price_usd_per_mwh for r in regions]), 0.0)
@@ -364,7 +374,7 @@ def candidates(problem: Problem) -> Candidates:
     pg = np.repeat(mg_g, n_r)
     pr = np.tile(np.arange(n_r), mg_m.size)
     pmg = np.repeat(np.arange(mg_m.size), n_r)
-    has_gpus = cap[pr, pg] >= np.array(gpr)[pmg]
+    has_gpus = _fitting(cap, node_free, pr, pg, np.array(gpr, dtype=np.int64)[pmg]) > 0
     keep = usable_mg[pmg] & allowed[pm, pr] & (has_gpus | (current[pm, pr, pg] > 0))
 
     # Demand pairs and their SLO-eligible pools.
@@ -409,7 +419,9 @@ def candidates(problem: Problem) -> Candidates:
     p_gpr = np.array(gpr, dtype=np.int64)[p_mg]
     max_rep = np.array([m.max_replicas if m.max_replicas is not None else 10**9 for m in models])
     p_cur = current[p_m, p_r, p_g]
-    p_upper = np.maximum(np.minimum(cap[p_r, p_g] // p_gpr, max_rep[p_m]), 0).astype(np.float64)
+    p_upper = np.maximum(
+        np.minimum(_fitting(cap, node_free, p_r, p_g, p_gpr), max_rep[p_m]), 0
+    ).astype(np.float64)
     p_rate = rate_mg[p_mg]
     idle_kwh = np.array(idle_w)[p_mg] / 1000.0  # per replica-hour
     dyn_kwh = dyn_j_mg[p_mg] * 3600.0 / J_PER_KWH  # per hour at 1 req/s
@@ -550,7 +562,21 @@ def candidates(problem: Problem) -> Candidates:
         whole,
         free_stops,
         free_starts,
+        node_free,
     )
+
+
+def _fitting(
+    cap: FloatArray, node_free: dict[int, IntArray], region: IntArray, gpu: IntArray, gpr: IntArray
+) -> IntArray:
+    """Most replicas of `gpr` GPUs each (region, GPU type) holds: its GPUs // gpr, or where it
+    lists its nodes, the slots of the replicas' size class (a replica never spans nodes)."""
+    most = (cap[region, gpu] // gpr).astype(np.int64)
+    n_g = cap.shape[1]
+    cls = size_class(gpr)
+    for i in np.flatnonzero(np.isin(region * n_g + gpu, list(node_free))):
+        most[i] = slots(node_free[int(region[i] * n_g + gpu[i])], int(cls[i]))
+    return most
 
 
 def _build(
@@ -567,6 +593,7 @@ def _build(
     model_cuts: ModelCuts,
     free_stops: FloatArray,
     free_starts: FloatArray,
+    node_free: dict[int, IntArray],
 ) -> tuple[Milp, Columns]:
     models = problem.models
     n_m = len(models)
@@ -628,6 +655,7 @@ def _build(
     lp.terms(cap_rows[inverse], n, pools.gpus_per_replica.astype(np.float64))
     gpu_rows = np.full(len(problem.regions) * n_gpu, -1, dtype=np.int64)
     gpu_rows[uniq] = cap_rows
+    slot_rows, slot_key, slot_size = _slot_rows(lp, pools, n, key, node_free)
 
     # Replica bounds per model and the availability floors (soft, heavily penalised).
     max_rep = np.array([m.max_replicas if m.max_replicas is not None else np.inf for m in models])
@@ -758,6 +786,38 @@ def _build(
         zone_cut_frac=frac_u,
         served_rows=served_rows,
         move_rows=move_rows,
+        slot_rows=slot_rows,
+        slot_key=slot_key,
+        slot_size=slot_size,
+    )
+
+
+def _slot_rows(
+    lp: Milp, pools: Pools, n: IntArray, key: IntArray, node_free: dict[int, IntArray]
+) -> tuple[IntArray, IntArray, IntArray]:
+    """Per-node packing (packing.py): for each (region, GPU type) that lists its nodes and each
+    size class s of its pools, sum over pools of class c >= s of (c / s) n <= the nodes' slots
+    of class s. Exact for power-of-two sizes, so no plan asks for a replica that has no node.
+    The GPU row already is the row of class 1 when no size was rounded up; it is not repeated.
+    Returns the rows, their key and their class."""
+    cls = size_class(pools.gpus_per_replica)
+    rows, keys, sizes = [], [], []
+    for k in np.unique(key[np.isin(key, list(node_free))]).tolist():
+        mine = np.flatnonzero(key == k)
+        rounded = bool((cls[mine] != pools.gpus_per_replica[mine]).any())
+        for s in np.unique(cls[mine]).tolist():
+            if s == 1 and not rounded:
+                continue
+            sel = mine[cls[mine] >= s]
+            row = lp.constraints(1, -np.inf, float(slots(node_free[k], s)))
+            lp.terms(np.repeat(row, sel.size), n[sel], (cls[sel] / s).astype(np.float64))
+            rows.append(int(row[0]))
+            keys.append(k)
+            sizes.append(s)
+    return (
+        np.array(rows, dtype=np.int64),
+        np.array(keys, dtype=np.int64),
+        np.array(sizes, dtype=np.int64),
     )
 
 

@@ -236,12 +236,28 @@ class Model(_Data):
 class Region(_Data):
     name: str = Field(min_length=1)
     gpus: dict[str, Count] = Field(default_factory=dict, description="GPU count by GPU product")
+    node_gpus: dict[str, tuple[Count, ...]] = Field(
+        default_factory=dict,
+        description="free GPUs on each node, by GPU product: when given, a replica must fit on "
+        "one node (its GPUs are one pod's), so the plan packs replicas per node; without it the "
+        "product's GPUs count as one pool",
+    )
     pue: Annotated[float, Field(ge=1.0, le=3.0)] = 1.2
     carbon_intensity: NonNegative = Field(description="grid carbon intensity, gCO2/kWh")
     power_price_usd_per_mwh: float = Field(
         description="electricity price; negative prices count as free power"
     )
     gpu_hour_price_usd: dict[str, NonNegative] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _nodes_sum_to_gpus(self) -> Region:
+        for gpu, free in self.node_gpus.items():
+            if sum(free) != self.gpus.get(gpu, 0):
+                raise ValueError(
+                    f"nodeGpus[{gpu!r}] sums to {sum(free)} GPUs but gpus[{gpu!r}]="
+                    f"{self.gpus.get(gpu, 0)}: the pool is the sum of its nodes"
+                )
+        return self
 
 
 class Assignment(_Data):

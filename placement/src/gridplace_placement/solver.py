@@ -15,6 +15,7 @@ from gridplace_placement.baselines import fill_unserved, run_baseline
 from gridplace_placement.budget import Budget
 from gridplace_placement.builder import (
     Candidates,
+    Columns,
     Compiled,
     FloatArray,
     IntArray,
@@ -28,6 +29,7 @@ from gridplace_placement.builder import (
 from gridplace_placement.extract import Assignment, assemble, evaluate
 from gridplace_placement.hysteresis import Held, keep_current
 from gridplace_placement.lagrangian import LpSolution, price_models
+from gridplace_placement.packing import place, size_class
 from gridplace_placement.plan import Plan, PlanStatus, Timing
 from gridplace_placement.problem import Problem
 from gridplace_placement.routing import glop, proven_bound, route_fixed, sparse_model
@@ -126,6 +128,7 @@ def solve(
     else:
         compiled = restrict(cands, np.ones(cands.routes.size, dtype=bool))
         assignment, solved = run_baseline(compiled, policy, options)
+    assignment = fit_to_nodes(compiled, assignment)
     t3 = time.perf_counter()
     timing = Timing(
         compile_seconds=t1 - t0,
@@ -156,6 +159,31 @@ def solve(
             "work_limit_reached": budget.work_cut and not budget.time_cut and not certified,
         }
     )
+
+
+def fit_to_nodes(c: Compiled, a: Assignment) -> Assignment:
+    """The plan with only the replicas that find a node by first-fit-decreasing (packing.py),
+    their routes cut to what is left. The MILP's packing rows already hold for its own plans;
+    this is the net under the steps that round, keep or combine plans on pooled GPUs (diving,
+    hysteresis, the Lagrangian's model MILPs, the baselines). Among replicas of one class,
+    those of running pools keep their nodes first, then the busiest pools'."""
+    if not c.candidates.node_free or a.replicas.size == 0:
+        return a
+    p = c.pools
+    key = p.region * len(c.gpu_types) + p.gpu
+    cls = size_class(p.gpus_per_replica)
+    replicas = a.replicas.copy()
+    load = np.bincount(c.routes.pool, weights=a.routed, minlength=p.size)
+    for k, free in c.candidates.node_free.items():
+        mine = np.flatnonzero((key == k) & (replicas > 0))
+        mine = mine[np.lexsort((-load[mine], -p.current[mine]))]
+        owner = np.repeat(mine, replicas[mine].astype(np.int64))
+        placed = np.array(place(free.tolist(), cls[owner].tolist()), dtype=bool)
+        replicas[mine] = np.bincount(owner[placed], minlength=p.size)[mine]
+    if np.array_equal(replicas, a.replicas):
+        return a
+    share = np.where(load > replicas * p.rate, replicas * p.rate / np.maximum(load, 1e-12), 1.0)
+    return Assignment(replicas, a.routed * share[c.routes.pool])
 
 
 def lp_bound(
@@ -266,6 +294,7 @@ def _entering_routes(
         - model_cuts
         - dual(cols.move_rows[model])
         - zone_cuts[new]
+        - _slot_prices(cols, y, key, size_class(p.gpus_per_replica[new]))
     )
     out = ~inside
     pool = r.pool[out]
@@ -294,6 +323,19 @@ def _entering_routes(
     opening = np.bincount(p.model, weights=np.minimum(per_replica, 0.0) * p.upper, minlength=n_m)
     shortfall: FloatArray = (routing + opening).astype(np.float64)
     return entering, shortfall
+
+
+def _slot_prices(cols: Columns, y: FloatArray, key: IntArray, cls: IntArray) -> FloatArray:
+    """What the packing rows charge one new replica of class `cls` in pool `key`: c / s times
+    the dual of each row of its key with class s <= c. A row of a class no pool has yet is
+    implied by the larger classes' rows (slots divide), so its missing dual is 0."""
+    price = np.zeros(key.size)
+    for row, k, s in zip(
+        cols.slot_rows.tolist(), cols.slot_key.tolist(), cols.slot_size.tolist(), strict=True
+    ):
+        sel = (key == k) & (cls >= s)
+        price[sel] += cls[sel] / s * y[row]
+    return price
 
 
 def _first_of_each(sorted_keys: IntArray) -> NDArray[np.bool_]:
