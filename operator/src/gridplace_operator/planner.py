@@ -745,17 +745,7 @@ class Planner:
                 body, reason="DriftRepaired", message=repair.message(), warning=True
             )
         for write in writes.make:
-            try:
-                await self.kube.apply(write.manifest, force=not write.new)
-            except ApiException as err:
-                if err.status != 409:
-                    raise
-                meta = write.manifest["metadata"]
-                self.metrics.errors.labels(stage="child-conflict").inc()
-                raise ChildConflictError(
-                    f"{write.manifest['kind']} {meta['namespace']}/{meta['name']} exists and is"
-                    " not gridplace's; rename or remove it"
-                ) from err
+            await self._apply_child(write)
         if writes.held:
             since = self.hold_since.setdefault(owner.uid, time.monotonic())
             if time.monotonic() - since < self.settings.make_before_break_timeout_seconds:
@@ -768,9 +758,23 @@ class Planner:
         self.hold_since.pop(owner.uid, None)
         for change in writes.brk:
             if isinstance(change, Apply):
-                await self.kube.apply(change.manifest, force=not change.new)
+                await self._apply_child(change)
             elif isinstance(change, Delete):
                 await self.kube.delete(change.kind, change.namespace, change.name)
+
+    async def _apply_child(self, write: Apply) -> None:
+        """Apply a child; a new one whose name another owner holds is a ChildConflictError."""
+        try:
+            await self.kube.apply(write.manifest, force=not write.new)
+        except ApiException as err:
+            if err.status != 409:
+                raise
+            meta = write.manifest["metadata"]
+            self.metrics.errors.labels(stage="child-conflict").inc()
+            raise ChildConflictError(
+                f"{write.manifest['kind']} {meta['namespace']}/{meta['name']} exists and is"
+                " not gridplace's; rename or remove it"
+            ) from err
 
     async def _events(
         self, body: Mapping[str, Any], status: Mapping[str, Any], previous: Mapping[str, Any]
