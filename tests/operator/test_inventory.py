@@ -6,7 +6,15 @@ from typing import Any
 
 import pytest
 
-from gridplace_operator.inventory import build_inventory, parse_quantity, regions_of
+from gridplace_operator.api.inference_deployment import InferenceDeploymentSpec
+from gridplace_operator.inventory import (
+    Taint,
+    build_inventory,
+    parse_quantity,
+    regions_of,
+    tolerates,
+)
+from gridplace_operator.translate import region_capacity
 
 SELECTORS = {
     "eu-central-1": {"topology.kubernetes.io/region": "eu-central-1"},
@@ -114,3 +122,88 @@ def test_minus_takes_gpus_already_spoken_for() -> None:
     assert left.available("eu-central-1", "H100") == 1
     assert inventory.available("eu-central-1", "H100") == 6  # the original is unchanged
     assert left.minus({("eu-central-1", "H100"): 9}).available("eu-central-1", "H100") == 0
+
+
+def tainted(base: dict[str, Any], key: str, effect: str = "NoSchedule") -> dict[str, Any]:
+    return {
+        **base,
+        "spec": {**base["spec"], "taints": [{"key": key, "value": "x", "effect": effect}]},
+    }
+
+
+def test_free_gpus_are_kept_per_node() -> None:
+    """Two nodes with 3 and 2 free GPUs are not one node with 5: the plan packs per node."""
+    nodes = [node("a", "eu-central-1", "H100", "4"), node("b", "eu-central-1", "H100", "4")]
+    pods = [pod("a", 1), pod("b", 2), pod("b", 4, gridplace=True)]
+    inventory = build_inventory(nodes, pods, SELECTORS)
+    assert inventory.available("eu-central-1", "H100") == 5
+    assert inventory.node_gpus("eu-central-1", "H100") == (3, 2)
+
+
+def test_a_tainted_node_counts_only_for_pods_that_tolerate_it() -> None:
+    nodes = [
+        node("a", "eu-central-1", "H100", "4"),
+        tainted(node("b", "eu-central-1", "H100", "8"), "dedicated"),
+        tainted(node("c", "eu-central-1", "H100", "2"), "nvidia.com/gpu"),  # gridplace's own
+        tainted(node("d", "eu-central-1", "H100", "2"), "soft", "PreferNoSchedule"),
+    ]
+    inventory = build_inventory(nodes, [], SELECTORS)
+    assert inventory.node_gpus("eu-central-1", "H100") == (4, 2, 2)
+    dedicated = [{"key": "dedicated", "operator": "Equal", "value": "x", "effect": "NoSchedule"}]
+    assert inventory.node_gpus("eu-central-1", "H100", [dedicated]) == (8, 4, 2, 2)
+    # A plan shared with a model that does not tolerate the taint leaves the node out.
+    assert inventory.node_gpus("eu-central-1", "H100", [dedicated, []]) == (4, 2, 2)
+
+
+@pytest.mark.parametrize(
+    ("toleration", "expected"),
+    [
+        ({"operator": "Exists"}, True),
+        ({"key": "dedicated", "operator": "Exists"}, True),
+        ({"key": "dedicated", "operator": "Equal", "value": "x"}, True),
+        ({"key": "dedicated", "value": "y"}, False),
+        ({"key": "dedicated", "operator": "Exists", "effect": "NoExecute"}, False),
+        ({"key": "other", "operator": "Exists"}, False),
+    ],
+)
+def test_tolerations_match_as_the_scheduler_matches(
+    toleration: dict[str, str], expected: bool
+) -> None:
+    assert tolerates([toleration], Taint("dedicated", "x", "NoSchedule")) is expected
+
+
+def test_taking_gpus_empties_the_largest_nodes_first() -> None:
+    nodes = [node("a", "eu-central-1", "H100", "4"), node("b", "eu-central-1", "H100", "2")]
+    inventory = build_inventory(nodes, [], SELECTORS).minus({("eu-central-1", "H100"): 3})
+    assert inventory.node_gpus("eu-central-1", "H100") == (2, 1)
+    assert inventory.available("eu-central-1", "H100") == 3
+
+
+def idep_spec(tolerations: list[dict[str, str]] | None = None) -> InferenceDeploymentSpec:
+    return InferenceDeploymentSpec.model_validate(
+        {
+            "model": {"name": "meta-llama/Meta-Llama-3.1-8B-Instruct", "gpuTypes": ["H100"]},
+            "slo": {"p95TimeToFirstTokenSeconds": 1.0},
+            "demand": {"static": [{"zone": "eu", "requestsPerSecond": 1}]},
+            "pod": {"tolerations": tolerations or []},
+        }
+    )
+
+
+def test_the_problem_gets_per_node_gpus_a_model_may_use() -> None:
+    """The placement region lists free GPUs per node, tainted ones only for tolerating models."""
+    nodes = [
+        node("a", "eu-central-1", "H100", "3"),
+        node("b", "eu-central-1", "H100", "2"),
+        tainted(node("c", "eu-central-1", "H100", "8"), "dedicated"),
+    ]
+    inventory = build_inventory(nodes, [], SELECTORS)
+    tolerant = idep_spec([{"key": "dedicated", "operator": "Exists"}])
+    assert region_capacity(inventory, "eu-central-1", [idep_spec()]) == {
+        "gpus": {"H100": 5},
+        "node_gpus": {"H100": (3, 2)},
+    }
+    assert region_capacity(inventory, "eu-central-1", [tolerant]) == {
+        "gpus": {"H100": 13},
+        "node_gpus": {"H100": (8, 3, 2)},
+    }

@@ -7,7 +7,7 @@ object (with a precise reason) and never stops the others from being planned.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,6 +218,27 @@ def running_assignments(
     return sorted(out, key=lambda a: (a.model, a.region, a.gpu_type))
 
 
+def region_capacity(
+    inventory: Inventory, region: str, specs: Iterable[InferenceDeploymentSpec]
+) -> dict[str, Any]:
+    """A region's GPUs for the problem, by GPU type: per node where the inventory knows its
+    nodes (`nodeGpus`, so replicas are packed per node), counting only the nodes that every
+    model accepting the type tolerates (a taint one of them does not tolerate would leave its
+    pods Pending there); pooled otherwise."""
+    gpus: dict[str, int] = {}
+    node_gpus: dict[str, tuple[int, ...]] = {}
+    for gpu_type, available in inventory.gpu_types(region).items():
+        if not inventory.has_nodes(region, gpu_type):
+            gpus[gpu_type] = available
+            continue
+        pods = [
+            [t.to_api() for t in s.pod.tolerations] for s in specs if gpu_type in s.model.gpu_types
+        ]
+        node_gpus[gpu_type] = inventory.node_gpus(region, gpu_type, pods)
+        gpus[gpu_type] = sum(node_gpus[gpu_type])
+    return {"gpus": gpus, "node_gpus": node_gpus}
+
+
 def build_problem(
     ideps: Mapping[IdepRef, InferenceDeploymentSpec],
     *,
@@ -239,7 +260,7 @@ def build_problem(
     p_regions = tuple(
         PlacementRegion(
             name=r.metadata.name,
-            gpus=inventory.gpu_types(r.metadata.name),
+            **region_capacity(inventory, r.metadata.name, ideps.values()),
             pue=r.spec.pue,
             carbon_intensity=max(0.0, signals[r.metadata.name].carbon_g_per_kwh),
             power_price_usd_per_mwh=signals[r.metadata.name].price_usd_per_mwh,

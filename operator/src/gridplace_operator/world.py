@@ -91,7 +91,10 @@ def node_view(obj: Obj) -> dict[str, Any]:
     status = obj.get("status") or {}
     return {
         "metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}},
-        "spec": {"unschedulable": (obj.get("spec") or {}).get("unschedulable", False)},
+        "spec": {
+            "unschedulable": (obj.get("spec") or {}).get("unschedulable", False),
+            "taints": (obj.get("spec") or {}).get("taints") or [],
+        },
         "status": {
             "allocatable": {
                 k: v
@@ -117,7 +120,12 @@ def node_fingerprint(node: Obj) -> str:
     meta = node.get("metadata", {})
     allocatable = (node.get("status", {}).get("allocatable") or {}).get(labels.GPU_RESOURCE)
     return json.dumps(
-        [meta.get("labels") or {}, parse_quantity(allocatable), node_is_schedulable(node)],
+        [
+            meta.get("labels") or {},
+            parse_quantity(allocatable),
+            node_is_schedulable(node),
+            node.get("spec", {}).get("taints") or [],
+        ],
         sort_keys=True,
     )
 
