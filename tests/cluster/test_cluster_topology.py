@@ -12,6 +12,7 @@ from gridplace_e2e.cluster.cli import main as cluster_cli
 from gridplace_e2e.cluster.local import ClusterError, LocalCluster, abandoned_clusters
 from gridplace_e2e.cluster.topology import (
     DEFAULT_TOPOLOGY,
+    FRAGMENTED_TOPOLOGY,
     GPU_RESOURCE,
     PRODUCT_LABEL,
     REGION_LABEL,
@@ -153,3 +154,26 @@ def test_abandoned_test_clusters_are_found_by_their_dead_owner(tmp_path: Path) -
         "gridplace-test-999999999",
         "gridplace-test-999999999-b",
     ]
+
+
+def test_fragmented_topology_has_split_and_tainted_nodes() -> None:
+    """Nodes too small for a 4-GPU replica beside a 4-GPU node, and a tainted node."""
+    topology = load_topology(FRAGMENTED_TOPOLOGY)
+    nodes = {m["metadata"]["name"]: m for m in topology.node_manifests()}
+    gpus = {n: int(m["status"]["allocatable"][GPU_RESOURCE]) for n, m in nodes.items()}
+    assert sorted(g for n, g in gpus.items() if n.startswith("us-east-1")) == [2, 3]
+    assert sorted(g for n, g in gpus.items() if n.startswith("us-west-1")) == [1, 4]
+    tainted = [n for n, m in nodes.items() if m["spec"].get("taints")]
+    assert tainted == ["eu-central-1-h100-80gb-hbm3-0"]
+    assert nodes[tainted[0]]["spec"]["taints"] == [
+        {"key": "dedicated", "value": "inference", "effect": "NoSchedule"}
+    ]
+
+
+def test_pools_of_one_product_need_names_and_taints_need_known_effects() -> None:
+    pool = {"product": "NVIDIA-L40S", "nodes": 1}
+    with pytest.raises(TopologyError, match="without a name"):
+        parse_topology({"regions": {"r": [pool, pool]}})
+    assert len(parse_topology({"regions": {"r": [pool, {**pool, "name": "b"}]}}).pools) == 2
+    with pytest.raises(TopologyError, match="taints"):
+        parse_topology({"regions": {"r": [{**pool, "taints": [{"key": "k", "effect": "No"}]}]}})

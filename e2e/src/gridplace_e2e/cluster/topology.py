@@ -10,8 +10,12 @@ Format (YAML)::
           cpu: "96"                     # optional, default "96"
           memory: 1024Gi                # optional, default "1024Gi"
           pods: 110                     # optional, default 110
+          name: small                   # optional: tells apart pools of one product
+          taints:                       # optional, default none
+            - {key: dedicated, value: batch, effect: NoSchedule}
 
-Nodes carry no taint, so pods need no toleration to land on them.
+Nodes carry no taint unless their pool lists some, so pods need no toleration to land on them.
+Pools of one product in a region (e.g. nodes with fewer GPUs beside full ones) need names.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ PRODUCT_LABEL = "nvidia.com/gpu.product"
 GPU_COUNT_LABEL = "nvidia.com/gpu.count"
 GPU_RESOURCE = "nvidia.com/gpu"
 
-_POOL_FIELDS = {"product", "nodes", "gpusPerNode", "cpu", "memory", "pods"}
+_POOL_FIELDS = {"product", "nodes", "gpusPerNode", "cpu", "memory", "pods", "name", "taints"}
+_TAINT_EFFECTS = {"NoSchedule", "PreferNoSchedule", "NoExecute"}
+FRAGMENTED_TOPOLOGY = DEFAULT_TOPOLOGY.with_name("fragmented.yaml")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
@@ -49,11 +55,14 @@ class NodePool:
     cpu: str = "96"
     memory: str = "1024Gi"
     pods: int = 110
+    name: str = ""
+    taints: tuple[tuple[str, str, str], ...] = ()  # (key, value, effect)
 
     def node_names(self) -> list[str]:
         product = re.sub(r"[^a-z0-9]+", "-", self.product.lower()).strip("-")
         product = product.removeprefix("nvidia-")
-        return [f"{self.region}-{product}-{index}" for index in range(self.nodes)]
+        stem = f"{self.region}-{product}" + (f"-{self.name}" if self.name else "")
+        return [f"{stem}-{index}" for index in range(self.nodes)]
 
 
 @dataclass(frozen=True)
@@ -101,7 +110,9 @@ def node_manifest(pool: NodePool, name: str) -> dict[str, Any]:
                 GPU_COUNT_LABEL: str(pool.gpus_per_node),
             },
         },
-        "spec": {},
+        "spec": {"taints": [{"key": k, "value": v, "effect": e} for k, v, e in pool.taints]}
+        if pool.taints
+        else {},
         # The API server keeps a Node's status on create; kwok then keeps it Ready.
         "status": {"allocatable": resources, "capacity": resources},
     }
@@ -133,13 +144,15 @@ def parse_topology(document: object, source: str = "topology") -> Topology:
             raise fail("regions", "region names must be lowercase DNS labels", region)
         if not isinstance(region_pools, list) or not region_pools:
             raise fail(f"regions.{region}", "must be a non-empty list of node pools", region_pools)
-        seen: set[str] = set()
+        seen: set[tuple[str, str]] = set()
         for index, raw in enumerate(region_pools):
             field = f"regions.{region}[{index}]"
             pool = _parse_pool(raw, region, field, source)
-            if pool.product in seen:
-                raise fail(f"{field}.product", "appears twice in the region", pool.product)
-            seen.add(pool.product)
+            if (pool.product, pool.name) in seen:
+                raise fail(
+                    f"{field}.product", "appears twice in the region without a name", pool.product
+                )
+            seen.add((pool.product, pool.name))
             pools.append(pool)
     return Topology(pools=tuple(pools))
 
@@ -184,7 +197,39 @@ def _parse_pool(raw: object, region: str, field: str, source: str) -> NodePool:
         cpu=quantity("cpu", "96"),
         memory=quantity("memory", "1024Gi"),
         pods=positive_int("pods", 110),
+        name=_pool_name(raw.get("name", ""), f"{field}.name", source),
+        taints=_taints(raw.get("taints", []), f"{field}.taints", source),
     )
     if any(len(name) > 63 for name in pool.node_names()):
         raise fail(f"{field}.product", "makes node names longer than 63 characters", product)
     return pool
+
+
+def _pool_name(value: object, field: str, source: str) -> str:
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not _DNS_LABEL.fullmatch(value):
+        raise _error(source, field, "must be a lowercase DNS label", value)
+    return value
+
+
+def _taints(value: object, field: str, source: str) -> tuple[tuple[str, str, str], ...]:
+    """Node taints as (key, value, effect): the scheduler keeps pods that do not tolerate one
+    (NoSchedule, NoExecute) off the node, which is what the tainted-node tests rely on."""
+    if not isinstance(value, list):
+        raise _error(source, field, "must be a list of {key, value, effect}", value)
+    out = []
+    for i, taint in enumerate(value):
+        if (
+            not isinstance(taint, dict)
+            or set(taint) - {"key", "value", "effect"}
+            or not isinstance(taint.get("key"), str)
+            or not _LABEL_VALUE.fullmatch(taint["key"].split("/")[-1])
+            or taint.get("effect") not in _TAINT_EFFECTS
+            or not isinstance(taint.get("value", ""), str)
+        ):
+            raise _error(
+                source, f"{field}[{i}]", "must be {key, value, effect} (a known effect)", taint
+            )
+        out.append((taint["key"], taint.get("value", ""), taint["effect"]))
+    return tuple(out)
