@@ -451,6 +451,7 @@ def _forbidden(release: str, serving: str) -> list[tuple[str, str, tuple[str, ..
         ("impersonate", "users", ()),
         ("create", "serviceaccounts", ("-n", release, "--subresource=token")),
         ("delete", "namespaces", ()),
+        ("patch", "gateways.gateway.networking.k8s.io", ("-n", serving)),  # the platform's
         ("update", "deployments.apps", ("-n", serving)),
         ("update", "deployments.apps", ("-n", serving, "--subresource=scale")),
         ("update", "leases.coordination.k8s.io", ("-n", serving)),
@@ -472,6 +473,9 @@ def _allowed(release: str, serving: str) -> list[tuple[str, str, tuple[str, ...]
         ("delete", "services", ("-n", serving)),
         ("create", "poddisruptionbudgets.policy", ("-n", serving)),
         ("watch", "poddisruptionbudgets.policy", ("--all-namespaces",)),
+        ("patch", "httproutes.gateway.networking.k8s.io", ("-n", serving)),
+        ("watch", "httproutes.gateway.networking.k8s.io", ("--all-namespaces",)),
+        ("watch", "gateways.gateway.networking.k8s.io", ("--all-namespaces",)),
         ("create", "events", ("-n", "default")),
         ("list", "customresourcedefinitions.apiextensions.k8s.io", ()),
         ("update", "leases.coordination.k8s.io", ("-n", release)),

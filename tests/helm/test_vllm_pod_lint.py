@@ -107,12 +107,13 @@ def test_the_linter_sees_the_disruption_budget_and_the_probes(kube_score: Path) 
 
 
 def test_the_chart_lets_the_operator_write_and_watch_every_kind_of_child(helm: Helm) -> None:
-    """Each kind desired_children renders is one the workloads role may apply, watch (drift
-    repair) and delete; the operator's client knows its API path."""
+    """Each kind desired_children and routes_for render is one the workloads role may apply,
+    watch (drift repair) and delete; the operator's client knows its API path."""
     workloads = one(helm.template(), "ClusterRole", "-workloads")
     granted = {(group, resource, verb) for group, resource, verb, _ in rules(workloads)}
     plural = {k: (gv[0] if gv else "", p) for k, (gv, p) in _KINDS.items()}
-    assert set(CHILD_KINDS) == {d["kind"] for d in rendered()}
+    # routes.py renders the HTTPRoutes (spec.routing); children.py the rest.
+    assert set(CHILD_KINDS) == {d["kind"] for d in rendered()} | {"HTTPRoute"}
     for kind in CHILD_KINDS:
         group, resource = plural[kind]
         for verb in ("get", "list", "watch", "create", "patch", "delete"):

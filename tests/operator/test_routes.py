@@ -24,7 +24,7 @@ from gridplace_operator.routes import (
     routes_for,
     zone_weights,
 )
-from gridplace_operator.world import child_view
+from gridplace_operator.world import Change, World, child_view
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 SELECTORS = {
@@ -267,3 +267,19 @@ def test_traffic_moves_after_the_new_region_is_ready_and_before_the_old_one_goes
     final = routes_for(o, after_plan, [child_view(c) for c in left], GATEWAYS)
     assert weights_of(final[0]) in ({"chat-us-west-2": 100},)
     assert not any(isinstance(w, Delete) for w in writes.make)
+
+
+def test_a_gateway_appearing_or_changing_listeners_refreshes_and_nothing_else_does() -> None:
+    world = World()
+    gw = {
+        "metadata": {"namespace": "gateways", "name": "us"},
+        "spec": {"listeners": [{"name": "http"}]},
+    }
+    assert world.observe_gateway(gw, deleted=False) is Change.REFRESH
+    status_only = {**gw, "status": {"conditions": [{"type": "Accepted"}]}}
+    assert world.observe_gateway(status_only, deleted=False) is Change.NONE
+    renamed = {**gw, "spec": {"listeners": [{"name": "https"}]}}
+    assert world.observe_gateway(renamed, deleted=False) is Change.REFRESH
+    assert world.gateways[("gateways", "us")].listeners == frozenset({"https"})
+    assert world.observe_gateway(renamed, deleted=True) is Change.REFRESH
+    assert world.gateways == {}

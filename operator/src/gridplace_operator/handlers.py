@@ -65,7 +65,7 @@ def _seed(kube: Kube, world: World, namespaces: tuple[str, ...]) -> None:
         world.observe_region(body, deleted=False)
     for body in kube.list_all("Node"):
         world.observe_node(body, deleted=False)
-    for body in kube.list_all("Gateway"):
+    for body in kube.list_all("Gateway", namespaces=namespaces):
         world.observe_gateway(body, deleted=False)
     for kind in CHILD_KINDS:
         for body in kube.list_all(kind, label_selector=_selector(OWNED), namespaces=namespaces):
