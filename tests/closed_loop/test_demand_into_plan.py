@@ -54,9 +54,19 @@ def test_the_examples_run_no_idle_replicas_beyond_their_floors(
                     return False
             return True
 
-        wait_for(settled, 120, "the example models autoscaled and placed", process)
+        def totals() -> dict[str, int]:
+            return {
+                name: get_json(cluster, "idep", name, "-n", namespace)["status"]["autoscaler"][
+                    "desiredReplicas"
+                ]
+                for name in names
+            }
+
+        wait_for(settled, 180, "the example models autoscaled and placed", process)
+        first = totals()
         process.wait_cycles(5)  # several autoscaler decisions: nothing drifts up meanwhile
-        assert settled()
+        wait_for(settled, 60, "the example models settled again", process)
+        assert totals() == first
         for body in models:
             name = body["metadata"]["name"]
             status = get_json(cluster, "idep", name, "-n", namespace)["status"]
@@ -67,16 +77,14 @@ def test_the_examples_run_no_idle_replicas_beyond_their_floors(
             planned = status["autoscaler"]["plannedRequestsPerSecond"]
             declared = sum(d.requests_per_second for d in spec.demand.static or [])
             assert planned == pytest.approx(declared * (1 + spec.scaling.tolerance_percent / 100))
-            needed = 0
             for pool in status["placement"]:
                 replicas, rps = pool["desiredReplicas"], pool["requestsPerSecond"]
                 size = capacity_size(model, rps, pool["gpuType"], spec.scaling.max_replicas)
-                needed += max(size.replicas, floor)
                 where = f"{name} in {pool['region']} on {pool['gpuType']}: {pool}"
                 assert rps > 0 or replicas <= floor, f"idle replicas beyond the floor: {where}"
+                # One more than the RTT-free size at most: the plan sizes a pool within what is
+                # left of the SLO after the RTT of the zones it serves.
                 assert replicas <= max(size.replicas, floor) + 1, f"more than needed: {where}"
-            total = status["autoscaler"]["desiredReplicas"]
-            assert total <= needed + 1, (name, total, needed, status["placement"])
         assert process.counter("gridplace_errors_total", stage="autoscale") == 0
     finally:
         process.stop()

@@ -209,7 +209,22 @@ class LocalCluster:
         self.start_prometheus(wait)
 
     def start_control_plane(self) -> None:
-        """Creates the cluster, or restarts it when any of its components is not running."""
+        """Creates the cluster, or restarts it when any of its components is not running. kwokctl
+        waits for the API server only; a component that exits right after the start (seen with
+        kwok-controller on a busy machine) gets one more restart."""
+        for attempt in range(2):
+            self._start_control_plane_once()
+            complete = poll(lambda: set(self.processes().values()) >= CONTROL_PLANE_PROGRAMS, 30)
+            if complete:
+                return
+            missing = CONTROL_PLANE_PROGRAMS - set(self.processes().values())
+            self.progress(f"{', '.join(sorted(missing))} not running after start {attempt + 1}")
+        raise ClusterError(
+            f"cluster {self.name}: {', '.join(sorted(missing))} did not stay up\n"
+            f"{self._log_tails()}".rstrip()
+        )
+
+    def _start_control_plane_once(self) -> None:
         self._save_state(kubeconfig=str(self.kubeconfig))
         running = set(self.processes().values())
         if running >= CONTROL_PLANE_PROGRAMS and self.api_server_ready():
