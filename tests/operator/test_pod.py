@@ -249,7 +249,7 @@ OVERLAY: dict[str, Any] = {
         }
     },
     "volumes": [{"name": "cache", "persistentVolumeClaim": {"claimName": "hf-cache"}}],
-    "volumeMounts": [{"name": "cache", "mountPath": "/root/.cache/huggingface"}],
+    "volumeMounts": [{"name": "cache", "mountPath": "/models/huggingface"}],
     "serviceAccountName": "vllm",
     "imagePullSecrets": ["registry"],
     "priorityClassName": "inference-high",
@@ -281,7 +281,7 @@ def test_the_overlay_is_merged_and_gridplace_keeps_what_it_owns() -> None:
     mounts = p["containers"][0]["volumeMounts"]
     assert mounts[1] == {
         "name": "cache",
-        "mountPath": "/root/.cache/huggingface",
+        "mountPath": "/models/huggingface",
         "readOnly": False,
     }
     assert p["serviceAccountName"] == "vllm"
