@@ -8,22 +8,14 @@ import logging
 import pytest
 
 from gridplace_operator.planner import _unless_cut
-from gridplace_placement.generator import random_problem
+from gridplace_placement.generator import random_problem, with_running
 from gridplace_placement.holding import HELD_REASON
-from gridplace_placement.problem import Assignment
 from gridplace_placement.solver import solve
 
 
 def test_a_cut_plan_keeps_what_runs_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
-    base = random_problem(8, 4, gpu_types=2, zones=4, seed=2).model_copy(update={"current": ()})
-    first = solve(base)
-    runs = {m.name for m in base.models[:5]}
-    current = tuple(
-        Assignment(model=m, region=r, gpu_type=g, replicas=n)
-        for (m, r, g), n in first.replicas().items()
-        if m in runs
-    )
-    problem = base.model_copy(update={"current": current})
+    problem = with_running(random_problem(8, 4, gpu_types=2, zones=4, seed=2), 5)
+    runs = {m.name for m in problem.models[:5]}
     plan = solve(problem)
     assert _unless_cut(problem, plan, 0.01) is plan  # found within the work limits: applied
     # The same plan as if the clock had stopped it, and no better than keeping what runs.

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gridplace_placement.generator import random_problem
+from gridplace_placement.generator import random_problem, with_running
 from gridplace_placement.holding import HELD_REASON, hold_running, keep_running_plan
 from gridplace_placement.plan import Plan
-from gridplace_placement.problem import Assignment, Problem
+from gridplace_placement.problem import Problem
 from gridplace_placement.solver import SolveOptions, solve
 
 MARGIN = 0.01
@@ -17,15 +17,7 @@ MARGIN = 0.01
 def running() -> tuple[Problem, Plan]:
     """Ten models of which the first six run as a first plan placed them; the last four are
     new. The plan returned is that problem's own solve."""
-    base = random_problem(10, 5, gpu_types=2, zones=5, seed=4).model_copy(update={"current": ()})
-    first = solve(base)
-    runs = {m.name for m in base.models[:6]}
-    current = tuple(
-        Assignment(model=m, region=r, gpu_type=g, replicas=n)
-        for (m, r, g), n in first.replicas().items()
-        if m in runs
-    )
-    problem = base.model_copy(update={"current": current})
+    problem = with_running(random_problem(10, 5, gpu_types=2, zones=5, seed=4), 6)
     return problem, solve(problem, SolveOptions(time_limit_seconds=60))
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gridplace_placement.problem import Problem
+from gridplace_placement.problem import Assignment, Problem
 from gridplace_placement.profiles import catalogue
 
 GPU_TYPES = ("NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-40GB", "NVIDIA-L40S", "SYNTH-GPU")
@@ -122,6 +122,21 @@ def random_problem(
         data["current"] = current
         data["churnBudget"] = max(1, sum(c["replicas"] for c in current) // 10)
     return Problem.model_validate(data)
+
+
+def with_running(problem: Problem, running: int) -> Problem:
+    """`problem` with its first `running` models running where a solve of it, with nothing
+    running, places them; the others are new. A re-plan's starting point."""
+    from gridplace_placement.solver import solve  # noqa: PLC0415 - the solver builds on problems
+
+    fresh = problem.model_copy(update={"current": ()})
+    names = {m.name for m in fresh.models[:running]}
+    current = tuple(
+        Assignment(model=m, region=r, gpu_type=g, replicas=n)
+        for (m, r, g), n in solve(fresh).replicas().items()
+        if m in names
+    )
+    return fresh.model_copy(update={"current": current})
 
 
 def _profiles(shipped: list[dict[str, Any]], wanted: list[str]) -> dict[str, dict[str, Any]]:
