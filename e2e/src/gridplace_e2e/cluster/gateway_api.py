@@ -32,6 +32,9 @@ STANDARD_CRDS = (
 def module_dir(version: str = GATEWAY_API_VERSION) -> Path:
     """The module's source, downloaded through the Go module proxy if not cached yet."""
     gomodcache = cache_dir() / "go" / "pkg" / "mod"
+    cached = gomodcache / f"{GATEWAY_API_MODULE}@{version}"  # no capitals: no path escaping
+    if (cached / "go.mod").is_file():  # every cluster start asks: no `go` run once it is there
+        return cached
     env = dict(
         os.environ,
         GOMODCACHE=str(gomodcache),
