@@ -19,7 +19,13 @@ import kopf
 
 from gridplace_operator import labels
 from gridplace_operator.api.common import GROUP, VERSION
-from gridplace_operator.kube import CHILD_KINDS, CONCURRENCY, Kube, load_client_config
+from gridplace_operator.kube import (
+    CHILD_KINDS,
+    CONCURRENCY,
+    Kube,
+    api_resource,
+    load_client_config,
+)
 from gridplace_operator.leader import LeaderElector
 from gridplace_operator.loop import PlanningLoop
 from gridplace_operator.metrics import OperatorMetrics
@@ -217,32 +223,24 @@ async def node_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     _wake(memo, memo.world.observe_node(event["object"], event["type"] == "DELETED"))
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=OWNED)
-async def deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    body = {**event["object"], "kind": "Deployment"}
-    _wake(memo, memo.world.observe_child(body, event["type"] == "DELETED"))
+def _watch_child(kind: str) -> None:
+    """One watch per kind of child gridplace writes: each event updates the World and may wake
+    the loop. Gateway API's HTTPRoutes are watched once their CRDs are installed."""
+    group, version, plural = api_resource(kind)
+
+    async def child_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        body = {**event["object"], "kind": kind}
+        _wake(memo, memo.world.observe_child(body, event["type"] == "DELETED"))
+
+    kopf.on.event(group, version, plural, labels=OWNED, id=f"{kind}-event")(child_event)
 
 
-@kopf.on.event("", "v1", "services", labels=OWNED)
-async def service_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    body = {**event["object"], "kind": "Service"}
-    _wake(memo, memo.world.observe_child(body, event["type"] == "DELETED"))
+for _child_kind in CHILD_KINDS:
+    _watch_child(_child_kind)
 
 
-@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=OWNED)
-async def disruption_budget_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    body = {**event["object"], "kind": "PodDisruptionBudget"}
-    _wake(memo, memo.world.observe_child(body, event["type"] == "DELETED"))
-
-
-# Gateway API (gateway.networking.k8s.io/v1): the routes gridplace writes and the Gateways they
-# attach to. Without the CRDs kopf watches nothing here until they are installed.
-@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=OWNED)
-async def http_route_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    body = {**event["object"], "kind": "HTTPRoute"}
-    _wake(memo, memo.world.observe_child(body, event["type"] == "DELETED"))
-
-
+# The Gateways routes attach to (gateway.networking.k8s.io/v1); without the CRDs kopf watches
+# nothing here until they are installed.
 @kopf.on.event("gateway.networking.k8s.io", "v1", "gateways")
 async def gateway_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     _wake(memo, memo.world.observe_gateway(event["object"], event["type"] == "DELETED"))

@@ -72,6 +72,13 @@ OPTIONAL_KINDS = frozenset({"HTTPRoute", "Gateway"})
 CLUSTER_SCOPED = frozenset({"Region", "Node"})
 
 
+def api_resource(kind: str) -> tuple[str, str, str]:
+    """(group, version, plural) of a kind, as a watch names it ("" is the core group)."""
+    group_version, plural = _KINDS[kind]
+    group, version = group_version or ("", "v1")
+    return group, version, plural
+
+
 def path_of(kind: str, namespace: str | None = None, name: str | None = None) -> str:
     """API path of a kind's collection (all namespaces when `namespace` is None) or object."""
     group_version, plural = _KINDS[kind]
