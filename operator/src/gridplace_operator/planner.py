@@ -177,7 +177,6 @@ class Planner:
         self.certified: dict[str, Plan] = {}
         self.decisions: dict[str, Decision] = {}
         self.outcomes: dict[str, Outcome] = {}  # what each decision came to once planned
-        self.reported: dict[str, int] = {}  # the total each model's last Outcome reported
         self.decided_at: dict[str, float] = {}  # when the decision last reported was made
         self.measured_demand: dict[IdepRef, dict[str, float]] = {}
         self.crowded: set[tuple[str, str]] = set()
@@ -405,7 +404,7 @@ class Planner:
         longer fits the plan made for the last one (re-plan then)."""
         changed = False
         known = {IdepRef(*key).key for key in self.world.ideps}
-        memories = (self.decisions, self.outcomes, self.reported, self.scaling, self.decided_at)
+        memories = (self.decisions, self.outcomes, self.scaling, self.decided_at)
         for memory in memories:
             for key in set(memory) - known:  # deleted: forget it
                 del memory[key]
@@ -439,7 +438,8 @@ class Planner:
             planned = sum(p.replicas for p in plan.pools) if plan else decision.inputs.current
             short = plan is not None and plan.outcome.unserved_rps > 1e-6
             result = scaling_outcome(decision, planned, short)
-            fresh = key not in self.outcomes or self.decided_at.get(key) != decision.inputs.now_s
+            previous = self.outcomes.get(key)
+            fresh = previous is None or self.decided_at.get(key) != decision.inputs.now_s
             self.outcomes[key], self.decided_at[key] = result, decision.inputs.now_s
             if fresh:
                 self.metrics.scale_decisions.labels(
@@ -448,9 +448,8 @@ class Planner:
             self.metrics.desired_replicas.labels(
                 namespace=namespace, inference_deployment=name
             ).set(planned)
-            if result.planned == self.reported.get(key, decision.inputs.current):
+            if result.planned == (previous.planned if previous else decision.inputs.current):
                 continue
-            self.reported[key] = result.planned
             history = replace(decision.history, last_scale_s=now.timestamp())
             self.scaling[key] = history
             self.decisions[key] = replace(decision, history=history)
