@@ -16,6 +16,7 @@ from scripted_server import Answer, ScriptedServer, json_answer
 from gridplace_operator.metrics import OperatorMetrics
 from gridplace_operator.planner import Planner
 from gridplace_operator.prom import Prometheus
+from gridplace_operator.translate import IdepRef
 from gridplace_operator.world import World
 
 NAMESPACE, NAME = "serving", "chat"
@@ -77,7 +78,7 @@ def test_prometheus_failing_holds_the_last_decision_and_says_so(
     async def scenario() -> None:
         for _ in range(2):
             await planner.cycle(True)
-        decided = planner.outcomes[f"{NAMESPACE}/{NAME}"]
+        decided = planner.memory.outcomes[IdepRef(NAMESPACE, NAME)]
         assert decided.planned > 2
         assert scaled(kube)["reason"] != "MetricsUnavailable"
         if outage == "stopped":
@@ -94,7 +95,7 @@ def test_prometheus_failing_holds_the_last_decision_and_says_so(
                 f"holding {decided.planned}: Prometheus unavailable ({failure} from {host});"
                 " no scaling without metrics"
             )
-            assert planner.outcomes[f"{NAMESPACE}/{NAME}"].planned == decided.planned
+            assert planner.memory.outcomes[IdepRef(NAMESPACE, NAME)].planned == decided.planned
             status = kube.statuses[("InferenceDeployment", NAMESPACE, NAME)]
             assert status["autoscaler"]["desiredReplicas"] == decided.planned
 

@@ -3,6 +3,7 @@ API server in tests/operator_cluster/test_leader.py)."""
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -10,7 +11,6 @@ from typing import cast
 import pytest
 
 from gridplace_operator.autoscaler import History, history_from_status
-from gridplace_operator.kube import Kube
 from gridplace_operator.leader import (
     MEMORY_ANNOTATION,
     LeaseRecord,
@@ -18,9 +18,9 @@ from gridplace_operator.leader import (
     lease_body,
     may_take,
 )
-from gridplace_operator.metrics import OperatorMetrics
-from gridplace_operator.planner import Planner
-from gridplace_operator.world import World
+from gridplace_operator.memory import Memory
+from gridplace_operator.translate import IdepRef
+from gridplace_placement.plan import Plan
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 
@@ -70,17 +70,29 @@ def test_the_leader_fences_itself_before_a_standby_may_take_over() -> None:
 
 
 def test_the_move_history_survives_a_hand_over_and_old_moves_drop_out() -> None:
-    def planner() -> Planner:
-        return Planner(World(), cast(Kube, None), OperatorMetrics(), clock=lambda: NOW)
-
-    leader = planner()
+    a, b = IdepRef("ns", "a"), IdepRef("ns", "b")
+    leader = Memory()
     recent, old = NOW.timestamp() - 600, (NOW - timedelta(hours=2)).timestamp()
-    leader.moves = {"ns/a": deque([(old, 4), (recent, 2)]), "ns/b": deque([(old, 1)])}
-    successor = planner()
-    successor.restore(leader.memory())
-    assert {m: list(h) for m, h in successor.moves.items()} == {"ns/a": [(recent, 2)]}
-    successor.restore("not json")  # a damaged annotation costs the history, nothing else
+    leader.moves = {a: deque([(old, 4), (recent, 2)]), b: deque([(old, 1)])}
+    handed = leader.lease_memory(NOW.timestamp())
+    # The annotation names models as "namespace/name", as every release wrote it.
+    assert json.loads(handed) == {"moves": {"ns/a": [[round(recent, 1), 2]]}}
+    successor = Memory(planned=True)
+    successor.take_over(handed)
+    assert {m: list(h) for m, h in successor.moves.items()} == {a: [(round(recent, 1), 2)]}
+    assert not successor.planned  # a new leader plans before it writes
+    successor.take_over("not json")  # a damaged annotation costs the history, nothing else
     assert successor.moves == {}
+
+
+def test_what_is_kept_of_a_deleted_inference_deployment_is_forgotten() -> None:
+    a, b = IdepRef("ns", "a"), IdepRef("ns", "b")
+    memory = Memory(failures={a: "why", b: "why"}, holds={b: 1.0}, summaries={a: "x", b: "y"})
+    memory.certified["digest"] = cast(Plan, object())
+    memory.forget_all_but({a})
+    assert (memory.failures, memory.holds, memory.summaries) == ({a: "why"}, {}, {a: "x"})
+    assert "digest" in memory.certified  # plans for problems, not for one model
+    assert memory.moves_left(a, per_hour=3, now_s=NOW.timestamp()) == 3
 
 
 def test_the_autoscaler_memory_is_rebuilt_from_the_status_it_wrote() -> None:

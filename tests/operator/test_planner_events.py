@@ -8,6 +8,7 @@ from planner_kit import RecordingKube, gpu_node, inference_deployment, region
 
 from gridplace_operator.metrics import OperatorMetrics
 from gridplace_operator.planner import Planner
+from gridplace_operator.translate import IdepRef
 from gridplace_operator.world import World
 
 
@@ -31,3 +32,21 @@ def test_a_shortage_is_one_warning_though_placed_and_ready_both_say_it() -> None
     kube.events.clear()
     asyncio.run(planner.cycle(replan=True))
     assert "InsufficientCapacity" not in [reason for reason, _ in kube.events]
+
+
+def test_a_deletion_the_watch_never_delivered_is_noticed_at_the_next_write() -> None:
+    """The namespace of an InferenceDeployment was deleted while the watch was away: no DELETED
+    event ever comes. The status write that finds nothing makes the planner forget it, so it is
+    neither planned nor written for again."""
+    world, kube = World(), RecordingKube()
+    world.observe_region(region("us-east-1", {"static": {"gCO2PerKWh": 100}}), deleted=False)
+    world.observe_node(gpu_node("n1", "us-east-1", gpus=8), deleted=False)
+    world.observe_idep(inference_deployment("stale", "gone-ns"), deleted=False)
+    world.observe_idep(inference_deployment("live", "ns"), deleted=False)
+    planner = Planner(world, kube, OperatorMetrics())
+    kube.gone.add(("InferenceDeployment", "gone-ns", "stale"))
+    asyncio.run(planner.cycle(replan=True))
+    assert set(world.ideps) == {("ns", "live")}
+    assert ("InferenceDeployment", "ns", "live") in kube.statuses
+    asyncio.run(planner.cycle(replan=True))
+    assert set(planner.memory.plans) == {IdepRef("ns", "live")}

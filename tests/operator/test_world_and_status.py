@@ -379,3 +379,38 @@ def test_the_autoscaler_status_reason_is_described_by_the_reasons_scaled_uses() 
     }
     named = set(description.rstrip(".").split(": ", 1)[1].replace(" or ", ", ").split(", "))
     assert named == scaled
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_resync_forgets_only_what_the_listing_lacks_and_no_event_mentioned_since() -> None:
+    clock = Clock()
+    world = World(clock=clock)
+    world.observe_idep(obj("deleted-unseen"), deleted=False)
+    world.observe_idep(obj("still-there"), deleted=False)
+    world.observe_child({"kind": "Deployment", **obj("child")}, deleted=False)
+    clock.now = 10.0  # the listing begins; "new" is created while it runs
+    listed = World()
+    listed.observe_idep(obj("still-there"), deleted=False)
+    clock.now = 11.0
+    world.observe_idep(obj("new"), deleted=False)
+    assert world.resync(listed, listed_at=10.0) is Change.REPLAN
+    assert set(world.ideps) == {("ns", "still-there"), ("ns", "new")}
+    assert world.children == {}
+    # Nothing more is missing: a second resync changes nothing.
+    listed.observe_idep(obj("new"), deleted=False)
+    assert world.resync(listed, listed_at=12.0) is Change.NONE
+
+
+def test_a_child_lost_without_an_event_refreshes_without_a_replan() -> None:
+    world = World()
+    world.observe_child({"kind": "Service", **obj("svc")}, deleted=False)
+    assert world.resync(World(), listed_at=world.clock() + 1) is Change.REFRESH
+    # Its fingerprint went with it: seen again, it counts as a change.
+    assert world.observe_child({"kind": "Service", **obj("svc")}, deleted=False) is Change.REFRESH

@@ -76,3 +76,32 @@ def test_an_apply_with_characters_outside_the_basic_plane_round_trips(
         cluster.kubectl("get", "service", "unicode", "-n", namespace, "-o", "json").stdout
     )
     assert got["metadata"]["annotations"]["note"] == text
+
+
+@pytest.mark.cluster
+def test_a_deleted_object_reads_as_gone_to_a_status_write_and_a_lookup(
+    cluster: ClusterHandle, namespace: str, crds: None
+) -> None:
+    kube = Kube(load_client_config(str(cluster.kubeconfig)), OperatorMetrics())
+    idep = {
+        "apiVersion": "gridplace.dev/v1alpha1",
+        "kind": "InferenceDeployment",
+        "metadata": {"name": "short-lived", "namespace": namespace},
+        "spec": {
+            "model": {"name": "meta-llama/Meta-Llama-3.1-8B-Instruct", "gpuTypes": ["NVIDIA-L40S"]},
+            "slo": {"p95TimeToFirstTokenSeconds": 1.0},
+            "scaling": {"minReplicas": 1, "maxReplicas": 2},
+            "demand": {"static": [{"zone": "us-east", "requestsPerSecond": 1}]},
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(idep))
+    status = {"replicas": 0}
+    assert asyncio.run(kube.exists("InferenceDeployment", namespace, "short-lived"))
+    assert asyncio.run(kube.apply_status("InferenceDeployment", namespace, "short-lived", status))
+    cluster.kubectl("delete", "idep", "short-lived", "-n", namespace)
+    assert not asyncio.run(kube.exists("InferenceDeployment", namespace, "short-lived"))
+    assert not asyncio.run(
+        kube.apply_status("InferenceDeployment", namespace, "short-lived", status)
+    )
+    # A namespace that does not exist is the same answer, not an error.
+    assert not asyncio.run(kube.exists("InferenceDeployment", f"{namespace}-none", "short-lived"))

@@ -22,6 +22,7 @@ from gridplace_operator.api.region import PowerPriceSource
 from gridplace_operator.metrics import OperatorMetrics
 from gridplace_operator.planner import Planner
 from gridplace_operator.signals import source_identity
+from gridplace_operator.translate import IdepRef
 from gridplace_operator.world import World
 
 
@@ -136,7 +137,7 @@ def test_a_held_first_read_holds_up_no_cycle_and_its_answer_wakes_a_replan(
             await asyncio.wait_for(operator.planner.cycle(True), 5)
             assert operator.carbon("fast")["source"] == "Static"
             assert operator.carbon("slow") == {}
-            plan = operator.planner.plans["serving/chat"]
+            plan = operator.planner.memory.plans[IdepRef("serving", "chat")]
             assert {p.region for p in plan.pools} == {"fast"}  # planned with what is known
             assert poll(lambda: server.count("/slow.csv") == 1, 5)
         finally:

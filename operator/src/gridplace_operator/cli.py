@@ -71,6 +71,12 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     run.add_argument("--plan-period", type=float, default=60.0, help="seconds; default: 60")
     run.add_argument("--debounce", type=float, default=1.0, help="seconds; default: 1")
     run.add_argument(
+        "--resync-period",
+        type=float,
+        default=300.0,
+        help="seconds between full listings that catch deletions a watch missed; default: 300",
+    )
+    run.add_argument(
         "--solve-time-limit",
         type=float,
         default=120.0,
@@ -153,6 +159,7 @@ def _run(args: argparse.Namespace) -> int:
         metrics_address=args.metrics_address,
         plan_period_seconds=args.plan_period,
         debounce_seconds=args.debounce,
+        resync_period_seconds=args.resync_period,
         max_delay_seconds=max(5.0, args.debounce * 5),
         solve_time_limit_seconds=args.solve_time_limit,
         prometheus_url=args.prometheus_url,

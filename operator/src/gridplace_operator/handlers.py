@@ -47,6 +47,7 @@ class OperatorConfig:
     plan_period_seconds: float = 60.0
     debounce_seconds: float = 1.0
     max_delay_seconds: float = 5.0
+    resync_period_seconds: float = 300.0
     solve_time_limit_seconds: float = 120.0  # a safety net: work bounds the solve
     prometheus_url: str | None = None  # None: no autoscaler, replicas from declared demand
     prometheus_rate_window: str = "2m"
@@ -140,6 +141,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.task = asyncio.create_task(loop.run(), name="gridplace-planner")
     if elector is not None:
         memo.election = asyncio.create_task(elector.run(), name="gridplace-leader-election")
+    memo.resync = asyncio.create_task(
+        _resync(kube, world, loop, config), name="gridplace-world-resync"
+    )
     if config.prometheus_url:  # the autoscaler decides on its own beat, between re-plans
         memo.ticker = asyncio.create_task(
             _autoscale_ticks(loop, config.autoscale_period_seconds, config.plan_period_seconds),
@@ -150,6 +154,23 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         len(world.ideps),
         len(world.regions),
     )
+
+
+async def _resync(kube: Kube, world: World, loop: PlanningLoop, config: OperatorConfig) -> None:
+    """List everything again now and then and forget what is gone: kopf lists what exists when a
+    watch reconnects, so a deletion made while it was away never arrives as an event."""
+    while True:
+        await asyncio.sleep(config.resync_period_seconds)
+        listed, listed_at = World(), world.clock()
+        try:
+            await asyncio.to_thread(_seed, kube, listed, config.namespaces)
+        except Exception as err:  # the next period tries again
+            log.warning("listing for a resync failed: %s", err)
+            continue
+        change = world.resync(listed, listed_at)
+        if change is not Change.NONE:
+            log.info("resync: forgot objects deleted while a watch was away")
+            loop.request(replan=change is Change.REPLAN)
 
 
 async def _autoscale_ticks(loop: PlanningLoop, every: float, plan_period: float) -> None:
@@ -185,7 +206,7 @@ def _elector(
         name=config.lease_name,
         identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
         on_acquired=take_over,
-        memory=planner.memory,
+        memory=planner.lease_memory,
     )
     kube.may_write = elector.may_write
     metrics.leader.set_function(lambda: float(elector.leading))
@@ -193,13 +214,13 @@ def _elector(
 
 
 def _take_over(planner: Planner, loop: PlanningLoop, memory: str) -> None:
-    planner.restore(memory)
+    planner.take_over(memory)
     loop.request(replan=True)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    for name in ("task", "ticker", "election"):
+    for name in ("task", "ticker", "election", "resync"):
         task = memo.get(name)
         if task is not None:
             task.cancel()

@@ -194,8 +194,9 @@ class Kube:
 
     async def apply_status(
         self, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]
-    ) -> None:
-        """Server-side apply of a custom object's status subresource."""
+    ) -> bool:
+        """Server-side apply of a custom object's status subresource; False when the object is
+        gone."""
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name}}
         body["status"] = dict(status)
         self._count(kind, "apply-status")
@@ -211,8 +212,22 @@ class Kube:
         except ApiException as err:
             if err.status != 404:  # deleted meanwhile: nothing left to report on
                 raise
-            return
+            return False
         _discard(response)
+        return True
+
+    async def exists(self, kind: str, namespace: str | None, name: str) -> bool:
+        """Whether the API server still has the object (a deletion a watch may have missed)."""
+        try:
+            response = await asyncio.to_thread(
+                self.rest.request, "GET", path_of(kind, namespace, name)
+            )
+        except ApiException as err:
+            if err.status != 404:
+                raise
+            return False
+        _discard(response)
+        return True
 
     async def event(
         self,

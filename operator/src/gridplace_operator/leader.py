@@ -14,8 +14,8 @@ synchronised clocks:
   cannot both win: the API server answers the second with 409.
 
 The leader also keeps the memory a successor needs (the churn budget's move history, see
-`planner.Planner.memory`) in an annotation of the Lease, written by the renewals it makes anyway:
-a fail-over costs no extra writes and loses at most one renewal period of it.
+`memory.Memory.lease_memory`) in an annotation of the Lease, written by the renewals it makes
+anyway: a fail-over costs no extra writes and loses at most one renewal period of it.
 """
 
 from __future__ import annotations

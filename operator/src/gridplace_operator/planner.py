@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import hashlib
-import json
 import logging
 import time
 from collections import deque
@@ -28,7 +27,6 @@ from gridplace_operator.autoscaler import (
     Decision,
     History,
     Inputs,
-    Outcome,
     Policy,
     decide,
     history_from_status,
@@ -44,6 +42,7 @@ from gridplace_operator.children import Owner, desired_children
 from gridplace_operator.diff import Apply, Delete, ObservedChild, writes_for
 from gridplace_operator.inventory import Inventory, build_inventory, pod_gpu_request
 from gridplace_operator.kube import Kube
+from gridplace_operator.memory import Memory
 from gridplace_operator.metrics import OperatorMetrics
 from gridplace_operator.prom import (
     LatencyMetric,
@@ -83,14 +82,13 @@ from gridplace_operator.translate import (
     running_assignments,
     static_demand,
 )
-from gridplace_operator.world import World
+from gridplace_operator.world import Change, World
 from gridplace_placement.holding import hold_running, keep_running_plan
 from gridplace_placement.plan import Plan, PlanStatus
 from gridplace_placement.problem import Problem
 from gridplace_placement.solver import SolveOptions, solve
 
 log = logging.getLogger(__name__)
-HOUR = 3600.0
 # Certified plans kept for unchanged inputs: one per problem a cycle solves (Enforce, Advise).
 CERTIFIED_KEPT = 2
 
@@ -153,10 +151,8 @@ class Planner:
         self.settings = settings or PlannerSettings()
         self.providers = providers
         self.clock = clock
-        self.plans: dict[str, ModelPlan] = {}  # by problem model name (namespace/name)
+        self.memory = Memory()  # all that one cycle leaves to the next
         self.valid_regions: list[Region] = []
-        self.planned = False
-        self.failures: dict[str, str] = {}  # model -> why its last solve failed
         self.inventory = Inventory()
         # What each Region's sources last said. A source's first answer sets `signals_arrived`
         # and calls `wake` (the loop's request for a re-plan), so it is planned with at once.
@@ -165,49 +161,23 @@ class Planner:
         self.wake: Callable[[], None] | None = None
         self.resolved: dict[tuple[str, SignalKind], Resolved] = {}
         self.unresolved: dict[tuple[str, SignalKind], str] = {}  # no value, no fallback: why
-        self.rejections: dict[IdepRef, Rejection] = {}
-        self.missing_regions: dict[IdepRef, list[str]] = {}
-        self.moves: dict[str, deque[tuple[float, int]]] = {}  # model -> (unix time, moved)
-        self.hold_since: dict[str, float] = {}
-        self.summaries: dict[str, str] = {}
+        self.rejections: dict[IdepRef, Rejection] = {}  # of the last re-plan
+        self.missing_regions: dict[IdepRef, list[str]] = {}  # of the last re-plan
         self.prometheus = prometheus  # None: no autoscaler, replicas sized from declared demand
-        self.scaling: dict[str, History] = {}
-        # The last certified plans by digest of their problem: a re-plan of unchanged inputs
-        # reuses one instead of spending the solver's time and memory on the same answer.
-        self.certified: dict[str, Plan] = {}
-        self.decisions: dict[str, Decision] = {}
-        self.outcomes: dict[str, Outcome] = {}  # what each decision came to once planned
-        self.decided_at: dict[str, float] = {}  # when the decision last reported was made
-        self.measured_demand: dict[IdepRef, dict[str, float]] = {}
         self.crowded: set[tuple[str, str]] = set()
 
-    def memory(self) -> str:
-        """What a successor needs that the cluster does not show: the moves each model made in
-        the last hour, which its churn budget counts (JSON, kept in the leader's Lease). The
-        autoscaler's memory is rebuilt from each status (`history_from_status`); plans from the
-        running Deployments. A restart without leader election starts with no moves."""
-        horizon = self.clock().timestamp() - HOUR
-        kept = {
-            model: [[round(t, 1), n] for t, n in history if t >= horizon]
-            for model, history in sorted(self.moves.items())
-        }
-        return json.dumps({"moves": {m: h for m, h in kept.items() if h}}, separators=(",", ":"))
+    def lease_memory(self) -> str:
+        """What a successor needs that the cluster does not show (see `Memory.lease_memory`)."""
+        return self.memory.lease_memory(self.clock().timestamp())
 
-    def restore(self, memory: str) -> None:
-        """Take over the memory a predecessor left (`memory()`); unreadable memory is dropped,
-        which costs at most one hour of churn budget."""
-        try:
-            moves = json.loads(memory or "{}").get("moves") or {}
-            self.moves = {m: deque((float(t), int(n)) for t, n in h) for m, h in moves.items()}
-        except (ValueError, TypeError, AttributeError) as err:
-            log.warning("ignoring the previous leader's memory: %s", err)
-            self.moves = {}
-        self.scaling.clear()  # rebuilt from status, which the predecessor kept current
-        self.planned = False
+    def take_over(self, lease_memory: str) -> None:
+        """Lead, with the memory a predecessor left in the Lease (see `Memory.take_over`)."""
+        self.memory.take_over(lease_memory)
 
     # ---------------------------------------------------------------------------------------
     async def cycle(self, replan: bool) -> None:
         now = self.clock()
+        self.memory.forget_all_but({IdepRef(*key) for key in self.world.ideps})
         regions, invalid_regions = self._regions()
         self.valid_regions = regions  # parsed once per cycle, read by every reconcile
         # Taken before reading: an answer arriving during this cycle is planned with next time.
@@ -215,7 +185,7 @@ class Planner:
         signals = await self._signals(regions, now)
         if self.prometheus is not None and await self._autoscale(now):
             replan = True
-        if replan or not self.planned:
+        if replan or not self.memory.planned:
             pods = await self.kube.list_gpu_pods()
             selectors = {r.metadata.name: r.node_selector() for r in regions}
             self.inventory = build_inventory(self.world.nodes.values(), pods, selectors)
@@ -233,6 +203,11 @@ class Planner:
             async with gate:
                 try:
                     await self._reconcile(body, now)
+                except ApiException as err:
+                    if err.status == 404 and not await self._still_there(body):
+                        return  # its namespace is gone, and it with it
+                    self.metrics.errors.labels(stage="reconcile").inc()
+                    log.exception("reconciling %s/%s failed", *key)
                 except Exception:
                     self.metrics.errors.labels(stage="reconcile").inc()
                     log.exception("reconciling %s/%s failed", *key)
@@ -306,15 +281,11 @@ class Planner:
         self, specs: Mapping[IdepRef, InferenceDeploymentSpec]
     ) -> dict[IdepRef, int]:
         """Moves each model's re-plan may still make this hour (its own budget only)."""
-        horizon = self.clock().timestamp() - HOUR
-        budgets: dict[IdepRef, int] = {}
-        for ref, spec in specs.items():
-            history = self.moves.setdefault(ref.key, deque())
-            while history and history[0][0] < horizon:
-                history.popleft()
-            used = sum(n for _, n in history)
-            budgets[ref] = max(0, spec.placement.churn.max_moves_per_hour - used)
-        return budgets
+        now_s = self.clock().timestamp()
+        return {
+            ref: self.memory.moves_left(ref, spec.placement.churn.max_moves_per_hour, now_s)
+            for ref, spec in specs.items()
+        }
 
     async def _replan(
         self, regions: list[Region], signals: dict[str, RegionSignalValues], now: datetime
@@ -332,11 +303,12 @@ class Planner:
                 specs[ref] = parsed
         deployments = [c for (kind, _, _), c in self.world.children.items() if kind == "Deployment"]
         enforce = {r: s for r, s in specs.items() if s.placement.mode == "Enforce"}
-        applied = {r.key: self.plans[r.key].replicas() for r in enforce if r.key in self.plans}
+        kept = self.memory.plans
+        applied = {r.key: kept[r].replicas() for r in enforce if r in kept}
         running = running_assignments(current_assignments(deployments), applied)
         advise = {r: s for r, s in specs.items() if s.placement.mode == "Advise"}
         inventory = self.inventory
-        plans: dict[str, ModelPlan] = {}
+        plans: dict[IdepRef, ModelPlan] = {}
         for group, current, enforced in ((enforce, running, True), (advise, [], False)):
             if not group:
                 continue
@@ -351,7 +323,7 @@ class Planner:
                 bounds={
                     r: (d.min_total, d.max_total)
                     for r in group
-                    if (d := self.decisions.get(r.key)) is not None
+                    if (d := self.memory.decisions.get(r)) is not None
                 },
             )
             self.rejections.update(translation.rejected)
@@ -362,21 +334,21 @@ class Planner:
             plan = await self._solve(problem)
             if plan is None:  # keep what runs; status says why
                 for key in translation.models:
-                    if key in self.plans:
-                        plans[key] = self.plans[key]
+                    if (ref := IdepRef.of_key(key)) in kept:
+                        plans[ref] = kept[ref]
                 continue
             for key in translation.models:
                 model_plan = ModelPlan.of(plan, key, now)
                 if model_plan is not None:
-                    plans[key] = model_plan
+                    plans[IdepRef.of_key(key)] = model_plan
             if enforced:
                 self._record_moves(plan)
                 inventory = inventory.minus(_gpus_taken(plan, problem))
-        self.plans, self.planned = plans, True
+        self.memory.plans, self.memory.planned = plans, True
 
     def _demand(self, ref: IdepRef, spec: InferenceDeploymentSpec) -> dict[str, float]:
         """Measured demand wins; the declared one is the fallback."""
-        measured = self.measured_demand.get(ref)
+        measured = self.memory.measured_demand.get(ref)
         return measured if measured is not None else static_demand(spec)
 
     def _plan_demand(self, ref: IdepRef, spec: InferenceDeploymentSpec) -> dict[str, float]:
@@ -385,14 +357,14 @@ class Planner:
         measured per zone) the rate follows the running plan's traffic; with neither, the
         latency floor alone sizes the model."""
         zones = self._demand(ref, spec)
-        decision = self.decisions.get(ref.key)
+        decision = self.memory.decisions.get(ref)
         if decision is None or decision.rate_rps is None:
             return zones
         total = sum(zones.values())
         if total > 0:
             shares = {zone: rps / total for zone, rps in zones.items()}
         else:
-            routes = self.plans[ref.key].routes if ref.key in self.plans else []
+            routes = self.memory.plans[ref].routes if ref in self.memory.plans else []
             carried = sum(r.rate_rps for r in routes)
             shares = {}
             for route in routes:
@@ -403,21 +375,16 @@ class Planner:
         """Decide what every InferenceDeployment's plan must carry; True when a decision no
         longer fits the plan made for the last one (re-plan then)."""
         changed = False
-        known = {IdepRef(*key).key for key in self.world.ideps}
-        memories = (self.decisions, self.outcomes, self.scaling, self.decided_at)
-        for memory in memories:
-            for key in set(memory) - known:  # deleted: forget it
-                del memory[key]
         for (namespace, name), body in sorted(self.world.ideps.items()):
             spec = parse_spec(body)
             if isinstance(spec, Rejection):
                 continue
             ref = IdepRef(namespace, name)
             try:
-                if ref.key not in self.scaling:  # a restart or a fail-over
+                if ref not in self.memory.scaling:  # a restart or a fail-over
                     shown = (body.get("status") or {}).get("autoscaler")
-                    self.scaling[ref.key] = history_from_status(shown, now.timestamp())
-                previous = self.decisions.get(ref.key)
+                    self.memory.scaling[ref] = history_from_status(shown, now.timestamp())
+                previous = self.memory.decisions.get(ref)
                 decision = await self._scale(ref, spec, now)
             except Exception:
                 self.metrics.errors.labels(stage="autoscale").inc()
@@ -429,30 +396,27 @@ class Planner:
     async def _report_scaling(self, now: datetime) -> None:
         """What each decision came to once planned: the Scaled condition, an Event when the
         total moved, the time of the last move."""
-        for key, decision in list(self.decisions.items()):
-            namespace, name = key.split("/", 1)
-            body = self.world.ideps.get((namespace, name))
+        kept = self.memory
+        for ref, decision in list(kept.decisions.items()):
+            body = self.world.ideps.get((ref.namespace, ref.name))
             if body is None:
                 continue
-            plan = self.plans.get(key)
+            plan = kept.plans.get(ref)
             planned = sum(p.replicas for p in plan.pools) if plan else decision.inputs.current
             short = plan is not None and plan.outcome.unserved_rps > 1e-6
             result = scaling_outcome(decision, planned, short)
-            previous = self.outcomes.get(key)
-            fresh = previous is None or self.decided_at.get(key) != decision.inputs.now_s
-            self.outcomes[key], self.decided_at[key] = result, decision.inputs.now_s
+            previous = kept.outcomes.get(ref)
+            fresh = previous is None or kept.decided_at.get(ref) != decision.inputs.now_s
+            kept.outcomes[ref], kept.decided_at[ref] = result, decision.inputs.now_s
+            ids = {"namespace": ref.namespace, "inference_deployment": ref.name}
             if fresh:
-                self.metrics.scale_decisions.labels(
-                    namespace=namespace, inference_deployment=name, reason=result.reason
-                ).inc()
-            self.metrics.desired_replicas.labels(
-                namespace=namespace, inference_deployment=name
-            ).set(planned)
+                self.metrics.scale_decisions.labels(**ids, reason=result.reason).inc()
+            self.metrics.desired_replicas.labels(**ids).set(planned)
             if result.planned == (previous.planned if previous else decision.inputs.current):
                 continue
             history = replace(decision.history, last_scale_s=now.timestamp())
-            self.scaling[key] = history
-            self.decisions[key] = replace(decision, history=history)
+            kept.scaling[ref] = history
+            kept.decisions[ref] = replace(decision, history=history)
             if decision.inputs.current > 0:
                 message = f"total replicas {result.message}"
                 await self.kube.event(body, reason=result.reason, message=message)
@@ -463,14 +427,14 @@ class Planner:
         if spec.demand.prometheus is not None:
             source = spec.demand.prometheus
             try:
-                self.measured_demand[ref] = await asyncio.to_thread(
+                self.memory.measured_demand[ref] = await asyncio.to_thread(
                     prom.demand, source.query, source.zone_label
                 )
             except PrometheusError as err:
                 log.warning(
                     "%s: measured demand unavailable, using the declared one: %s", ref.key, err
                 )
-                self.measured_demand.pop(ref, None)
+                self.memory.measured_demand.pop(ref, None)
         metric: LatencyMetric = (
             "ttft" if spec.slo.p95_time_to_first_token_seconds is not None else "e2e"
         )
@@ -501,7 +465,7 @@ class Planner:
             present = sorted({g for (_, g) in self.inventory.pools} & set(spec.model.gpu_types))
             types = present or sorted(spec.model.gpu_types)
             why_not = unreachable(model, demand_rps, types, spec.scaling.max_replicas)
-        routes = self.plans[ref.key].routes if ref.key in self.plans else []
+        routes = self.memory.plans[ref].routes if ref in self.memory.plans else []
         rtt_s = longest_rtt_s(((r.zone, r.region) for r in routes), self.plan_rtt())
         inputs = Inputs(
             now_s=now.timestamp(),
@@ -517,8 +481,8 @@ class Planner:
             unreachable=why_not,
             pinned=spec.scaling.replicas,
         )
-        decision = decide(inputs, policy, self.scaling.get(ref.key, History()))
-        self.scaling[ref.key], self.decisions[ref.key] = decision.history, decision
+        decision = decide(inputs, policy, self.memory.scaling.get(ref, History()))
+        self.memory.scaling[ref], self.memory.decisions[ref] = decision.history, decision
         ids = {"namespace": ref.namespace, "inference_deployment": ref.name}
         for region, p95 in (reading.p95_seconds if reading else {}).items():
             self.metrics.observed_p95.labels(**ids, region=region).set(p95)
@@ -526,8 +490,8 @@ class Planner:
 
     def _current_total(self, ref: IdepRef) -> tuple[int, int]:
         """Replicas planned (else running, after a restart) and ready, over all regions."""
-        if ref.key in self.plans:
-            current = sum(p.replicas for p in self.plans[ref.key].pools)
+        if ref in self.memory.plans:
+            current = sum(p.replicas for p in self.memory.plans[ref].pools)
         else:
             deployments = [
                 c for (kind, _, _), c in self.world.children.items() if kind == "Deployment"
@@ -540,7 +504,7 @@ class Planner:
 
     async def _solve(self, problem: Problem) -> Plan | None:
         digest = hashlib.blake2b(problem.model_dump_json().encode(), digest_size=16).hexdigest()
-        if (known := self.certified.get(digest)) is not None:
+        if (known := self.memory.certified.get(digest)) is not None:
             log.debug("inputs unchanged since a certified plan of %d model(s)", len(known.models))
             return known
         options = SolveOptions(time_limit_seconds=self.settings.solve_time_limit_seconds)
@@ -560,11 +524,12 @@ class Planner:
             return None
         plan = _unless_cut(problem, plan, options.min_improvement)
         for model in problem.models:
-            self.failures.pop(model.name, None)
+            self.memory.failures.pop(IdepRef.of_key(model.name), None)
+        certified = self.memory.certified
         if plan.status == PlanStatus.OPTIMAL:  # certified: solving again finds nothing better
-            self.certified[digest] = plan
-            while len(self.certified) > CERTIFIED_KEPT:
-                del self.certified[next(iter(self.certified))]
+            certified[digest] = plan
+            while len(certified) > CERTIFIED_KEPT:
+                del certified[next(iter(certified))]
         t = plan.timing
         log.info(
             "planned %d model(s) in %.2fs (compile %.2f, bound %.2f, solve %.2f, extract %.2f):"
@@ -582,12 +547,12 @@ class Planner:
 
     def _fail(self, problem: Problem, why: str) -> None:
         for model in problem.models:
-            self.failures[model.name] = why
+            self.memory.failures[IdepRef.of_key(model.name)] = why
 
     def _record_moves(self, plan: Plan) -> None:
         for outcome in plan.models:  # moves, as the budget counts them: scaling is free
             if outcome.moved_replicas:
-                self.moves.setdefault(outcome.name, deque()).append(
+                self.memory.moves.setdefault(IdepRef.of_key(outcome.name), deque()).append(
                     (self.clock().timestamp(), outcome.moved_replicas)
                 )
 
@@ -665,9 +630,9 @@ class Planner:
         rejection = self.rejections.get(ref)
         if isinstance(spec, Rejection):
             rejection = spec
-        model_plan = self.plans.get(ref.key) if rejection is None else None
-        if rejection is None and ref.key in self.failures:
-            rejection = Rejection(Reason.SOLVER_FAILED, self.failures[ref.key])
+        model_plan = self.memory.plans.get(ref) if rejection is None else None
+        if rejection is None and ref in self.memory.failures:
+            rejection = Rejection(Reason.SOLVER_FAILED, self.memory.failures[ref])
         advise = isinstance(spec, InferenceDeploymentSpec) and spec.placement.mode == "Advise"
         conflict = None
         if model_plan is not None and isinstance(spec, InferenceDeploymentSpec) and not advise:
@@ -679,6 +644,7 @@ class Planner:
                 conflict = str(err)
         regions_used = sorted({p.region for p in model_plan.pools}) if model_plan else []
         rtt = self.plan_rtt()
+        decision, outcome = self.memory.decisions.get(ref), self.memory.outcomes.get(ref)
         facts = IdepFacts(
             name=ref.name,
             generation=generation,
@@ -692,15 +658,11 @@ class Planner:
             rtt_ms=rtt,
             conflict=conflict,
             autoscaler=(
-                status_of(self.decisions[ref.key], self.outcomes[ref.key])
-                if ref.key in self.decisions and ref.key in self.outcomes
+                status_of(decision, outcome)
+                if decision is not None and outcome is not None
                 else None
             ),
-            scaling=(
-                (self.outcomes[ref.key].reason, self.outcomes[ref.key].message)
-                if ref.key in self.outcomes
-                else None
-            ),
+            scaling=(outcome.reason, outcome.message) if outcome is not None else None,
             routed=(
                 routed_condition(
                     Owner(ref.namespace, ref.name, uid, spec),
@@ -718,8 +680,24 @@ class Planner:
             ref, model_plan, spec if isinstance(spec, InferenceDeploymentSpec) else None
         )
         if comparable(status) != comparable(previous):
-            await self.kube.apply_status("InferenceDeployment", ref.namespace, ref.name, status)
+            written = await self.kube.apply_status(
+                "InferenceDeployment", ref.namespace, ref.name, status
+            )
+            if not written and not await self._still_there(body):
+                return
         await self._events(body, status, previous)
+
+    async def _still_there(self, body: Mapping[str, Any]) -> bool:
+        """Whether an InferenceDeployment a write could not find still exists. A deletion the
+        watch missed (made while it reconnected, or between the first listing and the watch)
+        never sends an event: without this the operator would plan and write for it forever."""
+        meta = body["metadata"]
+        if await self.kube.exists("InferenceDeployment", meta["namespace"], meta["name"]):
+            return True
+        log.info("%s/%s is gone: forgetting it", meta["namespace"], meta["name"])
+        if self.world.observe_idep(body, deleted=True) is Change.REPLAN and self.wake:
+            self.wake()
+        return False
 
     def plan_rtt(self) -> dict[str, dict[str, float]]:
         rtt: dict[str, dict[str, float]] = {}
@@ -745,8 +723,9 @@ class Planner:
             )
         for write in writes.make:
             await self._apply_child(write)
+        holds, ref = self.memory.holds, IdepRef(owner.namespace, owner.name)
         if writes.held:
-            since = self.hold_since.setdefault(owner.uid, time.monotonic())
+            since = holds.setdefault(ref, time.monotonic())
             if time.monotonic() - since < self.settings.make_before_break_timeout_seconds:
                 return
             log.warning(
@@ -754,7 +733,7 @@ class Planner:
                 owner.namespace,
                 owner.name,
             )
-        self.hold_since.pop(owner.uid, None)
+        holds.pop(ref, None)
         for change in writes.brk:
             if isinstance(change, Apply):
                 await self._apply_child(change)
@@ -778,10 +757,10 @@ class Planner:
     async def _events(
         self, body: Mapping[str, Any], status: Mapping[str, Any], previous: Mapping[str, Any]
     ) -> None:
-        uid = body["metadata"]["uid"]
+        ref = IdepRef(body["metadata"]["namespace"], body["metadata"]["name"])
         summary = status.get("placementSummary", "")
-        before = self.summaries.get(uid, previous.get("placementSummary", ""))
-        self.summaries[uid] = summary
+        before = self.memory.summaries.get(ref, previous.get("placementSummary", ""))
+        self.memory.summaries[ref] = summary
         if summary and summary != before:
             reasons = "; ".join((status.get("explanation") or [])[:2])
             message = f"placement {before or 'none'} -> {summary}. {reasons}".strip()

@@ -35,6 +35,12 @@ class IdepRef:
         """The model's name inside the joint placement problem (unique across namespaces)."""
         return f"{self.namespace}/{self.name}"
 
+    @classmethod
+    def of_key(cls, key: str) -> IdepRef:
+        """The reference a placement model name (`key`) stands for."""
+        namespace, name = key.split("/", 1)
+        return cls(namespace, name)
+
 
 @dataclass(frozen=True)
 class RegionSignalValues:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -143,6 +144,16 @@ def child_fingerprint(obj: Obj) -> str:
     )
 
 
+# What losing an object of each collection sets off.
+_LOSS = {
+    "ideps": Change.REPLAN,
+    "regions": Change.REPLAN,
+    "nodes": Change.REPLAN,
+    "children": Change.REFRESH,
+    "gateways": Change.REFRESH,
+}
+
+
 @dataclass
 class World:
     ideps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
@@ -150,8 +161,35 @@ class World:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     children: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     gateways: dict[tuple[str, str], GatewayView] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
     _node_prints: dict[str, str] = field(default_factory=dict)
     _child_prints: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    _seen: dict[tuple[str, Hashable], float] = field(default_factory=dict)  # last event, by key
+
+    def _saw(self, collection: str, key: Hashable, deleted: bool) -> None:
+        if deleted:
+            self._seen.pop((collection, key), None)
+        else:
+            self._seen[(collection, key)] = self.clock()
+
+    def resync(self, listed: World, listed_at: float) -> Change:
+        """Forget what a full listing begun at `listed_at` (on `clock`) no longer holds and no
+        event has mentioned since: a deletion the watches missed. A watch that reconnects lists
+        what exists, so an object deleted while it was away never sends a DELETED event."""
+        change = Change.NONE
+        for collection, lost in _LOSS.items():
+            mine, theirs = getattr(self, collection), getattr(listed, collection)
+            for key in set(mine) - set(theirs):
+                if self._seen.get((collection, key), 0.0) < listed_at:
+                    del mine[key]
+                    self._seen.pop((collection, key), None)
+                    prints: dict[str, dict[Any, str]] = {
+                        "nodes": self._node_prints,
+                        "children": self._child_prints,
+                    }
+                    prints.get(collection, {}).pop(key, None)
+                    change = max(change, lost, key=lambda c: c.value)
+        return change
 
     @staticmethod
     def _generation_changed(old: Obj | None, new: Obj) -> bool:
@@ -163,6 +201,7 @@ class World:
 
     def observe_idep(self, body: Obj, deleted: bool) -> Change:
         key = _key(body)
+        self._saw("ideps", key, deleted)
         if deleted:
             return Change.REPLAN if self.ideps.pop(key, None) is not None else Change.NONE
         old = self.ideps.get(key)
@@ -171,6 +210,7 @@ class World:
 
     def observe_region(self, body: Obj, deleted: bool) -> Change:
         name = _key(body)[1]
+        self._saw("regions", name, deleted)
         if deleted:
             return Change.REPLAN if self.regions.pop(name, None) is not None else Change.NONE
         old = self.regions.get(name)
@@ -179,6 +219,7 @@ class World:
 
     def observe_node(self, body: Obj, deleted: bool) -> Change:
         name = _key(body)[1]
+        self._saw("nodes", name, deleted)
         if deleted:
             self._node_prints.pop(name, None)
             return Change.REPLAN if self.nodes.pop(name, None) is not None else Change.NONE
@@ -191,6 +232,7 @@ class World:
     def observe_child(self, body: Obj, deleted: bool) -> Change:
         namespace, name = _key(body)
         key = (str(body.get("kind")), namespace, name)
+        self._saw("children", key, deleted)
         if deleted:
             self._child_prints.pop(key, None)
             return Change.REFRESH if self.children.pop(key, None) is not None else Change.NONE
@@ -204,6 +246,7 @@ class World:
         """A Gateway routes may attach to: its appearance, loss or a renamed listener changes
         which routes can be written and the Routed condition, not the plan."""
         key = _key(body)
+        self._saw("gateways", key, deleted)
         if deleted:
             return Change.REFRESH if self.gateways.pop(key, None) is not None else Change.NONE
         view = GatewayView.from_api(body)

@@ -17,6 +17,7 @@ class RecordingKube(Kube):
     def __init__(self) -> None:  # no API client: nothing here talks to a cluster
         self.statuses: dict[tuple[str, str | None, str], dict[str, Any]] = {}
         self.events: list[tuple[str, str]] = []
+        self.gone: set[tuple[str, str | None, str]] = set()  # deleted on the "server"
 
     async def list_gpu_pods(self) -> list[dict[str, Any]]:
         return []
@@ -29,8 +30,14 @@ class RecordingKube(Kube):
 
     async def apply_status(
         self, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]
-    ) -> None:
+    ) -> bool:
+        if (kind, namespace, name) in self.gone:
+            return False
         self.statuses[(kind, namespace, name)] = dict(status)
+        return True
+
+    async def exists(self, kind: str, namespace: str | None, name: str) -> bool:
+        return (kind, namespace, name) not in self.gone
 
     async def event(
         self, regarding: Mapping[str, Any], *, reason: str, message: str, warning: bool = False
