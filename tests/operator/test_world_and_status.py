@@ -15,6 +15,7 @@ from gridplace_operator.status import (
     idep_status,
     region_status,
 )
+from gridplace_operator.translate import Rejection
 from gridplace_operator.world import Change, World
 from gridplace_placement.plan import ModelOutcome, PoolPlan, Route, ZoneOutcome
 
@@ -414,3 +415,17 @@ def test_a_child_lost_without_an_event_refreshes_without_a_replan() -> None:
     assert world.resync(World(), listed_at=world.clock() + 1) is Change.REFRESH
     # Its fingerprint went with it: seen again, it counts as a change.
     assert world.observe_child({"kind": "Service", **obj("svc")}, deleted=False) is Change.REFRESH
+
+
+def test_a_spec_is_parsed_once_per_generation() -> None:
+    world = World()
+    bad = obj("a", spec={"model": {"name": "m"}})  # no slo, no gpuTypes: the schema's job
+    world.observe_idep(bad, deleted=False)
+    rejected = world.specs[("ns", "a")]
+    assert isinstance(rejected, Rejection) and rejected.reason == Reason.INVALID_SPEC
+    world.observe_idep({**bad, "status": {"replicas": 0}}, deleted=False)  # a status write
+    assert world.specs[("ns", "a")] is rejected  # kept, not parsed again
+    world.observe_idep(obj("a", generation=2, spec={}), deleted=False)
+    assert world.specs[("ns", "a")] is not rejected
+    world.observe_idep(obj("a"), deleted=True)
+    assert world.specs == {}

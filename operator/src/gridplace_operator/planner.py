@@ -77,7 +77,6 @@ from gridplace_operator.translate import (
     Rejection,
     build_problem,
     current_assignments,
-    parse_spec,
     placement_model,
     running_assignments,
     static_demand,
@@ -294,9 +293,8 @@ class Planner:
         plan nobody runs never displaces a workload that does."""
         specs: dict[IdepRef, InferenceDeploymentSpec] = {}
         self.rejections, self.missing_regions = {}, {}
-        for (namespace, name), body in sorted(self.world.ideps.items()):
+        for (namespace, name), parsed in sorted(self.world.specs.items()):
             ref = IdepRef(namespace, name)
-            parsed = parse_spec(body)
             if isinstance(parsed, Rejection):
                 self.rejections[ref] = parsed
             else:
@@ -376,7 +374,7 @@ class Planner:
         longer fits the plan made for the last one (re-plan then)."""
         changed = False
         for (namespace, name), body in sorted(self.world.ideps.items()):
-            spec = parse_spec(body)
+            spec = self.world.spec_of(body)
             if isinstance(spec, Rejection):
                 continue
             ref = IdepRef(namespace, name)
@@ -626,7 +624,7 @@ class Planner:
         ref = IdepRef(meta["namespace"], meta["name"])
         uid = meta["uid"]
         generation = int(meta.get("generation") or 0)
-        spec = parse_spec(body)
+        spec = self.world.spec_of(body)
         rejection = self.rejections.get(ref)
         if isinstance(spec, Rejection):
             rejection = spec

@@ -16,9 +16,11 @@ from enum import Enum
 from typing import Any
 
 from gridplace_operator import labels
+from gridplace_operator.api.inference_deployment import InferenceDeploymentSpec
 from gridplace_operator.diff import owned_fields
 from gridplace_operator.inventory import node_is_schedulable, parse_quantity
 from gridplace_operator.routes import GatewayView
+from gridplace_operator.translate import Rejection, parse_spec
 
 Obj = Mapping[str, Any]
 
@@ -157,6 +159,8 @@ _LOSS = {
 @dataclass
 class World:
     ideps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # Each InferenceDeployment's spec, parsed once per generation (status writes keep it).
+    specs: dict[tuple[str, str], InferenceDeploymentSpec | Rejection] = field(default_factory=dict)
     regions: dict[str, dict[str, Any]] = field(default_factory=dict)
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     children: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
@@ -183,11 +187,12 @@ class World:
                 if self._seen.get((collection, key), 0.0) < listed_at:
                     del mine[key]
                     self._seen.pop((collection, key), None)
-                    prints: dict[str, dict[Any, str]] = {
+                    derived: dict[str, dict[Any, Any]] = {
+                        "ideps": self.specs,
                         "nodes": self._node_prints,
                         "children": self._child_prints,
                     }
-                    prints.get(collection, {}).pop(key, None)
+                    derived.get(collection, {}).pop(key, None)
                     change = max(change, lost, key=lambda c: c.value)
         return change
 
@@ -203,10 +208,20 @@ class World:
         key = _key(body)
         self._saw("ideps", key, deleted)
         if deleted:
+            self.specs.pop(key, None)
             return Change.REPLAN if self.ideps.pop(key, None) is not None else Change.NONE
         old = self.ideps.get(key)
         self.ideps[key] = _slim(body)
-        return Change.REPLAN if self._generation_changed(old, body) else Change.NONE
+        if not self._generation_changed(old, body) and key in self.specs:
+            return Change.NONE
+        self.specs[key] = parse_spec(body)
+        return Change.REPLAN
+
+    def spec_of(self, body: Obj) -> InferenceDeploymentSpec | Rejection:
+        """An InferenceDeployment's parsed spec: the one kept for it, or parsed now (an object
+        forgotten while a cycle was still using it)."""
+        kept = self.specs.get(_key(body))
+        return kept if kept is not None else parse_spec(body)
 
     def observe_region(self, body: Obj, deleted: bool) -> Change:
         name = _key(body)[1]
