@@ -6,9 +6,10 @@ import pytest
 
 from gridplace_placement.generator import random_problem, with_running
 from gridplace_placement.holding import HELD_REASON, hold_running, keep_running_plan
+from gridplace_placement.options import SolveOptions
 from gridplace_placement.plan import Plan
 from gridplace_placement.problem import Problem
-from gridplace_placement.solver import SolveOptions, solve
+from gridplace_placement.solver import solve
 
 MARGIN = 0.01
 

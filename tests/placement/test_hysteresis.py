@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from gridplace_placement.hysteresis import scaled_current
+from gridplace_placement.options import SolveOptions
 from gridplace_placement.plan import Plan, PlanStatus
 from gridplace_placement.problem import Problem
-from gridplace_placement.solver import SolveOptions, solve
+from gridplace_placement.solver import solve
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 

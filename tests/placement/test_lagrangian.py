@@ -9,9 +9,10 @@ from gridplace_placement.builder import candidates, compile_problem
 from gridplace_placement.extract import Assignment
 from gridplace_placement.generator import random_problem
 from gridplace_placement.lagrangian import PACE_SAMPLE, Lagrangian, price_models
+from gridplace_placement.options import WORK_LIMIT, SolveOptions
 from gridplace_placement.plan import PlanStatus
 from gridplace_placement.problem import Problem
-from gridplace_placement.solver import WORK_LIMIT, SolveOptions, column_generation, solve
+from gridplace_placement.solver import column_generation, solve
 
 
 def shrunk(models: int, regions: int, seed: int, gpu_share: float) -> Problem:

@@ -8,8 +8,9 @@ from gridplace_placement.baselines import fill_unserved
 from gridplace_placement.builder import compile_problem
 from gridplace_placement.extract import Assignment, evaluate
 from gridplace_placement.plan import PlanStatus
+from gridplace_placement.policies import POLICIES, Policy
 from gridplace_placement.problem import Problem
-from gridplace_placement.solver import POLICIES, Policy, solve
+from gridplace_placement.solver import solve
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 A100 = "NVIDIA-A100-SXM4-40GB"

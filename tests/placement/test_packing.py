@@ -8,8 +8,9 @@ import pytest
 from gridplace_placement.builder import compile_problem
 from gridplace_placement.packing import fits, place, size_class, slots, take
 from gridplace_placement.plan import Plan
+from gridplace_placement.policies import POLICIES, Policy
 from gridplace_placement.problem import Problem
-from gridplace_placement.solver import POLICIES, Policy, solve
+from gridplace_placement.solver import solve
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 BIG = "codellama/CodeLlama-70b-hf"  # 4 H100s per replica

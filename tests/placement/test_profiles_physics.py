@@ -20,9 +20,10 @@ from types import ModuleType
 import pytest
 
 from gridplace_e2e.public_data import PUBLIC_DATA
+from gridplace_placement.options import SolveOptions
 from gridplace_placement.problem import Problem
 from gridplace_placement.profiles import catalogue
-from gridplace_placement.solver import SolveOptions, solve
+from gridplace_placement.solver import solve
 
 ROOT = Path(__file__).resolve().parents[2]
 MEASURED = PUBLIC_DATA / "mlenergy_v2_llm_2024-09.csv"

@@ -9,13 +9,11 @@ from gridplace_placement.budget import Budget
 from gridplace_placement.builder import candidates, compile_problem, mir, restrict
 from gridplace_placement.extract import Assignment, assemble, evaluate
 from gridplace_placement.generator import random_problem
+from gridplace_placement.options import Backend, SolveOptions
 from gridplace_placement.plan import Plan, PlanStatus, Timing
+from gridplace_placement.policies import POLICIES, Policy
 from gridplace_placement.problem import Problem, load_problem
 from gridplace_placement.solver import (
-    POLICIES,
-    Backend,
-    Policy,
-    SolveOptions,
     _solve_milp,
     column_generation,
     lp_bound,

@@ -10,9 +10,10 @@ import pytest
 
 from gridplace_placement.budget import Budget
 from gridplace_placement.generator import random_problem
+from gridplace_placement.options import SolveOptions
 from gridplace_placement.plan import Plan, PlanStatus
 from gridplace_placement.problem import Problem
-from gridplace_placement.solver import SolveOptions, solve
+from gridplace_placement.solver import solve
 
 
 def fingerprint(plan: Plan) -> tuple[object, ...]:

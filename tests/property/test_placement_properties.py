@@ -19,9 +19,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from gridplace_placement.options import SolveOptions
 from gridplace_placement.plan import Plan, PlanStatus
+from gridplace_placement.policies import POLICIES, Policy
 from gridplace_placement.problem import Problem
-from gridplace_placement.solver import POLICIES, Policy, SolveOptions, solve
+from gridplace_placement.solver import solve
 
 GPU_TYPES = ("NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-40GB", "NVIDIA-L40S")
 OPTIONS = SolveOptions(time_limit_seconds=0.5)

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gridplace_placement import policies
+
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
@@ -25,14 +27,7 @@ if TYPE_CHECKING:
     from gridplace_placement.problem import Problem
 
 USAGE_ERROR = 2
-POLICIES = (
-    "gridplace",
-    "latency-nearest",
-    "even-spread",
-    "cheapest-power",
-    "lowest-carbon",
-    "naive",
-)
+POLICIES = policies.POLICIES  # the engine's own names: the choices of --policy and --policies
 
 
 class InputError(Exception):

@@ -15,7 +15,6 @@ object over every (model, zone, region, GPU type) route, without pruning or aggr
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,9 +22,7 @@ from ortools.linear_solver import pywraplp  # type: ignore[attr-defined]
 
 from gridplace_placement.builder import Compiled, FloatArray, Pools, gpu_use
 from gridplace_placement.extract import Assignment
-
-if TYPE_CHECKING:
-    from gridplace_placement.solver import SolveOptions
+from gridplace_placement.options import SolveOptions
 
 
 def fill_unserved(c: Compiled, a: Assignment) -> Assignment:

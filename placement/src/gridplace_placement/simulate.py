@@ -33,12 +33,14 @@ from ortools.linear_solver.python import model_builder_helper as mbh
 
 from gridplace_placement.builder import candidates, compile_problem
 from gridplace_placement.extract import moved_replicas
+from gridplace_placement.options import SolveOptions
 from gridplace_placement.plan import Plan
+from gridplace_placement.policies import Policy
 from gridplace_placement.problem import Assignment, Problem
 from gridplace_placement.routing import glop as glop_solver
 from gridplace_placement.routing import sparse_model
 from gridplace_placement.scenario import ScenarioData
-from gridplace_placement.solver import Policy, SolveOptions, solve
+from gridplace_placement.solver import solve
 
 DEFAULT_POLICIES: tuple[Policy, ...] = (
     "gridplace",

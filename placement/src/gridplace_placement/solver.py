@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
 from ortools.linear_solver.python import model_builder_helper as mbh
-from pydantic import BaseModel, ConfigDict, Field
 
 from gridplace_placement.baselines import fill_unserved, run_baseline
 from gridplace_placement.budget import Budget
@@ -29,75 +27,35 @@ from gridplace_placement.builder import (
 from gridplace_placement.extract import Assignment, assemble, evaluate
 from gridplace_placement.hysteresis import Held, keep_current
 from gridplace_placement.lagrangian import LpSolution, price_models
+from gridplace_placement.options import MODEL_MILPS, WORK_LIMIT, SolveOptions
 from gridplace_placement.packing import place, size_class
 from gridplace_placement.plan import Plan, PlanStatus, Timing
+from gridplace_placement.policies import POLICIES, Policy
 from gridplace_placement.problem import Problem
 from gridplace_placement.routing import glop, proven_bound, route_fixed, sparse_model
 
-Backend = Literal["highs", "scip"]
-Policy = Literal[
-    "gridplace", "latency-nearest", "even-spread", "cheapest-power", "lowest-carbon", "naive"
-]
-POLICIES: tuple[Policy, ...] = get_args(Policy)
 ENTERING_PER_ZONE = 16  # routes per (model, zone) priced into the LP per round
 BOUND_TOLERANCE = 1e-3  # stop pricing when the bound can fall by less than this share
 # Below this many candidate routes the full LP is solved at once: faster than pricing rounds
 # (measured at 100 x 20 x 4 x 20, 17k routes: 0.07 s against 0.10-0.15 s).
 FULL_LP_ROUTES = 30_000
-# Branch-and-bound nodes per MILP search (see SolveOptions.work_limit): every MILP of the shipped
-# benchmarks that certifies does so at its root or within a few thousand nodes (measured:
-# the operator's 500 models and every model MILP up to 100 x 20 at the root, one model MILP of
-# 100 x 20 seed 1 at a 0.5% gap 6,862 nodes); a model that needs more is left to the next step.
-WORK_LIMIT = 2_000
-# Models' own MILPs the Lagrangian search may solve (see SolveOptions.model_milps).
-MODEL_MILPS = 64
 
-
-class SolveOptions(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    backend: Backend = "highs"  # measured: plans as good as SCIP's in less native memory
-    time_limit_seconds: float = Field(
-        default=60.0,
-        gt=0,
-        description="safety net of the whole solve, in wall-clock seconds: the search is "
-        "bounded by work (work_limit, model_milps, pricing and diving rounds), so the same "
-        "inputs give the same plan on any machine; should this fire first, the steps left are "
-        "skipped and the plan says so (time_limit_reached)",
-    )
-    work_limit: int = Field(
-        default=WORK_LIMIT,
-        ge=0,
-        description="branch-and-bound nodes each MILP search may explore beyond its root "
-        "(HiGHS mip_max_nodes, SCIP limits/nodes): the deterministic bound of the integer "
-        "search; a search it stops before its gap adds nothing to the plan",
-    )
-    model_milps: int = Field(
-        default=MODEL_MILPS,
-        ge=0,
-        description="models' own MILPs the Lagrangian search may solve, largest gap first",
-    )
-    relative_gap: float = Field(default=0.005, ge=0, description="stop within this certified gap")
-    deterministic: bool = Field(default=True, description="one thread and a fixed seed")
-    seed: int = 0
-    warm_start: bool = Field(
-        default=True, description="hint SCIP with the best plan so far (HiGHS runs cold)"
-    )
-    routes_per_zone: int = Field(
-        default=16, ge=1, description="cheapest routes per (model, zone) the LP starts from"
-    )
-    neighbourhood: int = Field(
-        default=8, ge=0, description="pools per model beyond the LP's that the integer search sees"
-    )
-    exact: bool = Field(
-        default=False, description="search all candidate pools (slower; bound from the MILP too)"
-    )
-    min_improvement: float = Field(
-        default=0.01,
-        ge=0,
-        description="hysteresis: a model that runs now moves only if the new plan lowers its "
-        "own objective by more than this share; else it keeps its pools (scaled)",
-    )
+# The options and the policy names live in their own modules; callers import them from here too.
+__all__ = [
+    "MODEL_MILPS",
+    "POLICIES",
+    "WORK_LIMIT",
+    "Policy",
+    "SolveOptions",
+    "column_generation",
+    "consolidate",
+    "fit_to_nodes",
+    "lp_bound",
+    "lp_relaxation",
+    "round_and_route",
+    "solve",
+    "transfer",
+]
 
 
 def solve(
