@@ -22,7 +22,7 @@ they hold.
 The controllers decide every `--control-s` seconds from what Prometheus would show over the last
 `--window-s`: the p95 (gridplace) or the mean (HPA-like) TTFT of requests whose first token came
 in the window, and the served request rate.
-- gridplace: `gridplace_operator.autoscaler.decide` with the measured rate, exactly as the
+- gridplace: `gridplace_operator.autoscale.decide.decide` with the measured rate, exactly as the
   operator calls it; the decision's rate and bounds then go to a one-GPU-type stand-in for the
   joint solve (the fewest replicas whose capacity covers the rate, within the bounds).
 - HPA-like: desired = ceil(current x mean/target) outside a 10% tolerance, scale-up at once,
@@ -60,7 +60,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gridplace_e2e.public_data import CONV_TRACE, LOAD_SHAPE
-from gridplace_operator.autoscaler import (
+from gridplace_operator.autoscale.decide import (
     History,
     Inputs,
     Policy,

@@ -24,16 +24,10 @@ import yaml
 
 from gridplace_e2e.cluster.topology import DEFAULT_TOPOLOGY, Topology, load_topology
 from gridplace_operator.api.inference_deployment import InferenceDeploymentSpec
+from gridplace_operator.api.parsed import IdepRef, Rejection, parse_spec
 from gridplace_operator.api.region import Region
-from gridplace_operator.inventory import GpuPool, Inventory
-from gridplace_operator.translate import (
-    IdepRef,
-    RegionSignalValues,
-    Rejection,
-    build_problem,
-    parse_spec,
-    static_demand,
-)
+from gridplace_operator.observe.inventory import GpuPool, Inventory
+from gridplace_operator.planning.problem import RegionSignalValues, build_problem, static_demand
 from gridplace_placement.problem import Problem
 from gridplace_placement.solver import SolveOptions, solve
 

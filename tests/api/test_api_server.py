@@ -16,9 +16,9 @@ from api_cases import BAD, EXAMPLES, IDEP, REGION, ROOT, Bad, merged
 from gridplace_e2e.cluster.handle import ClusterHandle
 from gridplace_e2e.cluster.local import poll
 from gridplace_operator.api import InferenceDeployment, Region
+from gridplace_operator.api.crdgen import KINDS
 from gridplace_operator.api.inference_deployment import InferenceDeploymentStatus
 from gridplace_operator.api.region import RegionStatus
-from gridplace_operator.crdgen import KINDS
 
 pytestmark = pytest.mark.cluster
 

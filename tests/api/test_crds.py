@@ -11,9 +11,10 @@ import yaml
 from api_cases import ROOT, all_rules
 from pydantic import BaseModel, Field
 
-from gridplace_operator import cli, crdgen
+from gridplace_operator import cli
+from gridplace_operator.api import crdgen
+from gridplace_operator.api.crdgen import KINDS, Kind, SchemaError, structural
 from gridplace_operator.api.inference_deployment import PlacementSpec, ScalingSpec
-from gridplace_operator.crdgen import KINDS, Kind, SchemaError, structural
 
 CRDS = ROOT / "crds"
 REFERENCE = ROOT / "docs" / "api.md"

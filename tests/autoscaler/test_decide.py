@@ -10,7 +10,7 @@ import pytest
 
 from gridplace_operator.api.conditions import Reason
 from gridplace_operator.api.inference_deployment import ScalingSpec
-from gridplace_operator.autoscaler import (
+from gridplace_operator.autoscale.decide import (
     MAX_LATENCY_RATIO,
     Decision,
     History,

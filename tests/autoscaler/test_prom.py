@@ -15,7 +15,7 @@ from gridplace_e2e.loadgen.runner import RunOptions, round_robin, run_plan
 from gridplace_e2e.podsim import GPU_LATENCY, BackedPod, PodKey, write_target
 from gridplace_e2e.public_data import CODE_TRACE as TRACE
 from gridplace_e2e.vllmsim.process import start_simulator
-from gridplace_operator.prom import (
+from gridplace_operator.autoscale.prometheus import (
     LoadReading,
     Prometheus,
     PrometheusError,

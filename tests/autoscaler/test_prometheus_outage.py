@@ -13,11 +13,11 @@ import pytest
 from planner_kit import RecordingKube, gpu_node, inference_deployment, region
 from scripted_server import Answer, ScriptedServer, json_answer
 
-from gridplace_operator.metrics import OperatorMetrics
-from gridplace_operator.planner import Planner
-from gridplace_operator.prom import Prometheus
-from gridplace_operator.translate import IdepRef
-from gridplace_operator.world import World
+from gridplace_operator.api.parsed import IdepRef
+from gridplace_operator.autoscale.prometheus import Prometheus
+from gridplace_operator.observe.world import World
+from gridplace_operator.planning.planner import Planner
+from gridplace_operator.report.metrics import OperatorMetrics
 
 NAMESPACE, NAME = "serving", "chat"
 # Every query gets this answer: a p95 far above the 0.8 s target and a load well beyond the

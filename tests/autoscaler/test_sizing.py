@@ -10,7 +10,8 @@ import pytest
 
 from gridplace_operator.api.conditions import Reason
 from gridplace_operator.api.inference_deployment import InferenceDeploymentSpec
-from gridplace_operator.autoscaler import (
+from gridplace_operator.api.parsed import IdepRef, Rejection
+from gridplace_operator.autoscale.decide import (
     History,
     Inputs,
     Policy,
@@ -23,7 +24,7 @@ from gridplace_operator.autoscaler import (
     unreachable,
     user_p95,
 )
-from gridplace_operator.translate import IdepRef, Rejection, placement_model
+from gridplace_operator.planning.problem import placement_model
 
 GPU = "NVIDIA-L40S"
 SPEC: dict[str, Any] = {

@@ -20,9 +20,9 @@ import pytest
 
 from gridplace_operator import cli
 from gridplace_operator.cli import main
-from gridplace_operator.handlers import OperatorConfig
-from gridplace_operator.kube import load_client_config
-from gridplace_operator.metrics import OperatorMetrics
+from gridplace_operator.kube.client import load_client_config
+from gridplace_operator.main import OperatorConfig
+from gridplace_operator.report.metrics import OperatorMetrics
 
 
 def _started(monkeypatch: pytest.MonkeyPatch, *argv: str) -> dict[str, Any]:

@@ -32,8 +32,8 @@ from gridplace_e2e.loop_scenario import LATENCY, MODEL, SLO_S, STEPS, TRACE
 from gridplace_e2e.operator_run import OperatorProcess, get_json, wait_for
 from gridplace_e2e.podsim import ClusterRouter, PodSimulators, split
 from gridplace_e2e.public_data import CONV_TRACE
-from gridplace_operator.autoscaler import direction_changes
-from gridplace_operator.prom import Prometheus
+from gridplace_operator.autoscale.decide import direction_changes
+from gridplace_operator.autoscale.prometheus import Prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "loop"

@@ -13,8 +13,9 @@ import yaml
 from gridplace_e2e.cluster.handle import ClusterHandle
 from gridplace_e2e.operator_run import OperatorProcess, get_json, wait_for
 from gridplace_operator.api.inference_deployment import InferenceDeploymentSpec
-from gridplace_operator.autoscaler import capacity_size
-from gridplace_operator.translate import IdepRef, Rejection, placement_model
+from gridplace_operator.api.parsed import IdepRef, Rejection
+from gridplace_operator.autoscale.decide import capacity_size
+from gridplace_operator.planning.problem import placement_model
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "inferencedeployments.yaml"

@@ -15,7 +15,7 @@ from gridplace_operator.api.inference_deployment import (
     InferenceDeployment,
 )
 from gridplace_operator.api.region import Region
-from gridplace_operator.children import Owner, desired_deployment
+from gridplace_operator.reconcile.children import Owner, desired_deployment
 from gridplace_placement.profiles import catalogue
 
 ROOT = Path(__file__).resolve().parents[2]

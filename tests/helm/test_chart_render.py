@@ -13,7 +13,7 @@ import pytest
 import yaml
 from helmchart import CHART, ROOT, Helm, HelmError, objects, one, operator_container, rules
 
-from gridplace_operator.providers.settings import parse_hosts, parse_rates
+from gridplace_operator.signals.providers.settings import parse_hosts, parse_rates
 
 MONITORING = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PodMonitor")
 
@@ -421,7 +421,7 @@ def test_monitors_need_the_prometheus_operator_api(
 
 
 def test_dashboard_shows_the_operators_metrics(helm: Helm) -> None:
-    from gridplace_operator.metrics import OperatorMetrics  # noqa: PLC0415
+    from gridplace_operator.report.metrics import OperatorMetrics  # noqa: PLC0415
 
     config_map = one(helm.template(), "ConfigMap", "-dashboard")
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"

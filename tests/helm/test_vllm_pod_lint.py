@@ -14,8 +14,8 @@ from helmchart import Helm, kube_score_report, one, rules
 from test_chart_lint import findings
 
 from gridplace_operator.api.inference_deployment import InferenceDeploymentSpec
-from gridplace_operator.children import Owner, desired_children
-from gridplace_operator.kube import _KINDS, CHILD_KINDS
+from gridplace_operator.kube.client import _KINDS, CHILD_KINDS
+from gridplace_operator.reconcile.children import Owner, desired_children
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 

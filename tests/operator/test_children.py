@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from gridplace_operator.api.inference_deployment import InferenceDeploymentSpec
-from gridplace_operator.children import (
+from gridplace_operator.observe.inventory import pod_gpu_request
+from gridplace_operator.observe.world import child_view
+from gridplace_operator.reconcile.children import (
     GITOPS_TRACKING_LABELS,
     Owner,
     child_name,
@@ -13,9 +15,7 @@ from gridplace_operator.children import (
     desired_children,
     gpu_slug,
 )
-from gridplace_operator.diff import Apply, Delete, ObservedChild, writes_for
-from gridplace_operator.inventory import pod_gpu_request
-from gridplace_operator.world import child_view
+from gridplace_operator.reconcile.writes import Apply, Delete, ObservedChild, writes_for
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 A100 = "NVIDIA-A100-SXM4-80GB"

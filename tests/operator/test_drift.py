@@ -7,9 +7,15 @@ from typing import Any
 
 from test_children import H100, SELECTORS, owner
 
-from gridplace_operator.children import desired_children
-from gridplace_operator.diff import Apply, ObservedChild, drift, owned_fields, writes_for
-from gridplace_operator.world import World, child_view
+from gridplace_operator.observe.world import World, child_view
+from gridplace_operator.reconcile.children import desired_children
+from gridplace_operator.reconcile.writes import (
+    Apply,
+    ObservedChild,
+    drift,
+    owned_fields,
+    writes_for,
+)
 
 
 def live(manifest: dict[str, Any], **defaults: Any) -> dict[str, Any]:

@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 
 from gridplace_operator.api.inference_deployment import InferenceDeploymentSpec
-from gridplace_operator.inventory import (
+from gridplace_operator.observe.inventory import (
     Taint,
     build_inventory,
     parse_quantity,
     regions_of,
     tolerates,
 )
-from gridplace_operator.translate import region_capacity
+from gridplace_operator.planning.problem import region_capacity
 
 SELECTORS = {
     "eu-central-1": {"topology.kubernetes.io/region": "eu-central-1"},

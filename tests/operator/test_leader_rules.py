@@ -10,16 +10,16 @@ from typing import cast
 
 import pytest
 
-from gridplace_operator.autoscaler import History, history_from_status
-from gridplace_operator.leader import (
+from gridplace_operator.api.parsed import IdepRef
+from gridplace_operator.autoscale.decide import History, history_from_status
+from gridplace_operator.kube.leader import (
     MEMORY_ANNOTATION,
     LeaseRecord,
     LeaseTiming,
     lease_body,
     may_take,
 )
-from gridplace_operator.memory import Memory
-from gridplace_operator.translate import IdepRef
+from gridplace_operator.planning.memory import Memory
 from gridplace_placement.plan import Plan
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)

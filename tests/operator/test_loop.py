@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from gridplace_operator.loop import PlanningLoop
+from gridplace_operator.planning.loop import PlanningLoop
 
 Script = Callable[[PlanningLoop, list[bool]], Awaitable[None]]
 

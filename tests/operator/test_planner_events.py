@@ -6,10 +6,10 @@ import asyncio
 
 from planner_kit import RecordingKube, gpu_node, inference_deployment, region
 
-from gridplace_operator.metrics import OperatorMetrics
-from gridplace_operator.planner import Planner
-from gridplace_operator.translate import IdepRef
-from gridplace_operator.world import World
+from gridplace_operator.api.parsed import IdepRef
+from gridplace_operator.observe.world import World
+from gridplace_operator.planning.planner import Planner
+from gridplace_operator.report.metrics import OperatorMetrics
 
 
 def test_a_shortage_is_one_warning_though_placed_and_ready_both_say_it() -> None:

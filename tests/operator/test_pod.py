@@ -18,7 +18,10 @@ from gridplace_operator.api.inference_deployment import (
     VLLM_VERSION,
     InferenceDeploymentSpec,
 )
-from gridplace_operator.children import (
+from gridplace_operator.api.parsed import IdepRef
+from gridplace_operator.observe.world import child_view
+from gridplace_operator.planning.problem import placement_model
+from gridplace_operator.reconcile.children import (
     Owner,
     batch_limits,
     desired_children,
@@ -27,9 +30,7 @@ from gridplace_operator.children import (
     startup_seconds,
     weights_gib,
 )
-from gridplace_operator.diff import ObservedChild, writes_for
-from gridplace_operator.translate import IdepRef, placement_model
-from gridplace_operator.world import child_view
+from gridplace_operator.reconcile.writes import ObservedChild, writes_for
 from gridplace_placement.problem import Model as PlacementModel
 
 H100 = "NVIDIA-H100-80GB-HBM3"

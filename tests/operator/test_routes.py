@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from gridplace_operator.api.conditions import Reason
 from gridplace_operator.api.inference_deployment import InferenceDeploymentSpec
-from gridplace_operator.children import Owner, desired_children
-from gridplace_operator.diff import Apply, Delete, ObservedChild, drift, owned_fields, writes_for
-from gridplace_operator.routes import (
+from gridplace_operator.observe.world import Change, World, child_view
+from gridplace_operator.reconcile.children import Owner, desired_children
+from gridplace_operator.reconcile.routes import (
     WEIGHT_TOTAL,
     GatewayView,
     hostname_conflicts,
@@ -24,7 +24,14 @@ from gridplace_operator.routes import (
     routes_for,
     zone_weights,
 )
-from gridplace_operator.world import Change, World, child_view
+from gridplace_operator.reconcile.writes import (
+    Apply,
+    Delete,
+    ObservedChild,
+    drift,
+    owned_fields,
+    writes_for,
+)
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 SELECTORS = {

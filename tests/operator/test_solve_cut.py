@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from gridplace_operator.planner import _unless_cut
+from gridplace_operator.planning.planner import _unless_cut
 from gridplace_placement.generator import random_problem, with_running
 from gridplace_placement.holding import HELD_REASON
 from gridplace_placement.solver import solve

@@ -6,14 +6,13 @@ from typing import Any
 
 from gridplace_operator.api.conditions import Reason
 from gridplace_operator.api.inference_deployment import InferenceDeploymentSpec
+from gridplace_operator.api.parsed import IdepRef, parse_spec
 from gridplace_operator.api.region import Region
-from gridplace_operator.inventory import GpuPool, Inventory
-from gridplace_operator.translate import (
-    IdepRef,
+from gridplace_operator.observe.inventory import GpuPool, Inventory
+from gridplace_operator.planning.problem import (
     RegionSignalValues,
     build_problem,
     current_assignments,
-    parse_spec,
     running_assignments,
     static_demand,
 )

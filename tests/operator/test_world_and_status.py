@@ -7,7 +7,9 @@ from typing import Any
 
 from gridplace_operator.api.conditions import Reason
 from gridplace_operator.api.inference_deployment import AutoscalerStatus
-from gridplace_operator.status import (
+from gridplace_operator.api.parsed import Rejection
+from gridplace_operator.observe.world import Change, World
+from gridplace_operator.report.status import (
     IdepFacts,
     ModelPlan,
     RegionFacts,
@@ -15,8 +17,6 @@ from gridplace_operator.status import (
     idep_status,
     region_status,
 )
-from gridplace_operator.translate import Rejection
-from gridplace_operator.world import Change, World
 from gridplace_placement.plan import ModelOutcome, PoolPlan, Route, ZoneOutcome
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -299,8 +299,8 @@ def test_the_planner_puts_a_valueless_signals_error_in_the_region_status() -> No
 
     from planner_kit import RecordingKube, region  # noqa: PLC0415
 
-    from gridplace_operator.metrics import OperatorMetrics  # noqa: PLC0415
-    from gridplace_operator.planner import Planner  # noqa: PLC0415
+    from gridplace_operator.planning.planner import Planner  # noqa: PLC0415
+    from gridplace_operator.report.metrics import OperatorMetrics  # noqa: PLC0415
 
     world, kube = World(), RecordingKube()
     feed = {"file": {"url": "http://feed.example/ci.csv", "valueColumn": "gco2"}}
@@ -328,7 +328,8 @@ def _invalid_spec_message(model: dict[str, Any]) -> str:
     from gridplace_operator.api.inference_deployment import (  # noqa: PLC0415
         InferenceDeploymentSpec,
     )
-    from gridplace_operator.translate import IdepRef, Rejection, placement_model  # noqa: PLC0415
+    from gridplace_operator.api.parsed import IdepRef, Rejection  # noqa: PLC0415
+    from gridplace_operator.planning.problem import placement_model  # noqa: PLC0415
 
     spec = InferenceDeploymentSpec.model_validate(
         {

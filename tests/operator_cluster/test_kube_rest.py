@@ -9,9 +9,9 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from gridplace_e2e.cluster.handle import ClusterHandle
-from gridplace_operator import kube as kube_module
-from gridplace_operator.kube import Kube, load_client_config, path_of
-from gridplace_operator.metrics import OperatorMetrics
+from gridplace_operator.kube import client as kube_module
+from gridplace_operator.kube.client import Kube, load_client_config, path_of
+from gridplace_operator.report.metrics import OperatorMetrics
 
 POD = {
     "apiVersion": "v1",

@@ -15,9 +15,9 @@ import yaml
 from gridplace_e2e.cluster.handle import ClusterHandle
 from gridplace_e2e.cluster.local import poll
 from gridplace_e2e.operator_run import OperatorProcess, get_json, wait_for
-from gridplace_operator.kube import load_client_config
-from gridplace_operator.leader import MEMORY_ANNOTATION, LeaderElector, LeaseTiming
-from gridplace_operator.rest import Rest
+from gridplace_operator.kube.client import load_client_config
+from gridplace_operator.kube.leader import MEMORY_ANNOTATION, LeaderElector, LeaseTiming
+from gridplace_operator.kube.rest import Rest
 
 pytestmark = pytest.mark.cluster
 FAST = LeaseTiming(duration_s=3, renew_every_s=0.5, renew_deadline_s=2, retry_every_s=0.25)

@@ -13,7 +13,7 @@ import pytest
 
 from gridplace_e2e.cluster.handle import ClusterHandle
 from gridplace_operator.api.inference_deployment import InferenceDeploymentSpec
-from gridplace_operator.children import Owner, desired_deployment
+from gridplace_operator.reconcile.children import Owner, desired_deployment
 
 pytestmark = pytest.mark.cluster
 

@@ -15,7 +15,7 @@ import yaml
 from gridplace_e2e.cluster.handle import ClusterHandle
 from gridplace_e2e.cluster.local import poll
 from gridplace_e2e.operator_run import OperatorProcess, condition, get_json, wait_for
-from gridplace_operator.routes import WEIGHT_TOTAL, largest_remainder
+from gridplace_operator.reconcile.routes import WEIGHT_TOTAL, largest_remainder
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]

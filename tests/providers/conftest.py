@@ -14,7 +14,8 @@ from scripted_server import ScriptedServer
 from signal_kit import FAST, Providers
 
 from gridplace_e2e.cluster.handle import ClusterHandle
-from gridplace_operator.providers import build_providers
+from gridplace_operator.kube.refs import KubeRefs
+from gridplace_operator.signals.providers.build import build_providers
 
 
 @pytest.fixture
@@ -43,7 +44,13 @@ def make_providers(
         def sleep(seconds: float) -> None:
             sleeps.append(seconds)  # recorded, not slept: the backoff schedule is under test
 
-        built = build_providers(api_client or client.ApiClient(), chosen, sleep=sleep)
+        refs = KubeRefs(
+            api_client or client.ApiClient(),
+            chosen.namespace,
+            ttl_seconds=chosen.secret_ttl_seconds,
+            timeout_seconds=chosen.http_timeout_seconds,
+        )
+        built = build_providers(refs, chosen, sleep=sleep)
         return Providers(built, sleeps)
 
     return make

@@ -14,7 +14,7 @@ from signal_kit import Providers
 
 from gridplace_e2e.cluster.local import poll
 from gridplace_operator.api.region import PowerPriceSource
-from gridplace_operator.signals import SignalError
+from gridplace_operator.signals.sources import SignalError
 
 T0 = datetime(2026, 11, 27, 21, 0, tzinfo=UTC)
 SOURCE = PowerPriceSource.model_validate({"prometheus": {"query": "price"}})

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gridplace_operator.providers.csv_series import parse_series
-from gridplace_operator.signals import SignalError
+from gridplace_operator.signals.providers.csv_series import parse_series
+from gridplace_operator.signals.sources import SignalError
 
 CSV = """datetime_utc,zone,price_usd_mwh
 2026-11-27 10:00:00,DE,80.5

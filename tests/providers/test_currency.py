@@ -13,8 +13,8 @@ from scripted_server import ScriptedServer, json_answer, text_answer
 from signal_kit import Providers
 
 from gridplace_operator.api.region import PowerPriceSource
-from gridplace_operator.providers.common import to_usd
-from gridplace_operator.signals import SignalError, resolve
+from gridplace_operator.signals.providers.common import to_usd
+from gridplace_operator.signals.sources import SignalError, resolve
 
 NOW = datetime(2026, 11, 27, 21, 10, tzinfo=UTC)
 CSV = "datetime_utc,price_eur_mwh\n2026-11-27 21:00:00,100.0\n"

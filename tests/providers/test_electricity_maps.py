@@ -13,7 +13,7 @@ from scripted_server import Answer, ScriptedServer, json_answer
 from signal_kit import Providers, create_secret
 
 from gridplace_operator.api.region import CarbonIntensitySource, PowerPriceSource
-from gridplace_operator.signals import SignalError
+from gridplace_operator.signals.sources import SignalError
 
 pytestmark = pytest.mark.cluster
 TOKEN = "em-secret-token-123"

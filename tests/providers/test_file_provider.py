@@ -14,7 +14,7 @@ from signal_kit import Providers
 
 from gridplace_e2e.public_data import CARBON_INTENSITY as CARBON_GZ
 from gridplace_operator.api.region import CarbonIntensitySource, PowerPriceSource
-from gridplace_operator.signals import SignalError
+from gridplace_operator.signals.sources import SignalError
 
 PRICES = """datetime_utc,price_usd_mwh
 2026-11-27 10:00:00,80.5

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gridplace_operator.api.region import CarbonIntensitySource
-from gridplace_operator.providers.forecast import Forecast, latest_or_forecast
-from gridplace_operator.signals import Reading, SignalError, resolve
+from gridplace_operator.signals.providers.forecast import Forecast, latest_or_forecast
+from gridplace_operator.signals.sources import Reading, SignalError, resolve
 
 HOUR = timedelta(hours=1)
 T21 = datetime(2026, 11, 27, 21, tzinfo=UTC)

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from scripted_server import Answer, ScriptedServer, json_answer, redirect
 
-from gridplace_operator.providers.cache import TimedCache
-from gridplace_operator.providers.http import HttpClient, HttpStatusError, origin, safe_url
-from gridplace_operator.signals import SignalError
+from gridplace_operator.signals.providers.cache import TimedCache
+from gridplace_operator.signals.providers.http import HttpClient, HttpStatusError, origin, safe_url
+from gridplace_operator.signals.sources import SignalError
 
 
 def client(sleeps: list[float], attempts: int = 3, timeout: float = 0.5) -> HttpClient:

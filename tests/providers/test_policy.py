@@ -13,7 +13,7 @@ from scripted_server import ScriptedServer, text_answer
 from signal_kit import Providers
 
 from gridplace_operator.api.region import CarbonIntensitySource
-from gridplace_operator.signals import Reading, Resolved, read, resolve
+from gridplace_operator.signals.sources import Reading, Resolved, read, resolve
 
 T0 = datetime(2026, 11, 27, 21, 10, tzinfo=UTC)
 CSV = "datetime_utc,gco2\n2026-11-27 21:00:00,302\n"

@@ -12,7 +12,7 @@ from signal_kit import Providers
 
 from gridplace_e2e.cluster.handle import ClusterHandle
 from gridplace_operator.api.region import CarbonIntensitySource
-from gridplace_operator.signals import SignalError
+from gridplace_operator.signals.sources import SignalError
 
 
 def query(promql: str) -> CarbonIntensitySource:

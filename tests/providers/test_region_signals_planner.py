@@ -18,12 +18,12 @@ from scripted_server import Answer, ScriptedServer, text_answer
 from signal_kit import Providers
 
 from gridplace_e2e.cluster.local import poll
+from gridplace_operator.api.parsed import IdepRef
 from gridplace_operator.api.region import PowerPriceSource
-from gridplace_operator.metrics import OperatorMetrics
-from gridplace_operator.planner import Planner
-from gridplace_operator.signals import source_identity
-from gridplace_operator.translate import IdepRef
-from gridplace_operator.world import World
+from gridplace_operator.observe.world import World
+from gridplace_operator.planning.planner import Planner
+from gridplace_operator.report.metrics import OperatorMetrics
+from gridplace_operator.signals.sources import source_identity
 
 
 def csv_now(value: float) -> str:

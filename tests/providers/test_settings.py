@@ -9,7 +9,7 @@ import pytest
 
 from gridplace_operator import cli
 from gridplace_operator.cli import main
-from gridplace_operator.providers.settings import ProviderSettings, parse_rates
+from gridplace_operator.signals.providers.settings import ProviderSettings, parse_rates
 
 
 def test_defaults_are_the_public_apis() -> None:

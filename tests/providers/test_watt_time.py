@@ -14,7 +14,7 @@ from scripted_server import ScriptedServer, json_answer
 from signal_kit import Providers, create_secret
 
 from gridplace_operator.api.region import CarbonIntensitySource
-from gridplace_operator.signals import SignalError
+from gridplace_operator.signals.sources import SignalError
 
 pytestmark = pytest.mark.cluster
 NOW = datetime(2026, 11, 27, 21, 7, tzinfo=UTC)

@@ -19,7 +19,7 @@ from gridplace_e2e.loadgen.plan import Zone, read_trace, step_plan, step_starts
 from gridplace_e2e.loadgen.runner import RunOptions, run_plan
 from gridplace_e2e.operator_run import OperatorProcess
 from gridplace_e2e.podsim import ClusterRouter, PodSimulators, split
-from gridplace_operator.prom import Prometheus, PrometheusError, Target, p95_query
+from gridplace_operator.autoscale.prometheus import Prometheus, PrometheusError, Target, p95_query
 
 NAMESPACE = "demo-loop"
 NAME = "code-completion"

@@ -123,7 +123,7 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 def _rate_window(text: str) -> str:
-    from gridplace_operator.prom import check_window  # noqa: PLC0415 - keeps `--help` fast
+    from gridplace_operator.autoscale.prometheus import check_window  # noqa: PLC0415 - fast --help
 
     try:
         return check_window(text)
@@ -150,9 +150,10 @@ def _run(args: argparse.Namespace) -> int:
 
     import kopf  # noqa: PLC0415
 
-    from gridplace_operator import handlers  # noqa: PLC0415
+    from gridplace_operator import handlers  # noqa: F401, PLC0415 - registers the kopf handlers
+    from gridplace_operator.main import OperatorConfig  # noqa: PLC0415
 
-    config = handlers.OperatorConfig(
+    config = OperatorConfig(
         kubeconfig=args.kubeconfig,
         namespaces=tuple(args.namespaces or ()),
         metrics_port=args.metrics_port,
@@ -202,7 +203,7 @@ def preflight(kubeconfig: str | None, wait_seconds: float) -> tuple[int, str | N
     failing start-up every 60 s without end, so a wrong kubeconfig or an unreachable server would
     never stop the process, only log tracebacks. Returns the exit code and a one-line message,
     or (0, None) when the operator can start."""
-    from gridplace_operator.kube import load_client_config  # noqa: PLC0415 - heavy; `run` only
+    from gridplace_operator.kube.client import load_client_config  # noqa: PLC0415 - `run` only
 
     try:
         api_client = load_client_config(kubeconfig)
@@ -224,7 +225,7 @@ def reach_api_server(api_client: client.ApiClient, wait_seconds: float) -> str |
     still starting gets that long), why the API server could not be reached, naming its URL."""
     from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
 
-    from gridplace_operator.rest import Rest  # noqa: PLC0415
+    from gridplace_operator.kube.rest import Rest  # noqa: PLC0415
 
     host = api_client.configuration.host
     rest = Rest(api_client)
@@ -274,7 +275,7 @@ def _add_crds_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def _crds(args: argparse.Namespace) -> int:
-    from gridplace_operator import crdgen  # noqa: PLC0415 - keeps `gridplace --help` fast
+    from gridplace_operator.api import crdgen  # noqa: PLC0415 - keeps `gridplace --help` fast
 
     if args.check:
         stale = crdgen.drift(args.output_dir, args.reference)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gridplace_operator.kube import Kube
+from gridplace_operator.kube.client import Kube
 
 GPU = "NVIDIA-H100-80GB-HBM3"
 

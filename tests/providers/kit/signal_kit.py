@@ -8,8 +8,8 @@ from datetime import datetime
 from kubernetes import client
 
 from gridplace_operator.api.region import CarbonIntensitySource, PowerPriceSource
-from gridplace_operator.providers import ProviderSettings
-from gridplace_operator.signals import Provider, Reading, read
+from gridplace_operator.signals.providers.settings import ProviderSettings
+from gridplace_operator.signals.sources import Provider, Reading, read
 
 
 @dataclass

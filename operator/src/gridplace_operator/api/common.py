@@ -1,7 +1,7 @@
 """Building blocks shared by the gridplace API kinds.
 
 Every model is a pydantic v2 model whose JSON Schema becomes the CRD's OpenAPI schema (see
-`gridplace_operator.crdgen`). Cross-field rules are declared once as `CelRule`s: the CRD carries
+`gridplace_operator.api.crdgen`). Cross-field rules are declared once as `CelRule`s: the CRD carries
 them as `x-kubernetes-validations`, and the models' validators check the same rule in Python with
 the same message, so the operator can name the broken rule in a `Ready=False` condition.
 """

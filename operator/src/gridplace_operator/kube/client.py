@@ -19,11 +19,14 @@ from kubernetes.client.exceptions import ApiException
 
 from gridplace_operator import labels
 from gridplace_operator.api.common import GROUP, VERSION
-from gridplace_operator.inventory import inventory_view
-from gridplace_operator.metrics import OperatorMetrics
-from gridplace_operator.rest import APPLY, Rest, core_path, group_path
+from gridplace_operator.kube.rest import APPLY, Rest, core_path, group_path
+from gridplace_operator.observe.inventory import inventory_view
+from gridplace_operator.report.metrics import OperatorMetrics
 
 log = logging.getLogger(__name__)
+# What a request answered with an error status raises (`.status` is the HTTP code); the rest
+# of the operator catches it by this name and never imports the Kubernetes client itself.
+ApiError = ApiException
 
 
 POD_PAGE = 500

@@ -10,8 +10,8 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from gridplace_operator.api.region import PowerPriceSource
-from gridplace_operator.providers.settings import ProviderSettings
-from gridplace_operator.signals import Provider, Reading, SignalError, Source
+from gridplace_operator.signals.providers.settings import ProviderSettings
+from gridplace_operator.signals.sources import Provider, Reading, SignalError, Source
 
 
 def refresh_seconds(source: Source, settings: ProviderSettings) -> float:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from gridplace_operator.signals import SignalError
+from gridplace_operator.signals.sources import SignalError
 
 V = TypeVar("V")
 log = logging.getLogger(__name__)

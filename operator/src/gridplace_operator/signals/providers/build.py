@@ -2,7 +2,8 @@
 
 `build_providers` returns the mapping the Planner takes: source kind -> Provider. Each provider
 has a timeout, bounded retries with backoff and a cache (see `settings`), and raises SignalError
-with a message a person can act on; `signals.resolve` then applies maxAgeSeconds and fallback.
+with a message a person can act on; `signals.sources.resolve` then applies maxAgeSeconds and
+fallback.
 """
 
 from __future__ import annotations
@@ -10,28 +11,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from kubernetes import client
-
-from gridplace_operator.providers.common import priced_in_usd
-from gridplace_operator.providers.electricity_maps import ElectricityMapsProvider
-from gridplace_operator.providers.file import FileProvider
-from gridplace_operator.providers.http import HttpClient
-from gridplace_operator.providers.kube_refs import KubeRefs
-from gridplace_operator.providers.prometheus import PrometheusProvider
-from gridplace_operator.providers.settings import ProviderSettings
-from gridplace_operator.providers.watt_time import WattTimeProvider
-from gridplace_operator.signals import PROVIDERS, Provider
-
-__all__ = ["ProviderSettings", "build_providers"]
+from gridplace_operator.kube.refs import KubeRefs
+from gridplace_operator.signals.providers.common import priced_in_usd
+from gridplace_operator.signals.providers.electricity_maps import ElectricityMapsProvider
+from gridplace_operator.signals.providers.file import FileProvider
+from gridplace_operator.signals.providers.http import HttpClient
+from gridplace_operator.signals.providers.prometheus import PrometheusProvider
+from gridplace_operator.signals.providers.settings import ProviderSettings
+from gridplace_operator.signals.providers.watt_time import WattTimeProvider
+from gridplace_operator.signals.sources import PROVIDERS, Provider
 
 
 def build_providers(
-    api_client: client.ApiClient,
+    refs: KubeRefs,
     settings: ProviderSettings | None = None,
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Provider]:
-    """Providers for static, file, prometheus, electricityMaps and wattTime sources."""
+    """Providers for static, file, prometheus, electricityMaps and wattTime sources; `refs`
+    reads the Secrets and ConfigMaps their sources name."""
     settings = settings or ProviderSettings()
     http = HttpClient(
         timeout_seconds=settings.http_timeout_seconds,
@@ -39,12 +37,6 @@ def build_providers(
         backoff_seconds=settings.backoff_seconds,
         sleep=sleep,
         allowed_hosts=settings.allowed_hosts,
-    )
-    refs = KubeRefs(
-        api_client,
-        settings.namespace,
-        ttl_seconds=settings.secret_ttl_seconds,
-        timeout_seconds=settings.http_timeout_seconds,
     )
     rates = settings.usd_per_currency
     return {

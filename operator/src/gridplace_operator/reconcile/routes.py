@@ -18,7 +18,7 @@ from typing import Any
 from gridplace_operator import labels
 from gridplace_operator.api.conditions import Reason
 from gridplace_operator.api.inference_deployment import RoutingSpec, ZoneEntry
-from gridplace_operator.children import (
+from gridplace_operator.reconcile.children import (
     VLLM_PORT,
     Owner,
     _common_labels,

@@ -11,13 +11,13 @@ import zlib
 from datetime import datetime
 
 from gridplace_operator.api.region import FileSource
-from gridplace_operator.providers.cache import TimedCache
-from gridplace_operator.providers.common import cache_key, refresh_seconds, retry_seconds
-from gridplace_operator.providers.csv_series import Series, parse_series
-from gridplace_operator.providers.http import HttpClient, safe_url
-from gridplace_operator.providers.kube_refs import KubeRefs
-from gridplace_operator.providers.settings import ProviderSettings
-from gridplace_operator.signals import Reading, SignalError, Source
+from gridplace_operator.kube.refs import KubeRefs
+from gridplace_operator.signals.providers.cache import TimedCache
+from gridplace_operator.signals.providers.common import cache_key, refresh_seconds, retry_seconds
+from gridplace_operator.signals.providers.csv_series import Series, parse_series
+from gridplace_operator.signals.providers.http import HttpClient, safe_url
+from gridplace_operator.signals.providers.settings import ProviderSettings
+from gridplace_operator.signals.sources import Reading, SignalError, Source
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_FILE_BYTES = 64 * 1024 * 1024

@@ -12,9 +12,9 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from gridplace_operator.providers.cache import TimedCache
-from gridplace_operator.rest import Rest, core_path
-from gridplace_operator.signals import SignalError
+from gridplace_operator.kube.rest import Rest, core_path
+from gridplace_operator.signals.providers.cache import TimedCache
+from gridplace_operator.signals.sources import SignalError
 
 
 def _api_problem(err: ApiException | urllib3.exceptions.HTTPError, what: str) -> SignalError:

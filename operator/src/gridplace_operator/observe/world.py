@@ -17,10 +17,10 @@ from typing import Any
 
 from gridplace_operator import labels
 from gridplace_operator.api.inference_deployment import InferenceDeploymentSpec
-from gridplace_operator.diff import owned_fields
-from gridplace_operator.inventory import node_is_schedulable, parse_quantity
-from gridplace_operator.routes import GatewayView
-from gridplace_operator.translate import Rejection, parse_spec
+from gridplace_operator.api.parsed import Rejection, parse_spec
+from gridplace_operator.observe.inventory import node_is_schedulable, parse_quantity
+from gridplace_operator.reconcile.routes import GatewayView
+from gridplace_operator.reconcile.writes import owned_fields
 
 Obj = Mapping[str, Any]
 

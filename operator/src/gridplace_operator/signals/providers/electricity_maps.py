@@ -24,19 +24,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gridplace_operator.api.region import CarbonIntensitySource, ElectricityMapsSource
-from gridplace_operator.providers.cache import TimedCache
-from gridplace_operator.providers.common import (
+from gridplace_operator.kube.refs import KubeRefs
+from gridplace_operator.signals.providers.cache import TimedCache
+from gridplace_operator.signals.providers.common import (
     cache_key,
     refresh_seconds,
     retry_seconds,
     to_usd,
 )
-from gridplace_operator.providers.csv_series import parse_time
-from gridplace_operator.providers.forecast import Forecast, ForecastCache, latest_or_forecast
-from gridplace_operator.providers.http import HttpClient
-from gridplace_operator.providers.kube_refs import KubeRefs
-from gridplace_operator.providers.settings import ProviderSettings
-from gridplace_operator.signals import Reading, SignalError, Source
+from gridplace_operator.signals.providers.csv_series import parse_time
+from gridplace_operator.signals.providers.forecast import (
+    Forecast,
+    ForecastCache,
+    latest_or_forecast,
+)
+from gridplace_operator.signals.providers.http import HttpClient
+from gridplace_operator.signals.providers.settings import ProviderSettings
+from gridplace_operator.signals.sources import Reading, SignalError, Source
 
 HOUR = timedelta(hours=1)
 CURRENCY = re.compile(r"[A-Za-z]{3}")  # ISO 4217: safe to name in a message

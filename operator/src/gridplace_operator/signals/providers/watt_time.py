@@ -18,14 +18,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gridplace_operator.api.region import CarbonIntensitySource, WattTimeSource
-from gridplace_operator.providers.cache import TimedCache
-from gridplace_operator.providers.common import cache_key, refresh_seconds, retry_seconds
-from gridplace_operator.providers.electricity_maps import field, number, timestamp
-from gridplace_operator.providers.forecast import Forecast, ForecastCache, latest_or_forecast
-from gridplace_operator.providers.http import HttpClient, HttpStatusError
-from gridplace_operator.providers.kube_refs import KubeRefs
-from gridplace_operator.providers.settings import ProviderSettings
-from gridplace_operator.signals import Reading, SignalError, Source
+from gridplace_operator.kube.refs import KubeRefs
+from gridplace_operator.signals.providers.cache import TimedCache
+from gridplace_operator.signals.providers.common import cache_key, refresh_seconds, retry_seconds
+from gridplace_operator.signals.providers.electricity_maps import field, number, timestamp
+from gridplace_operator.signals.providers.forecast import (
+    Forecast,
+    ForecastCache,
+    latest_or_forecast,
+)
+from gridplace_operator.signals.providers.http import HttpClient, HttpStatusError
+from gridplace_operator.signals.providers.settings import ProviderSettings
+from gridplace_operator.signals.sources import Reading, SignalError, Source
 
 G_PER_KWH_PER_LB_PER_MWH = 0.453592
 TOKEN_SECONDS = 25 * 60

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from gridplace_operator.signals import SignalError
+from gridplace_operator.signals.sources import SignalError
 
 
 @dataclass(frozen=True)

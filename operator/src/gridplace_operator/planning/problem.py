@@ -17,29 +17,13 @@ from gridplace_operator import labels
 from gridplace_operator.api.common import describe_validation_error
 from gridplace_operator.api.conditions import Reason
 from gridplace_operator.api.inference_deployment import InferenceDeploymentSpec
+from gridplace_operator.api.parsed import IdepRef, Rejection
 from gridplace_operator.api.region import Region
-from gridplace_operator.inventory import Inventory
+from gridplace_operator.observe.inventory import Inventory
 from gridplace_placement.problem import Assignment, Problem
 from gridplace_placement.problem import Model as PlacementModel
 from gridplace_placement.problem import Region as PlacementRegion
 from gridplace_placement.profiles import catalogue
-
-
-@dataclass(frozen=True)
-class IdepRef:
-    namespace: str
-    name: str
-
-    @property
-    def key(self) -> str:
-        """The model's name inside the joint placement problem (unique across namespaces)."""
-        return f"{self.namespace}/{self.name}"
-
-    @classmethod
-    def of_key(cls, key: str) -> IdepRef:
-        """The reference a placement model name (`key`) stands for."""
-        namespace, name = key.split("/", 1)
-        return cls(namespace, name)
 
 
 @dataclass(frozen=True)
@@ -48,27 +32,12 @@ class RegionSignalValues:
     price_usd_per_mwh: float
 
 
-@dataclass(frozen=True)
-class Rejection:
-    """Why an InferenceDeployment could not enter the problem."""
-
-    reason: Reason
-    message: str
-
-
 @dataclass
 class Translation:
     problem: Problem | None
     models: dict[str, IdepRef] = field(default_factory=dict)  # problem model name -> object
     rejected: dict[IdepRef, Rejection] = field(default_factory=dict)
     missing_regions: dict[IdepRef, list[str]] = field(default_factory=dict)
-
-
-def parse_spec(body: Mapping[str, Any]) -> InferenceDeploymentSpec | Rejection:
-    try:
-        return InferenceDeploymentSpec.model_validate(body.get("spec") or {})
-    except ValidationError as err:
-        return Rejection(Reason.INVALID_SPEC, describe_validation_error(err, "spec"))
 
 
 def _ttft_target(spec: InferenceDeploymentSpec) -> float | Rejection:

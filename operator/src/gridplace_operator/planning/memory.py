@@ -25,9 +25,9 @@ from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field, fields
 
-from gridplace_operator.autoscaler import Decision, History, Outcome
-from gridplace_operator.status import ModelPlan
-from gridplace_operator.translate import IdepRef
+from gridplace_operator.api.parsed import IdepRef
+from gridplace_operator.autoscale.decide import Decision, History, Outcome
+from gridplace_operator.report.status import ModelPlan
 from gridplace_placement.plan import Plan
 
 log = logging.getLogger(__name__)

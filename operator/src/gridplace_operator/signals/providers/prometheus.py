@@ -7,11 +7,11 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from gridplace_operator.providers.cache import TimedCache
-from gridplace_operator.providers.common import cache_key, refresh_seconds, retry_seconds
-from gridplace_operator.providers.http import HttpClient
-from gridplace_operator.providers.settings import ProviderSettings
-from gridplace_operator.signals import Reading, SignalError, Source
+from gridplace_operator.signals.providers.cache import TimedCache
+from gridplace_operator.signals.providers.common import cache_key, refresh_seconds, retry_seconds
+from gridplace_operator.signals.providers.http import HttpClient
+from gridplace_operator.signals.providers.settings import ProviderSettings
+from gridplace_operator.signals.sources import Reading, SignalError, Source
 
 
 def sample(body: Any) -> tuple[datetime, float]:

@@ -31,7 +31,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from gridplace_operator.rest import Rest, group_path
+from gridplace_operator.kube.rest import Rest, group_path
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 
-from gridplace_operator.signals import SignalError
+from gridplace_operator.signals.sources import SignalError
 
 # Worth another try: rate limiting and server-side trouble. 4xx otherwise means the request
 # (or its credentials) is wrong and will stay wrong.

@@ -15,15 +15,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from gridplace_operator import labels
 from gridplace_operator.api.common import describe_validation_error
 from gridplace_operator.api.conditions import Reason
 from gridplace_operator.api.inference_deployment import InferenceDeploymentSpec
+from gridplace_operator.api.parsed import IdepRef, Rejection
 from gridplace_operator.api.region import Region
-from gridplace_operator.autoscaler import (
+from gridplace_operator.autoscale.decide import (
     Decision,
     History,
     Inputs,
@@ -35,16 +35,10 @@ from gridplace_operator.autoscaler import (
     unreachable,
     user_p95,
 )
-from gridplace_operator.autoscaler import (
+from gridplace_operator.autoscale.decide import (
     outcome as scaling_outcome,
 )
-from gridplace_operator.children import Owner, desired_children
-from gridplace_operator.diff import Apply, Delete, ObservedChild, writes_for
-from gridplace_operator.inventory import Inventory, build_inventory, pod_gpu_request
-from gridplace_operator.kube import Kube
-from gridplace_operator.memory import Memory
-from gridplace_operator.metrics import OperatorMetrics
-from gridplace_operator.prom import (
+from gridplace_operator.autoscale.prometheus import (
     LatencyMetric,
     LoadReading,
     Prometheus,
@@ -52,17 +46,23 @@ from gridplace_operator.prom import (
     Target,
     window_seconds,
 )
-from gridplace_operator.routes import routed_condition, routes_for
-from gridplace_operator.signals import (
-    PROVIDERS,
-    Provider,
-    Resolved,
-    SignalKind,
-    SignalPendingError,
-    SourceReads,
-    resolve,
+from gridplace_operator.kube.client import ApiError, Kube
+from gridplace_operator.observe.inventory import Inventory, build_inventory, pod_gpu_request
+from gridplace_operator.observe.world import Change, World
+from gridplace_operator.planning.memory import Memory
+from gridplace_operator.planning.problem import (
+    RegionSignalValues,
+    build_problem,
+    current_assignments,
+    placement_model,
+    running_assignments,
+    static_demand,
 )
-from gridplace_operator.status import (
+from gridplace_operator.reconcile.children import Owner, desired_children
+from gridplace_operator.reconcile.routes import routed_condition, routes_for
+from gridplace_operator.reconcile.writes import Apply, Delete, ObservedChild, writes_for
+from gridplace_operator.report.metrics import OperatorMetrics
+from gridplace_operator.report.status import (
     IdepFacts,
     ModelPlan,
     RegionFacts,
@@ -71,17 +71,15 @@ from gridplace_operator.status import (
     idep_status,
     region_status,
 )
-from gridplace_operator.translate import (
-    IdepRef,
-    RegionSignalValues,
-    Rejection,
-    build_problem,
-    current_assignments,
-    placement_model,
-    running_assignments,
-    static_demand,
+from gridplace_operator.signals.sources import (
+    PROVIDERS,
+    Provider,
+    Resolved,
+    SignalKind,
+    SignalPendingError,
+    SourceReads,
+    resolve,
 )
-from gridplace_operator.world import Change, World
 from gridplace_placement.holding import hold_running, keep_running_plan
 from gridplace_placement.plan import Plan, PlanStatus
 from gridplace_placement.problem import Problem
@@ -202,7 +200,7 @@ class Planner:
             async with gate:
                 try:
                     await self._reconcile(body, now)
-                except ApiException as err:
+                except ApiError as err:
                     if err.status == 404 and not await self._still_there(body):
                         return  # its namespace is gone, and it with it
                     self.metrics.errors.labels(stage="reconcile").inc()
@@ -742,7 +740,7 @@ class Planner:
         """Apply a child; a new one whose name another owner holds is a ChildConflictError."""
         try:
             await self.kube.apply(write.manifest, force=not write.new)
-        except ApiException as err:
+        except ApiError as err:
             if err.status != 409:
                 raise
             meta = write.manifest["metadata"]

@@ -14,8 +14,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from gridplace_operator.providers.cache import TimedCache
-from gridplace_operator.signals import Reading, SignalError
+from gridplace_operator.signals.providers.cache import TimedCache
+from gridplace_operator.signals.sources import Reading, SignalError
 
 
 @dataclass(frozen=True)
