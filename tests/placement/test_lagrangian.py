@@ -5,7 +5,8 @@ import pytest
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from gridplace_placement.budget import Budget
-from gridplace_placement.builder import candidates, compile_problem
+from gridplace_placement.builder import compile_problem
+from gridplace_placement.candidates import candidates
 from gridplace_placement.extract import Assignment
 from gridplace_placement.generator import random_problem
 from gridplace_placement.lagrangian import PACE_SAMPLE, Lagrangian, price_models

@@ -6,8 +6,10 @@ import pytest
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from gridplace_placement.budget import Budget
-from gridplace_placement.builder import candidates, compile_problem, mir, restrict
+from gridplace_placement.builder import compile_problem, restrict
+from gridplace_placement.candidates import candidates
 from gridplace_placement.extract import Assignment, assemble, evaluate
+from gridplace_placement.formulation import mir
 from gridplace_placement.generator import random_problem
 from gridplace_placement.options import Backend, SolveOptions
 from gridplace_placement.plan import Plan, PlanStatus, Timing

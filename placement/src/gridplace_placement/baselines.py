@@ -20,7 +20,9 @@ import numpy as np
 from numpy.typing import NDArray
 from ortools.linear_solver import pywraplp  # type: ignore[attr-defined]
 
-from gridplace_placement.builder import Compiled, FloatArray, Pools, gpu_use
+from gridplace_placement.arrays import FloatArray
+from gridplace_placement.builder import Compiled, gpu_use
+from gridplace_placement.candidates import Pools
 from gridplace_placement.extract import Assignment
 from gridplace_placement.options import SolveOptions
 

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from gridplace_placement.builder import Compiled, FloatArray
+    from gridplace_placement.arrays import FloatArray
+    from gridplace_placement.builder import Compiled
 
 MAX_ITEMS = 3
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridplace_placement.builder import Compiled, FloatArray
+from gridplace_placement.arrays import FloatArray
+from gridplace_placement.builder import Compiled
 from gridplace_placement.capacity import max_arrival_array, p95_wait_array
 from gridplace_placement.explain import floors_unmet, reasons_by_model
 from gridplace_placement.plan import (

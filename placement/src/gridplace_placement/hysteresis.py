@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from gridplace_placement.builder import Compiled, FloatArray, IntArray, gpu_use, group_by
+from gridplace_placement.arrays import FloatArray, IntArray, group_by
+from gridplace_placement.builder import Compiled, gpu_use
 from gridplace_placement.extract import Assignment, Evaluation, evaluate
 from gridplace_placement.routing import route_fixed
 

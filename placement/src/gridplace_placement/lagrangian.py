@@ -27,15 +27,9 @@ from numpy.typing import NDArray
 from ortools.linear_solver.python import model_builder_helper as mbh
 from scipy.sparse import csr_matrix
 
+from gridplace_placement.arrays import FloatArray, IntArray, group_by
 from gridplace_placement.budget import Budget
-from gridplace_placement.builder import (
-    Compiled,
-    FloatArray,
-    IntArray,
-    gpu_use,
-    group_by,
-    restrict,
-)
+from gridplace_placement.builder import Compiled, gpu_use, restrict
 from gridplace_placement.extract import Assignment, charged_moves, evaluate
 from gridplace_placement.routing import proven_bound, sparse_model
 

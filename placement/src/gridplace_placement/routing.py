@@ -9,7 +9,8 @@ from numpy.typing import NDArray
 from ortools.linear_solver.python import model_builder_helper as mbh
 from scipy.sparse import coo_matrix, csr_matrix
 
-from gridplace_placement.builder import Compiled, FloatArray, IntArray
+from gridplace_placement.arrays import FloatArray, IntArray
+from gridplace_placement.builder import Compiled
 
 
 def route_fixed(

@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 from ortools.linear_solver.python import model_builder_helper as mbh
 
-from gridplace_placement.builder import candidates, compile_problem
+from gridplace_placement.builder import compile_problem
+from gridplace_placement.candidates import candidates
 from gridplace_placement.extract import moved_replicas
 from gridplace_placement.options import SolveOptions
 from gridplace_placement.plan import Plan

@@ -9,24 +9,16 @@ import numpy as np
 from numpy.typing import NDArray
 from ortools.linear_solver.python import model_builder_helper as mbh
 
+from gridplace_placement.arrays import FloatArray, IntArray, group_by
 from gridplace_placement.baselines import fill_unserved, run_baseline
 from gridplace_placement.budget import Budget
-from gridplace_placement.builder import (
-    Candidates,
-    Columns,
-    Compiled,
-    FloatArray,
-    IntArray,
-    Milp,
-    candidates,
-    group_by,
-    mir,
-    model_cut_terms,
-    restrict,
-)
+from gridplace_placement.builder import Compiled, restrict
+from gridplace_placement.candidates import Candidates, candidates
 from gridplace_placement.extract import Assignment, assemble, evaluate
+from gridplace_placement.formulation import Columns, mir, model_cut_terms
 from gridplace_placement.hysteresis import Held, keep_current
 from gridplace_placement.lagrangian import LpSolution, price_models
+from gridplace_placement.milp import Milp
 from gridplace_placement.options import MODEL_MILPS, WORK_LIMIT, SolveOptions
 from gridplace_placement.packing import place, size_class
 from gridplace_placement.plan import Plan, PlanStatus, Timing
