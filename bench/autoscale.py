@@ -63,7 +63,7 @@ from gridplace_e2e.public_data import CONV_TRACE, LOAD_SHAPE
 from gridplace_operator.autoscale.decide import (
     History,
     Inputs,
-    Policy,
+    ScalingPolicy,
     capacity_size,
     decide,
     direction_changes,
@@ -284,7 +284,7 @@ def size_table(model: PlacementModel, limit: int) -> Callable[[float], int]:
 
 
 def gridplace_controller(size: Callable[[float], int], setup: Setup) -> Controller:
-    policy = Policy(
+    policy = ScalingPolicy(
         setup.min_replicas, setup.max_replicas, setup.up_window_s, setup.down_window_s,
         setup.max_step, setup.tolerance, setup.window_s,
     )  # fmt: skip

@@ -16,7 +16,7 @@ from gridplace_operator.autoscale.decide import (
     History,
     Inputs,
     Outcome,
-    Policy,
+    ScalingPolicy,
     Shortfall,
     decide,
     direction_changes,
@@ -24,7 +24,7 @@ from gridplace_operator.autoscale.decide import (
     outcome,
 )
 
-POLICY = Policy(
+POLICY = ScalingPolicy(
     min_replicas=1,
     max_replicas=20,
     scale_up_window_s=30,
@@ -68,7 +68,9 @@ class Step:
         return self.result.planned
 
 
-def run(steps: list[Inputs], policy: Policy = POLICY, history: History | None = None) -> list[Step]:
+def run(
+    steps: list[Inputs], policy: ScalingPolicy = POLICY, history: History | None = None
+) -> list[Step]:
     """Decide and plan at each step, the plan's total running at the next step."""
     history = history or History()
     out: list[Step] = []
@@ -86,9 +88,9 @@ def run(steps: list[Inputs], policy: Policy = POLICY, history: History | None = 
 
 def test_policy_from_spec_converts_percent_and_respects_the_availability_floor() -> None:
     spec = ScalingSpec(minReplicas=1, maxReplicas=6, tolerancePercent=20)  # type: ignore[call-arg]
-    policy = Policy.of(spec, floor=3)
+    policy = ScalingPolicy.of(spec, floor=3)
     assert (policy.min_replicas, policy.max_replicas, policy.tolerance) == (3, 6, 0.2)
-    assert Policy.of(spec, floor=9).min_replicas == 6
+    assert ScalingPolicy.of(spec, floor=9).min_replicas == 6
 
 
 def test_the_decision_is_a_rate_and_bounds_the_solve_chooses_the_count_within() -> None:

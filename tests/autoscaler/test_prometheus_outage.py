@@ -17,6 +17,7 @@ from gridplace_operator.api.parsed import IdepRef
 from gridplace_operator.autoscale.prometheus import Prometheus
 from gridplace_operator.observe.world import World
 from gridplace_operator.planning.planner import Planner
+from gridplace_operator.planning.seams import ClusterGpus
 from gridplace_operator.report.metrics import OperatorMetrics
 
 NAMESPACE, NAME = "serving", "chat"
@@ -52,7 +53,11 @@ def planner_for(prometheus: ScriptedServer) -> tuple[Planner, RecordingKube]:
     )
     world.observe_idep(idep, deleted=False)
     planner = Planner(
-        world, kube, OperatorMetrics(), prometheus=Prometheus(prometheus.url, timeout_s=0.3)
+        world,
+        kube,
+        OperatorMetrics(),
+        gpus=ClusterGpus(kube, world),
+        prometheus=Prometheus(prometheus.url, timeout_s=0.3),
     )
     return planner, kube
 

@@ -14,7 +14,7 @@ from gridplace_operator.api.parsed import IdepRef, Rejection
 from gridplace_operator.autoscale.decide import (
     History,
     Inputs,
-    Policy,
+    ScalingPolicy,
     capacity_size,
     decide,
     history_from_status,
@@ -121,7 +121,7 @@ def test_user_p95_adds_the_longest_rtt_routed_to_each_region() -> None:
 
 
 def test_status_carries_the_decision_the_plan_and_their_inputs() -> None:
-    policy = Policy(1, 10, 0, 300, 4, 0.1)
+    policy = ScalingPolicy(1, 10, 0, 300, 4, 0.1)
     inputs = Inputs(
         now_s=1_700_000_000.0, target_p95_s=1.0, current=2, ready=2, metrics_available=True,
         observed_p95_s=2.5, observed_rps=7.25, demand_rps=7.0,
@@ -135,7 +135,7 @@ def test_status_carries_the_decision_the_plan_and_their_inputs() -> None:
 
 
 def test_a_restarted_operator_keeps_the_shown_total_and_rate_for_a_window() -> None:
-    policy = Policy(1, 10, 0, 300, 4, 0.1)
+    policy = ScalingPolicy(1, 10, 0, 300, 4, 0.1)
     shown = {"desiredReplicas": 6, "plannedRequestsPerSecond": 11.0, "reason": "OnTarget",
              "lastScaleTime": "2026-01-01T00:00:00Z"}  # fmt: skip
     history = history_from_status(shown, 1000.0)

@@ -300,12 +300,14 @@ def test_the_planner_puts_a_valueless_signals_error_in_the_region_status() -> No
     from planner_kit import RecordingKube, region  # noqa: PLC0415
 
     from gridplace_operator.planning.planner import Planner  # noqa: PLC0415
+    from gridplace_operator.planning.seams import ClusterGpus  # noqa: PLC0415
     from gridplace_operator.report.metrics import OperatorMetrics  # noqa: PLC0415
 
     world, kube = World(), RecordingKube()
     feed = {"file": {"url": "http://feed.example/ci.csv", "valueColumn": "gco2"}}
     world.observe_region(region("r1", feed), deleted=False)
-    planner = Planner(world, kube, OperatorMetrics())  # no provider for file sources
+    # No provider for file sources.
+    planner = Planner(world, kube, OperatorMetrics(), gpus=ClusterGpus(kube, world))
 
     async def scenario() -> list[str]:
         arrived = asyncio.Event()

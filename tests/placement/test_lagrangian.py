@@ -7,7 +7,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from gridplace_placement.budget import Budget
 from gridplace_placement.builder import compile_problem
 from gridplace_placement.candidates import candidates
-from gridplace_placement.extract import Assignment
+from gridplace_placement.extract import Allocation
 from gridplace_placement.generator import random_problem
 from gridplace_placement.lagrangian import PACE_SAMPLE, Lagrangian, price_models
 from gridplace_placement.options import WORK_LIMIT, SolveOptions
@@ -140,7 +140,7 @@ def test_search_hands_over_once_the_bound_stops_rising() -> None:
     assert lagrangian is not None
     solve_every_model(lagrangian)
     n = lagrangian.full
-    empty = Assignment(np.zeros(n.pools.size), np.zeros(n.routes.size))  # far from certified
+    empty = Allocation(np.zeros(n.pools.size), np.zeros(n.routes.size))  # far from certified
     lagrangian.search(
         empty, 1e-4, lp.bound, Budget.starting_now(60), max_models=1000, max_nodes=WORK_LIMIT
     )

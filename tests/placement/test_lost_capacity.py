@@ -6,7 +6,7 @@ import pytest
 
 from gridplace_placement.baselines import fill_unserved
 from gridplace_placement.builder import compile_problem
-from gridplace_placement.extract import Assignment, evaluate
+from gridplace_placement.extract import Allocation, evaluate
 from gridplace_placement.plan import PlanStatus
 from gridplace_placement.policies import POLICIES, Policy
 from gridplace_placement.problem import Problem
@@ -87,7 +87,7 @@ def test_the_lost_replicas_demand_is_served_elsewhere(
 @pytest.mark.parametrize("lost_gpus", LOST)
 def test_the_greedy_repair_skips_pools_without_gpus(lost_gpus: dict[str, int]) -> None:
     c = compile_problem(lost_region(lost_gpus, left=2, demand=400.0))
-    nothing = Assignment(np.zeros(c.pools.size), np.zeros(c.routes.size))
+    nothing = Allocation(np.zeros(c.pools.size), np.zeros(c.routes.size))
     repaired = fill_unserved(c, nothing)
     lost = c.pools.region == 0
     assert repaired.replicas[lost].sum() == 0

@@ -8,7 +8,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from gridplace_placement.budget import Budget
 from gridplace_placement.builder import compile_problem, restrict
 from gridplace_placement.candidates import candidates
-from gridplace_placement.extract import Assignment, assemble, evaluate
+from gridplace_placement.extract import Allocation, assemble, evaluate
 from gridplace_placement.formulation import mir
 from gridplace_placement.generator import random_problem
 from gridplace_placement.options import Backend, SolveOptions
@@ -227,7 +227,7 @@ def test_small_remainder_is_served_while_gpus_are_free(
 
 def test_unserved_reason_tells_free_capacity_from_none(two_regions: dict[str, Any]) -> None:
     c = compile_problem(Problem.model_validate(two_regions))
-    dropped = Assignment(np.zeros(c.pools.size), np.zeros(c.routes.size))
+    dropped = Allocation(np.zeros(c.pools.size), np.zeros(c.routes.size))
     timing = Timing(
         compile_seconds=0, bound_seconds=0, solve_seconds=0, extract_seconds=0, total_seconds=0
     )
@@ -515,7 +515,7 @@ def test_plans_carry_between_restrictions_of_the_candidates() -> None:
         n[i] = plan.replicas().get(key, 0)
     used = n > 0
     part = restrict(cands, np.isin(cands.routes.pool, whole.pool_ids[used]))
-    a = Assignment(n, np.zeros(whole.routes.size))
+    a = Allocation(n, np.zeros(whole.routes.size))
     there = transfer(a, whole, part)
     assert there.replicas.sum() == n.sum()
     back = transfer(there, part, whole)
@@ -657,7 +657,7 @@ def test_a_milp_stopped_at_its_gap_claims_no_more_than_the_gap_proves() -> None:
         constraints=LinearConstraint(matrix, row_lower, row_upper),
         options={"mip_rel_gap": 0.0, "time_limit": 60.0},
     ).fun
-    start = Assignment(np.zeros(c.pools.size), np.zeros(c.routes.size))
+    start = Allocation(np.zeros(c.pools.size), np.zeros(c.routes.size))
     options = SolveOptions(relative_gap=0.05)
     found, solved, bound = _solve_milp(c, options, start, Budget.starting_now(30))
     assert solved

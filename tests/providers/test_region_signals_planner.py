@@ -22,6 +22,7 @@ from gridplace_operator.api.parsed import IdepRef
 from gridplace_operator.api.region import PowerPriceSource
 from gridplace_operator.observe.world import World
 from gridplace_operator.planning.planner import Planner
+from gridplace_operator.planning.seams import ClusterGpus
 from gridplace_operator.report.metrics import OperatorMetrics
 from gridplace_operator.signals.sources import source_identity
 
@@ -78,7 +79,9 @@ def operator(make_providers: Callable[..., Providers]) -> Operator:
     # As at start: refreshes in the background; one attempt and short timeouts keep tests fast.
     providers = make_providers(background_refresh=True, attempts=1, http_timeout_seconds=0.3)
     world, kube = World(), RecordingKube()
-    planner = Planner(world, kube, OperatorMetrics(), providers=providers.providers)
+    planner = Planner(
+        world, kube, OperatorMetrics(), gpus=ClusterGpus(kube, world), providers=providers.providers
+    )
     arrived = asyncio.Event()
     planner.wake = arrived.set
     return Operator(world, kube, planner, arrived)

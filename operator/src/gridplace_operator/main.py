@@ -24,6 +24,7 @@ from gridplace_operator.kube.refs import KubeRefs
 from gridplace_operator.observe.world import Change, World
 from gridplace_operator.planning.loop import PlanningLoop
 from gridplace_operator.planning.planner import Planner, PlannerSettings
+from gridplace_operator.planning.seams import ClusterGpus
 from gridplace_operator.report.metrics import OperatorMetrics
 from gridplace_operator.signals.providers.build import build_providers
 from gridplace_operator.signals.providers.settings import ProviderSettings
@@ -100,6 +101,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo) -> None:
         world,
         kube,
         metrics,
+        gpus=ClusterGpus(kube, world),
         settings=PlannerSettings(
             solve_time_limit_seconds=config.solve_time_limit_seconds,
             rate_window=config.prometheus_rate_window,

@@ -23,11 +23,11 @@ from ortools.linear_solver import pywraplp  # type: ignore[attr-defined]
 from gridplace_placement.arrays import FloatArray
 from gridplace_placement.builder import Compiled, gpu_use
 from gridplace_placement.candidates import Pools
-from gridplace_placement.extract import Assignment
+from gridplace_placement.extract import Allocation
 from gridplace_placement.options import SolveOptions
 
 
-def fill_unserved(c: Compiled, a: Assignment) -> Assignment:
+def fill_unserved(c: Compiled, a: Allocation) -> Allocation:
     """Serve what a plan leaves unserved, nearest eligible pools with free GPUs first. The
     demand of models that must survive a region's loss stays as it is: the plan may leave it
     unserved for want of capacity outside a region, which the greedy does not check."""
@@ -35,7 +35,7 @@ def fill_unserved(c: Compiled, a: Assignment) -> Assignment:
     return _greedy(c, c.routes.rtt_s, even=False, start=a, held=survive)
 
 
-def run_baseline(c: Compiled, policy: str, options: SolveOptions) -> tuple[Assignment, bool]:
+def run_baseline(c: Compiled, policy: str, options: SolveOptions) -> tuple[Allocation, bool]:
     """Run a baseline policy; returns the assignment and whether it found one."""
     if policy == "naive":
         return naive(c, options)
@@ -58,9 +58,9 @@ def _greedy(
     score: FloatArray,
     *,
     even: bool,
-    start: Assignment | None = None,
+    start: Allocation | None = None,
     held: NDArray[np.bool_] | None = None,
-) -> Assignment:
+) -> Allocation:
     """Greedy routing by score; from `start` (replicas and routes kept) only unserved demand
     is placed, which makes it a repair step for other plans too. The demand of `held` models
     is not routed."""
@@ -162,7 +162,7 @@ def _greedy(
             if take > 0:
                 add_replicas(q, take)
                 short -= take
-    return Assignment(n, routed)
+    return Allocation(n, routed)
 
 
 def _fits(gpus_left: float, p: Pools, q: int, count: float, reps_left: FloatArray) -> bool:
@@ -170,7 +170,7 @@ def _fits(gpus_left: float, p: Pools, q: int, count: float, reps_left: FloatArra
     return bool(gpus_left >= count * p.gpus_per_replica[q] and reps_left[p.model[q]] >= count)
 
 
-def naive(c: Compiled, options: SolveOptions) -> tuple[Assignment, bool]:
+def naive(c: Compiled, options: SolveOptions) -> tuple[Allocation, bool]:
     """The object-by-object MILP over every route, no pruning (same objective and constraints)."""
     prob, p, k, d = c.problem, c.pools, c.routes, c.demands
     models, regions = prob.models, prob.regions
@@ -275,11 +275,11 @@ def naive(c: Compiled, options: SolveOptions) -> tuple[Assignment, bool]:
     objective.SetMinimization()
     status = solver.Solve()
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
-        return Assignment(np.zeros(p.size), np.zeros(k.size)), False
+        return Allocation(np.zeros(p.size), np.zeros(k.size)), False
     replicas = np.zeros(p.size)
     for pool_key, q in pool_of.items():
         replicas[q] = round(n[pool_key].solution_value())
     routed = np.zeros(k.size)
     for route_key, i in route_index.items():
         routed[i] = max(x[route_key].solution_value(), 0.0)
-    return Assignment(replicas, routed), True
+    return Allocation(replicas, routed), True

@@ -24,7 +24,7 @@ EPS = 1e-6
 
 
 @dataclass(frozen=True)
-class Assignment:
+class Allocation:
     """Replicas per pool and routed rate per route, over the compiled index sets."""
 
     replicas: FloatArray
@@ -46,7 +46,7 @@ class Evaluation:
     search_objective: float
 
 
-def evaluate(c: Compiled, a: Assignment) -> Evaluation:
+def evaluate(c: Compiled, a: Allocation) -> Evaluation:
     """Objective of an assignment under the linearised model, with its slacks. Every term but
     the problem-wide churn budget belongs to one model, so `per_model` splits the objective."""
     p, k, d, prob = c.pools, c.routes, c.demands, c.problem
@@ -137,7 +137,7 @@ def _churn(c: Compiled, replicas: FloatArray) -> tuple[FloatArray, FloatArray, F
 
 def assemble(
     c: Compiled,
-    a: Assignment,
+    a: Allocation,
     *,
     policy: str,
     solved: bool,

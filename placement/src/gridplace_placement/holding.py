@@ -15,7 +15,7 @@ import numpy as np
 
 from gridplace_placement.baselines import fill_unserved
 from gridplace_placement.builder import compile_problem, gpu_use
-from gridplace_placement.extract import Assignment, assemble
+from gridplace_placement.extract import Allocation, assemble
 from gridplace_placement.plan import Plan
 from gridplace_placement.problem import Problem
 from gridplace_placement.routing import route_fixed
@@ -55,7 +55,7 @@ def hold_running(problem: Problem, cut: Plan, min_improvement: float) -> Plan | 
         routed[routes] = routing[1]
     # Running models gain replicas only for demand their replicas cannot carry: starting some
     # beside the running ones is scaling, not a move.
-    held = fill_unserved(c, Assignment(replicas, routed))
+    held = fill_unserved(c, Allocation(replicas, routed))
     plan = assemble(
         c,
         held,

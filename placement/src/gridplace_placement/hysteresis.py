@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from gridplace_placement.arrays import FloatArray, IntArray, group_by
 from gridplace_placement.builder import Compiled, gpu_use
-from gridplace_placement.extract import Assignment, Evaluation, evaluate
+from gridplace_placement.extract import Allocation, Evaluation, evaluate
 from gridplace_placement.routing import route_fixed
 
 _EPS = 1e-6
@@ -32,12 +32,12 @@ class Held:
     """The plan after hysteresis and, per model index it kept, the share of its objective the
     plan it turned down would have saved (negative: that plan was worse)."""
 
-    assignment: Assignment
+    assignment: Allocation
     improvement: dict[int, float]
     kept_all: bool  # every model that runs now keeps its pools (scaled only)
 
 
-def keep_current(c: Compiled, new: Assignment, min_improvement: float) -> Held:
+def keep_current(c: Compiled, new: Allocation, min_improvement: float) -> Held:
     """Per model, keep its current replicas (as they are, else scaled) unless `new` is clearly
     better."""
     p, k, prob = c.pools, c.routes, c.problem
@@ -83,7 +83,7 @@ def keep_current(c: Compiled, new: Assignment, min_improvement: float) -> Held:
             break
     if not held:
         return Held(new, {}, kept_all=all_keepable and not moves.any())
-    result = Assignment(replicas, routed)
+    result = Allocation(replicas, routed)
     ev = evaluate(c, result)  # keeping never adds slack; should rounding say so, keep nothing
     if (
         ev.floor_short > ev_new.floor_short
@@ -99,7 +99,7 @@ def keep_current(c: Compiled, new: Assignment, min_improvement: float) -> Held:
 class _Option:
     """One way for the models that run now to keep their pools, evaluated per model."""
 
-    assignment: Assignment
+    assignment: Allocation
     differs: NDArray[np.bool_]  # its replicas differ from the new plan's
     feasible: NDArray[np.bool_]  # meets the model's constraints and serves no less
     improvement: FloatArray  # share of its objective the new plan saves against it
@@ -108,7 +108,7 @@ class _Option:
     def of(
         cls,
         c: Compiled,
-        new: Assignment,
+        new: Allocation,
         ev_new: Evaluation,
         replicas: FloatArray,
         models: IntArray,
@@ -127,9 +127,9 @@ class _Option:
             routing = route_fixed(c, pools, routes, pairs, replicas[pools])
             if routing is None:  # GLOP failed: this way of keeping cannot be judged
                 none = np.zeros(n_m, dtype=bool)
-                return cls(Assignment(replicas, routed), differs, none, np.zeros(n_m))
+                return cls(Allocation(replicas, routed), differs, none, np.zeros(n_m))
             routed[routes] = routing[1]
-        option = Assignment(replicas, routed)
+        option = Allocation(replicas, routed)
         ev = evaluate(c, option)
         demand = np.bincount(d.model, weights=d.rate, minlength=n_m)
         lost = np.bincount(d.model, weights=ev.unserved - ev_new.unserved, minlength=n_m)
@@ -171,7 +171,7 @@ def _running_models(c: Compiled) -> tuple[NDArray[np.bool_], IntArray]:
     return declared > 0, np.flatnonzero((declared > 0) & (np.abs(known - declared) < 0.5))
 
 
-def _meets_model_constraints(c: Compiled, a: Assignment) -> NDArray[np.bool_]:
+def _meets_model_constraints(c: Compiled, a: Allocation) -> NDArray[np.bool_]:
     """Per model: pool bounds, min/max replicas, region floors and surviving a region loss."""
     p, k, prob = c.pools, c.routes, c.problem
     n_m, n_r = len(prob.models), len(prob.regions)

@@ -30,7 +30,7 @@ from scipy.sparse import csr_matrix
 from gridplace_placement.arrays import FloatArray, IntArray, group_by
 from gridplace_placement.budget import Budget
 from gridplace_placement.builder import Compiled, gpu_use, restrict
-from gridplace_placement.extract import Assignment, charged_moves, evaluate
+from gridplace_placement.extract import Allocation, charged_moves, evaluate
 from gridplace_placement.routing import proven_bound, sparse_model
 
 # Model MILPs solved before the search judges its pace (a few, so one hard model is not all
@@ -72,7 +72,7 @@ class Lagrangian:
     def bound(self) -> float:
         return self.constant + float(self.lower.sum())
 
-    def priced_cost(self, a: Assignment) -> FloatArray:
+    def priced_cost(self, a: Allocation) -> FloatArray:
         """Each model's part of a plan (over `full`) at the Lagrangian prices."""
         c, p = self.full, self.full.pools
         n_m = len(c.problem.models)
@@ -84,14 +84,14 @@ class Lagrangian:
 
     def search(
         self,
-        best: Assignment,
+        best: Allocation,
         relative_gap: float,
         bound: float,
         budget: Budget,
         *,
         max_models: int,
         max_nodes: int,
-    ) -> Assignment:
+    ) -> Allocation:
         """Solve the models' MILPs (each within `max_nodes` branch-and-bound nodes), largest gap
         first, while the plan is not certified within `relative_gap` of max(`bound`,
         self.bound) and, at the pace the bound has risen per model so far, could be within
@@ -203,8 +203,8 @@ class Lagrangian:
         return (dual if math.isfinite(dual) else -math.inf), values
 
     def _improves(
-        self, best: Assignment, objective: float, m: int, values: FloatArray | None
-    ) -> tuple[Assignment, float] | None:
+        self, best: Allocation, objective: float, m: int, values: FloatArray | None
+    ) -> tuple[Allocation, float] | None:
         """`best` with model m's part from `values`, and its objective, if that fits the GPUs
         and costs less; else None."""
         if values is None:
@@ -216,13 +216,13 @@ class Lagrangian:
         trial_objective = evaluate(c, trial).search_objective
         return (trial, trial_objective) if trial_objective < objective - 1e-12 else None
 
-    def _with_part(self, a: Assignment, m: int, values: FloatArray) -> Assignment:
+    def _with_part(self, a: Allocation, m: int, values: FloatArray) -> Allocation:
         """`a` with model m's replicas and routes taken from a solution over `full`'s columns."""
         cols, mine, mine_routes = self.full.columns, self.pools_of[m], self.routes_of[m]
         replicas, routed = a.replicas.copy(), a.routed.copy()
         replicas[mine] = np.round(values[cols.replicas[mine]])
         routed[mine_routes] = np.maximum(values[cols.routed[mine_routes]], 0.0)
-        return Assignment(replicas, routed)
+        return Allocation(replicas, routed)
 
 
 def _on_pace(excess: float, risen: float, done: int, max_models: int) -> bool:

@@ -14,7 +14,7 @@ from gridplace_placement.baselines import fill_unserved, run_baseline
 from gridplace_placement.budget import Budget
 from gridplace_placement.builder import Compiled, restrict
 from gridplace_placement.candidates import Candidates, candidates
-from gridplace_placement.extract import Assignment, assemble, evaluate
+from gridplace_placement.extract import Allocation, assemble, evaluate
 from gridplace_placement.formulation import Columns, mir, model_cut_terms
 from gridplace_placement.hysteresis import Held, keep_current
 from gridplace_placement.lagrangian import LpSolution, price_models
@@ -68,7 +68,7 @@ def solve(
     )
     compiled, bound = lp.compiled, lp.bound
     t2 = time.perf_counter()
-    held = Held(Assignment(np.zeros(0), np.zeros(0)), {}, kept_all=False)
+    held = Held(Allocation(np.zeros(0), np.zeros(0)), {}, kept_all=False)
     if policy == "gridplace":
         compiled, assignment, mip_bound = _integer_plan(lp, options, budget)
         solved = True
@@ -111,7 +111,7 @@ def solve(
     )
 
 
-def fit_to_nodes(c: Compiled, a: Assignment) -> Assignment:
+def fit_to_nodes(c: Compiled, a: Allocation) -> Allocation:
     """The plan with only the replicas that find a node by first-fit-decreasing (packing.py),
     their routes cut to what is left. The MILP's packing rows already hold for its own plans;
     this is the net under the steps that round, keep or combine plans on pooled GPUs (diving,
@@ -133,7 +133,7 @@ def fit_to_nodes(c: Compiled, a: Assignment) -> Assignment:
     if np.array_equal(replicas, a.replicas):
         return a
     share = np.where(load > replicas * p.rate, replicas * p.rate / np.maximum(load, 1e-12), 1.0)
-    return Assignment(replicas, a.routed * share[c.routes.pool])
+    return Allocation(replicas, a.routed * share[c.routes.pool])
 
 
 def lp_bound(
@@ -298,7 +298,7 @@ def _first_of_each(sorted_keys: IntArray) -> NDArray[np.bool_]:
 
 def _integer_plan(
     lp: LpSolution, options: SolveOptions, budget: Budget
-) -> tuple[Compiled, Assignment, float]:
+) -> tuple[Compiled, Allocation, float]:
     """The integer plan: LP diving over the LP's neighbourhood first; then, while the plan is
     not certified within `relative_gap`, the models' own MILPs at the LP's GPU prices
     (`lagrangian`: largest gap first, each lifting the bound, at most `model_milps`), then the
@@ -309,7 +309,7 @@ def _integer_plan(
     candidate route."""
     compiled, bound = lp.compiled, lp.bound
     if compiled.milp.num_vars == 0:  # nothing to place: no demand and no floors
-        return compiled, Assignment(np.zeros(0), np.zeros(0)), 0.0
+        return compiled, Allocation(np.zeros(0), np.zeros(0)), 0.0
     cands = compiled.candidates
     if options.exact:
         pools = np.ones(cands.pools.size, dtype=bool)
@@ -323,7 +323,7 @@ def _integer_plan(
     # Dive over the neighbourhood from the column generation's LP solution (optimal for the
     # full LP), carried over: the neighbourhood's own LP would only find it again.
     cols = compiled.columns
-    lp_plan = Assignment(lp.values[cols.replicas], lp.values[cols.routed])
+    lp_plan = Allocation(lp.values[cols.replicas], lp.values[cols.routed])
     start = transfer(lp_plan, compiled, c)
     values = np.zeros(c.milp.num_vars)
     values[c.columns.replicas], values[c.columns.routed] = start.replicas, start.routed
@@ -381,19 +381,19 @@ def _integer_plan(
     return home, best, found_bound
 
 
-def _cheaper(c: Compiled, a: Assignment, b: Assignment) -> Assignment:
+def _cheaper(c: Compiled, a: Allocation, b: Allocation) -> Allocation:
     """`a` if it costs less than `b` as the MILP counts (the greedy repair may start replicas
     beside running ones that the churn budgets count as moves there), else `b`."""
     return a if evaluate(c, a).search_objective < evaluate(c, b).search_objective else b
 
 
-def _certified(c: Compiled, a: Assignment, bound: float, relative_gap: float) -> bool:
+def _certified(c: Compiled, a: Allocation, bound: float, relative_gap: float) -> bool:
     objective = evaluate(c, a).search_objective
     # A MILP's proven bound lies exactly the gap below its plan: rounding must not undo that.
     return objective - bound <= relative_gap * abs(objective) * (1 + 1e-9)
 
 
-def transfer(a: Assignment, source: Compiled, target: Compiled) -> Assignment:
+def transfer(a: Allocation, source: Compiled, target: Compiled) -> Allocation:
     """An assignment over one restriction of the candidates carried to another: pools and
     routes the target lacks are dropped (none are when it holds the source's used ones)."""
     cands = source.candidates
@@ -406,10 +406,10 @@ def transfer(a: Assignment, source: Compiled, target: Compiled) -> Assignment:
     pools, routes = pool_at[source.pool_ids], route_at[source.route_ids]
     replicas[pools[pools >= 0]] = a.replicas[pools >= 0]
     routed[routes[routes >= 0]] = a.routed[routes >= 0]
-    return Assignment(replicas, routed)
+    return Allocation(replicas, routed)
 
 
-def consolidate(c: Compiled, a: Assignment, passes: int = 2) -> Assignment:
+def consolidate(c: Compiled, a: Allocation, passes: int = 2) -> Allocation:
     """Give back replicas a model barely uses: drop the last replica of a pool and re-route the
     model's demand into its other replicas (one small LP per try), keeping it if cheaper.
 
@@ -449,7 +449,7 @@ def consolidate(c: Compiled, a: Assignment, passes: int = 2) -> Assignment:
                     changed = True
         if not changed:
             break
-    return Assignment(n, routed)
+    return Allocation(n, routed)
 
 
 def _route_cost(c: Compiled, routes: IntArray, pairs: IntArray, flows: FloatArray) -> float:
@@ -473,8 +473,8 @@ def _neighbourhood(cands: Candidates, extra: int) -> NDArray[np.bool_]:
 
 
 def _solve_milp(
-    c: Compiled, options: SolveOptions, start: Assignment, budget: Budget
-) -> tuple[Assignment, bool, float]:
+    c: Compiled, options: SolveOptions, start: Allocation, budget: Budget
+) -> tuple[Allocation, bool, float]:
     cols = c.columns
     milp = c.milp
     helper = _helper(milp, integer=True)
@@ -489,16 +489,16 @@ def _solve_milp(
     solver.solve(helper)
     budget.stopped(solver.status() == mbh.SolveStatus.OPTIMAL)
     if not solver.has_solution():
-        zero = Assignment(np.zeros(c.pools.size), np.zeros(c.routes.size))
+        zero = Allocation(np.zeros(c.pools.size), np.zeros(c.routes.size))
         return zero, False, -math.inf
     values = np.asarray(solver.variable_values(), dtype=np.float64)
     mip_bound = proven_bound(solver, options.relative_gap)
     replicas = np.round(values[cols.replicas])
     routed = np.maximum(values[cols.routed], 0.0)
-    return Assignment(replicas, routed), True, mip_bound
+    return Allocation(replicas, routed), True, mip_bound
 
 
-def round_and_route(c: Compiled, lp_values: FloatArray, max_rounds: int = 12) -> Assignment:
+def round_and_route(c: Compiled, lp_values: FloatArray, max_rounds: int = 12) -> Allocation:
     """LP diving: fix the LP's replicas to integers, re-solve the LP for the rest, repeat.
 
     Each round rounds up the pools the LP uses where the region still has GPUs of the type and
@@ -573,7 +573,7 @@ def round_and_route(c: Compiled, lp_values: FloatArray, max_rounds: int = 12) ->
     # Spare replicas go, except where the churn budget or a floor may be what holds them.
     free = (p.current == 0) & ~c.candidates.whole_model[p.model]
     n = np.where(free, np.minimum(n, np.ceil(load / p.rate - 1e-9)), n)
-    return Assignment(n, routed)
+    return Allocation(n, routed)
 
 
 def _solve_lp_with_duals(milp: Milp) -> tuple[float, FloatArray, FloatArray]:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gridplace_e2e.loadgen.plan import (
-    Plan,
+    LoadPlan,
     Zone,
     load_zones,
     natural_rate,
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser  # fmt: skip
 
 
-def plan_from_args(args: argparse.Namespace) -> Plan:
+def plan_from_args(args: argparse.Namespace) -> LoadPlan:
     for flag in ("max_requests", "max_duration", "request_timeout", "max_in_flight"):
         if getattr(args, flag) <= 0:
             raise ValueError(f"--{flag.replace('_', '-')} must be > 0, got {getattr(args, flag)}")

@@ -50,7 +50,7 @@ class PlannedRequest:
 
 
 @dataclass(frozen=True)
-class Plan:
+class LoadPlan:
     requests: tuple[PlannedRequest, ...]
     zones: tuple[Zone, ...]
     steps: tuple[Step, ...] = field(default=())
@@ -221,7 +221,7 @@ def replay_plan(
     max_requests: int,
     max_duration_s: float,
     seed: int,
-) -> Plan:
+) -> LoadPlan:
     """Replay the trace's arrivals sped up by `rate_multiplier`, within the bounds."""
     if rate_multiplier <= 0:
         raise ValueError(f"rate multiplier must be > 0, got {rate_multiplier}")
@@ -232,7 +232,7 @@ def replay_plan(
         if at > max_duration_s:
             break
         requests.append(PlannedRequest(at, row.prompt_tokens, row.output_tokens, _zone(zones, rng)))
-    return Plan(tuple(requests), _unique(zones))
+    return LoadPlan(tuple(requests), _unique(zones))
 
 
 def step_plan(
@@ -243,7 +243,7 @@ def step_plan(
     max_requests: int,
     max_duration_s: float,
     seed: int,
-) -> Plan:
+) -> LoadPlan:
     """Poisson arrivals at each step's rate; request sizes are taken from the trace in order."""
     rng = random.Random(seed)
     sizes = itertools.cycle(rows)
@@ -259,7 +259,7 @@ def step_plan(
             zone = _zone(zones, rng)
             requests.append(PlannedRequest(at, row.prompt_tokens, row.output_tokens, zone, index))
         start += step.duration_s
-    return Plan(tuple(requests), _unique(zones), tuple(steps))
+    return LoadPlan(tuple(requests), _unique(zones), tuple(steps))
 
 
 def _zone(zones: Sequence[Zone], rng: random.Random) -> str:

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import aiohttp
 
-from gridplace_e2e.loadgen.plan import Plan, PlannedRequest, Zone, require_loopback, step_starts
+from gridplace_e2e.loadgen.plan import LoadPlan, PlannedRequest, Zone, require_loopback, step_starts
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,9 @@ def request_body(request: PlannedRequest, options: RunOptions) -> dict[str, Any]
     return body
 
 
-async def run_plan(plan: Plan, route: Router, options: RunOptions) -> tuple[list[Outcome], float]:
+async def run_plan(
+    plan: LoadPlan, route: Router, options: RunOptions
+) -> tuple[list[Outcome], float]:
     """Issue every planned request at its time; returns the outcomes and the run's wall time."""
     loop = asyncio.get_running_loop()
     zones = {zone.name: zone for zone in plan.zones}
@@ -218,7 +220,7 @@ def stats(outcomes: Sequence[Outcome], window_s: float) -> dict[str, Any]:
     }
 
 
-def summarize(plan: Plan, outcomes: Sequence[Outcome], wall_s: float) -> dict[str, Any]:
+def summarize(plan: LoadPlan, outcomes: Sequence[Outcome], wall_s: float) -> dict[str, Any]:
     """The JSON report: overall, per zone (with its RTT) and, in step mode, per step."""
     report: dict[str, Any] = {
         "wall_s": round(wall_s, 3),

@@ -43,7 +43,7 @@ MAX_LATENCY_RATIO = 2.0
 
 
 @dataclass(frozen=True)
-class Policy:
+class ScalingPolicy:
     """The knobs of spec.scaling, in the autoscaler's units."""
 
     min_replicas: int
@@ -55,7 +55,7 @@ class Policy:
     metrics_window_s: float = 0.0  # the range the p95 is measured over: it lags by that much
 
     @classmethod
-    def of(cls, spec: ScalingSpec, floor: int = 0, metrics_window_s: float = 0.0) -> Policy:
+    def of(cls, spec: ScalingSpec, floor: int = 0, metrics_window_s: float = 0.0) -> ScalingPolicy:
         """`floor`: replicas the availability rules need (regions x replicas per region)."""
         return cls(
             metrics_window_s=metrics_window_s,
@@ -117,7 +117,7 @@ class Decision:
     max_total: int
     why: str
     inputs: Inputs
-    policy: Policy = field(repr=False)
+    policy: ScalingPolicy = field(repr=False)
     history: History = field(repr=False)
     reason: Reason | None = None  # set when the decision alone decides it (pinned, blind)
 
@@ -132,7 +132,7 @@ class Decision:
         ) or not self.min_total <= self.inputs.current <= self.max_total
 
 
-def decide(inputs: Inputs, policy: Policy, history: History) -> Decision:
+def decide(inputs: Inputs, policy: ScalingPolicy, history: History) -> Decision:
     """The rate and the bounds for the next plan, and the history to pass to the next decision."""
     if inputs.pinned is not None:
         return Decision(
@@ -188,7 +188,7 @@ def decide(inputs: Inputs, policy: Policy, history: History) -> Decision:
     return Decision(rate, low, max(low, high), why, inputs, policy, history)
 
 
-def _hold_without_metrics(inputs: Inputs, policy: Policy, history: History) -> Decision:
+def _hold_without_metrics(inputs: Inputs, policy: ScalingPolicy, history: History) -> Decision:
     """The total planned last, moved only into the spec's bounds; nothing is kept, so the
     windows resume from what was measured."""
     held = max(policy.min_replicas, min(policy.max_replicas, inputs.current))
@@ -199,7 +199,7 @@ def _hold_without_metrics(inputs: Inputs, policy: Policy, history: History) -> D
     )
 
 
-def planning_rate(inputs: Inputs, policy: Policy) -> float | None:
+def planning_rate(inputs: Inputs, policy: ScalingPolicy) -> float | None:
     """The rate the plan is sized for: the demand at the top of the tolerance band."""
     known = [r for r in (inputs.demand_rps, inputs.observed_rps) if r is not None]
     if not known:
@@ -208,7 +208,7 @@ def planning_rate(inputs: Inputs, policy: Policy) -> float | None:
 
 
 def latency_floor(
-    inputs: Inputs, policy: Policy, shortfall: Shortfall | None = None
+    inputs: Inputs, policy: ScalingPolicy, shortfall: Shortfall | None = None
 ) -> tuple[int, str]:
     """The fewest replicas the observed p95 says are needed, before stabilization, and why."""
     p95 = inputs.observed_p95_s
@@ -234,7 +234,7 @@ def latency_floor(
     return 0, f"{band} below target"
 
 
-def _breached(inputs: Inputs, policy: Policy) -> bool:
+def _breached(inputs: Inputs, policy: ScalingPolicy) -> bool:
     p95 = inputs.observed_p95_s
     return (
         inputs.metrics_available
@@ -244,7 +244,9 @@ def _breached(inputs: Inputs, policy: Policy) -> bool:
     )
 
 
-def _shortfall(inputs: Inputs, policy: Policy, previous: Shortfall | None) -> Shortfall | None:
+def _shortfall(
+    inputs: Inputs, policy: ScalingPolicy, previous: Shortfall | None
+) -> Shortfall | None:
     """Remember the largest count that breached, while the rate stays near the breach's rate.
     `inputs.ready` is the count ready through the whole metrics window: the one that produced
     the p95, so replicas added since are not blamed for it."""
@@ -272,7 +274,7 @@ def _stabilize(
     series: Sequence[tuple[float, float]],
     decided: float,
     now_s: float,
-    policy: Policy,
+    policy: ScalingPolicy,
     breached: bool,
 ) -> float:
     """Move only on what held for the whole window (lowest to go up, highest to go down); a

@@ -2,6 +2,7 @@
 
 `problem` turns specs, Regions, signals and inventory into the placement problem;
 `planner` runs the cycle (signals, autoscaler, joint solve, then reconcile and report);
-`memory` is all that one cycle leaves to the next; `loop` debounces wake-ups into cycles.
+`memory` is all that one cycle leaves to the next; `loop` debounces wake-ups into cycles;
+`seams` the two interfaces to the clusters (where GPUs are, where writes go).
 The one place that brings the other parts together.
 """

@@ -27,7 +27,7 @@ from gridplace_operator.autoscale.decide import (
     Decision,
     History,
     Inputs,
-    Policy,
+    ScalingPolicy,
     decide,
     history_from_status,
     longest_rtt_s,
@@ -46,8 +46,8 @@ from gridplace_operator.autoscale.prometheus import (
     Target,
     window_seconds,
 )
-from gridplace_operator.kube.client import ApiError, Kube
-from gridplace_operator.observe.inventory import Inventory, build_inventory, pod_gpu_request
+from gridplace_operator.kube.client import ApiError
+from gridplace_operator.observe.inventory import Inventory, pod_gpu_request
 from gridplace_operator.observe.world import Change, World
 from gridplace_operator.planning.memory import Memory
 from gridplace_operator.planning.problem import (
@@ -58,6 +58,7 @@ from gridplace_operator.planning.problem import (
     running_assignments,
     static_demand,
 )
+from gridplace_operator.planning.seams import Actuator, GpuInventory
 from gridplace_operator.reconcile.children import Owner, desired_children
 from gridplace_operator.reconcile.routes import routed_condition, routes_for
 from gridplace_operator.reconcile.writes import Apply, Delete, ObservedChild, writes_for
@@ -134,16 +135,17 @@ class Planner:
     def __init__(
         self,
         world: World,
-        kube: Kube,
+        actuator: Actuator,
         metrics: OperatorMetrics,
         *,
+        gpus: GpuInventory,
         settings: PlannerSettings | None = None,
         providers: Mapping[str, Provider] = PROVIDERS,
         clock: Callable[[], datetime] = _utcnow,
         prometheus: Prometheus | None = None,
     ) -> None:
         self.world = world
-        self.kube = kube
+        self.actuator, self.gpus = actuator, gpus
         self.metrics = metrics
         self.settings = settings or PlannerSettings()
         self.providers = providers
@@ -183,9 +185,9 @@ class Planner:
         if self.prometheus is not None and await self._autoscale(now):
             replan = True
         if replan or not self.memory.planned:
-            pods = await self.kube.list_gpu_pods()
-            selectors = {r.metadata.name: r.node_selector() for r in regions}
-            self.inventory = build_inventory(self.world.nodes.values(), pods, selectors)
+            self.inventory = await self.gpus.read(
+                {r.metadata.name: r.node_selector() for r in regions}
+            )
             await self._replan(regions, signals, now)
             self.metrics.plans.labels(outcome="replan").inc()
         else:
@@ -415,7 +417,7 @@ class Planner:
             kept.decisions[ref] = replace(decision, history=history)
             if decision.inputs.current > 0:
                 message = f"total replicas {result.message}"
-                await self.kube.event(body, reason=result.reason, message=message)
+                await self.actuator.event(body, reason=result.reason, message=message)
 
     async def _scale(self, ref: IdepRef, spec: InferenceDeploymentSpec, now: datetime) -> Decision:
         assert self.prometheus is not None
@@ -448,7 +450,7 @@ class Planner:
         current, ready = self._current_total(ref)
         demand = self._demand(ref, spec)
         floor = spec.placement.availability
-        policy = Policy.of(
+        policy = ScalingPolicy.of(
             spec.scaling,
             floor.regions_needed() * floor.min_replicas_per_region,
             window_seconds(window),
@@ -676,7 +678,7 @@ class Planner:
             ref, model_plan, spec if isinstance(spec, InferenceDeploymentSpec) else None
         )
         if comparable(status) != comparable(previous):
-            written = await self.kube.apply_status(
+            written = await self.actuator.apply_status(
                 "InferenceDeployment", ref.namespace, ref.name, status
             )
             if not written and not await self._still_there(body):
@@ -688,7 +690,7 @@ class Planner:
         watch missed (made while it reconnected, or between the first listing and the watch)
         never sends an event: without this the operator would plan and write for it forever."""
         meta = body["metadata"]
-        if await self.kube.exists("InferenceDeployment", meta["namespace"], meta["name"]):
+        if await self.actuator.exists("InferenceDeployment", meta["namespace"], meta["name"]):
             return True
         log.info("%s/%s is gone: forgetting it", meta["namespace"], meta["name"])
         if self.world.observe_idep(body, deleted=True) is Change.REPLAN and self.wake:
@@ -714,7 +716,7 @@ class Planner:
         )
         for repair in writes.repairs:
             self.metrics.drift_repairs.labels(kind=repair.kind).inc()
-            await self.kube.event(
+            await self.actuator.event(
                 body, reason="DriftRepaired", message=repair.message(), warning=True
             )
         for write in writes.make:
@@ -734,12 +736,12 @@ class Planner:
             if isinstance(change, Apply):
                 await self._apply_child(change)
             elif isinstance(change, Delete):
-                await self.kube.delete(change.kind, change.namespace, change.name)
+                await self.actuator.delete(change.kind, change.namespace, change.name)
 
     async def _apply_child(self, write: Apply) -> None:
         """Apply a child; a new one whose name another owner holds is a ChildConflictError."""
         try:
-            await self.kube.apply(write.manifest, force=not write.new)
+            await self.actuator.apply(write.manifest, force=not write.new)
         except ApiError as err:
             if err.status != 409:
                 raise
@@ -760,7 +762,9 @@ class Planner:
         if summary and summary != before:
             reasons = "; ".join((status.get("explanation") or [])[:2])
             message = f"placement {before or 'none'} -> {summary}. {reasons}".strip()
-            await self.kube.event(body, reason="Replaced" if before else "Placed", message=message)
+            await self.actuator.event(
+                body, reason="Replaced" if before else "Placed", message=message
+            )
         old = {c.get("type"): c for c in previous.get("conditions") or []}
         said: set[str] = set()  # Ready repeats Placed's reason: one Event for both
         for cond in status.get("conditions") or []:
@@ -779,7 +783,7 @@ class Planner:
             )
             if changed and cond["reason"] not in said:
                 said.add(cond["reason"])
-                await self.kube.event(
+                await self.actuator.event(
                     body, reason=cond["reason"], message=cond["message"], warning=True
                 )
 
@@ -828,7 +832,7 @@ class Planner:
         previous: Mapping[str, Any] = body.get("status") or {}
         status = region_status(facts, previous, now).to_api()
         if _region_comparable(status) != _region_comparable(previous):
-            await self.kube.apply_status("Region", None, name, status)
+            await self.actuator.apply_status("Region", None, name, status)
 
 
 def _unless_cut(problem: Problem, plan: Plan, min_improvement: float) -> Plan:
