@@ -89,10 +89,13 @@ def test_what_is_kept_of_a_deleted_inference_deployment_is_forgotten() -> None:
     a, b = IdepRef("ns", "a"), IdepRef("ns", "b")
     memory = Memory(failures={a: "why", b: "why"}, holds={b: 1.0}, summaries={a: "x", b: "y"})
     memory.certified["digest"] = cast(Plan, object())
-    memory.forget_all_but({a})
+    memory.forget_all_but({a: "uid-a"})
     assert (memory.failures, memory.holds, memory.summaries) == ({a: "why"}, {}, {a: "x"})
     assert "digest" in memory.certified  # plans for problems, not for one model
     assert memory.moves_left(a, per_hour=3, now_s=NOW.timestamp()) == 3
+    # Deleted and created again under the same name: a new object, with no past.
+    memory.forget_all_but({a: "uid-a2"})
+    assert (memory.failures, memory.summaries, memory.uids) == ({}, {}, {a: "uid-a2"})
 
 
 def test_the_autoscaler_memory_is_rebuilt_from_the_status_it_wrote() -> None:

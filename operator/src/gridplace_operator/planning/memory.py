@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 from gridplace_operator.api.parsed import IdepRef
@@ -47,17 +47,22 @@ class Memory:
     measured_demand: dict[IdepRef, dict[str, float]] = field(default_factory=dict)
     holds: dict[IdepRef, float] = field(default_factory=dict)  # monotonic s a scale-down waits
     summaries: dict[IdepRef, str] = field(default_factory=dict)  # the placement last announced
+    uids: dict[IdepRef, str] = field(default_factory=dict)  # whose memory this is
     # Certified plans by digest of their problem: unchanged inputs reuse one (not per model).
     certified: dict[str, Plan] = field(default_factory=dict)
 
-    def forget_all_but(self, alive: Collection[IdepRef]) -> None:
-        """Drop what is kept of InferenceDeployments that no longer exist."""
+    def forget_all_but(self, alive: Mapping[IdepRef, str]) -> None:
+        """Drop what is kept of InferenceDeployments that no longer exist (`alive`: the ones
+        that do, with their uids); one deleted and created again under the same name between
+        two cycles starts afresh too."""
+        gone = {ref for ref, uid in self.uids.items() if alive.get(ref) != uid}
         for kept in fields(self):
             value = getattr(self, kept.name)
             if kept.name == "certified" or not isinstance(value, dict):
                 continue
-            for ref in [ref for ref in value if ref not in alive]:
+            for ref in [ref for ref in value if ref not in alive or ref in gone]:
                 del value[ref]
+        self.uids.update(alive)
 
     def moves_left(self, ref: IdepRef, per_hour: int, now_s: float) -> int:
         """Moves `ref`'s re-plan may still make within the hour (its own budget only)."""

@@ -176,7 +176,12 @@ class Planner:
     # ---------------------------------------------------------------------------------------
     async def cycle(self, replan: bool) -> None:
         now = self.clock()
-        self.memory.forget_all_but({IdepRef(*key) for key in self.world.ideps})
+        self.memory.forget_all_but(
+            {
+                IdepRef(*key): body["metadata"].get("uid", "")
+                for key, body in self.world.ideps.items()
+            }
+        )
         regions, invalid_regions = self._regions()
         self.valid_regions = regions  # parsed once per cycle, read by every reconcile
         # Taken before reading: an answer arriving during this cycle is planned with next time.
