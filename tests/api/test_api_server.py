@@ -259,3 +259,24 @@ def test_region_status_fills_the_printer_columns(crds: ClusterHandle, region_nam
         "true",
         "NVIDIA-L40S=16",
     ]
+
+
+@pytest.mark.parametrize(
+    "pod",
+    [
+        {"annotations": {"example.com/revision": "2"}},
+        {"labels": {"team": "search"}},
+        {"tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}]},
+        {"volumes": [{"name": "cache", "emptyDir": {}}]},
+        {"nodeSelector": {"example.com/pool": "inference"}},
+    ],
+    ids=["annotations", "labels", "tolerations", "volumes", "nodeSelector"],
+)
+def test_a_pod_overlay_with_one_field_is_accepted(crds: ClusterHandle, pod: dict[str, Any]) -> None:
+    """The overlay's rules hold for the fields a user leaves out, not only for those set."""
+    body = merged(IDEP, {"spec": {"pod": pod}})
+    result = crds.kubectl(
+        "create", "--dry-run=server", "-n", "default", "-f", "-",
+        input=json.dumps(body), check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr

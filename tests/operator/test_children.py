@@ -221,3 +221,18 @@ def test_children_carry_no_gitops_tracking_label() -> None:
             assert tracked not in child["metadata"]["labels"]
             assert tracked not in pod_labels
         assert child["metadata"]["labels"]["gridplace.dev/inference-deployment"] == "chat"
+
+
+def test_a_rollout_surges_only_where_the_pool_has_gpus_for_one_more_replica() -> None:
+    tp2 = owner(tensorParallelSize=2)
+    plan = {("us-east-1", H100): 1}
+
+    def rolling(spare: dict[tuple[str, str], int] | None) -> dict[str, int]:
+        dep = deployment_of(desired_children(tp2, plan, SELECTORS, spare))
+        return dict(dep["spec"]["strategy"]["rollingUpdate"])
+
+    assert rolling(None) == {"maxSurge": 1, "maxUnavailable": 0}
+    assert rolling({("us-east-1", H100): 2}) == {"maxSurge": 1, "maxUnavailable": 0}
+    # One GPU short of a replica: a surge pod would wait forever, so one pod at a time.
+    assert rolling({("us-east-1", H100): 1}) == {"maxSurge": 0, "maxUnavailable": 1}
+    assert rolling({}) == {"maxSurge": 0, "maxUnavailable": 1}

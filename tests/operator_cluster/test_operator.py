@@ -392,3 +392,43 @@ def test_an_availability_floor_beyond_the_regions_is_reported(
     assert condition(obj, "Ready")["status"] == "False"
     assert "minRegions" in condition(obj, "Placed")["message"]
     assert obj["status"]["placement"]  # what fits is still placed
+
+
+def test_a_template_change_in_a_full_pool_completes_its_rollout(
+    cluster: ClusterHandle, namespace: str, operator: OperatorProcess
+) -> None:
+    """eu-central-1 has one H100 node: a replica that takes all eight GPUs leaves no room for a
+    rollout's surge pod, so the rollout replaces the pod instead of waiting for GPUs forever."""
+    whole_node = {
+        "name": "meta-llama/Meta-Llama-3.1-405B-Instruct",
+        "gpuTypes": [H100],
+        "tensorParallelSize": 8,
+    }
+    body = yaml.safe_load(
+        idep(
+            "whole-node",
+            model=whole_node,
+            slo={"p95TimeToFirstTokenSeconds": 5.0, "p95TimePerOutputTokenSeconds": 0.5},
+            scaling={"minReplicas": 1, "maxReplicas": 1},
+            demand={"static": [{"zone": "us-east", "requestsPerSecond": 0.2}]},
+            placement={"allowedRegions": ["eu-central-1"]},
+        )
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
+    wait_for(lambda: ready(cluster, namespace, "whole-node"), 120, "Ready", operator)
+    strategy = deployments(cluster, namespace)["whole-node-eu-central-1"]["spec"]["strategy"]
+    assert strategy["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+
+    body["spec"]["pod"] = {"annotations": {"example.com/revision": "2"}}  # a new pod template
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
+
+    def rolled_out() -> bool:
+        pods = get_json(cluster, "pods", "-n", namespace)["items"]
+        return bool(pods) and all(
+            p["metadata"].get("annotations", {}).get("example.com/revision") == "2"
+            and p["status"].get("phase") == "Running"
+            for p in pods
+        )
+
+    wait_for(rolled_out, 120, "the one pod replaced by one of the new template", operator)
+    wait_for(lambda: ready(cluster, namespace, "whole-node"), 60, "Ready again", operator)

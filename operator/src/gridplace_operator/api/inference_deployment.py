@@ -644,7 +644,7 @@ class PodOverlay(ApiModel):
     cel_rules = (
         CelRule(
             rule=(
-                "self.labels.all(k, !k.startsWith('"
+                "!has(self.labels) || self.labels.all(k, !k.startsWith('"
                 + OWNED_LABEL_PREFIX
                 + "') && !(k in "
                 + _cel_list(OWNED_POD_LABELS)
@@ -660,7 +660,7 @@ class PodOverlay(ApiModel):
         ),
         CelRule(
             rule=(
-                "self.annotations.all(k, !k.startsWith('"
+                "!has(self.annotations) || self.annotations.all(k, !k.startsWith('"
                 + OWNED_LABEL_PREFIX
                 + "') && !(k in "
                 + _cel_list(OWNED_POD_ANNOTATIONS)
@@ -678,7 +678,9 @@ class PodOverlay(ApiModel):
             ),
         ),
         CelRule(
-            rule="self.nodeSelector.all(k, !(k in " + _cel_list(OWNED_NODE_LABELS) + "))",
+            rule="!has(self.nodeSelector) || self.nodeSelector.all(k, !(k in "
+            + _cel_list(OWNED_NODE_LABELS)
+            + "))",
             message="nodeSelector must not set "
             + ", ".join(OWNED_NODE_LABELS)
             + ": gridplace selects the region (the Region's nodeSelector) and the GPU type"
@@ -688,20 +690,25 @@ class PodOverlay(ApiModel):
             values=lambda p: "got " + ", ".join(_owned_keys(p.node_selector, OWNED_NODE_LABELS)),
         ),
         CelRule(
-            rule=f"self.volumes.all(v, v.name != '{SHM_VOLUME}')",
+            rule=f"!has(self.volumes) || self.volumes.all(v, v.name != '{SHM_VOLUME}')",
             message=f"volume name {SHM_VOLUME} is gridplace's (its /dev/shm)",
             check=lambda p: all(v.name != SHM_VOLUME for v in p.volumes),
             field_path=".volumes",
         ),
         CelRule(
-            rule=f"self.volumeMounts.all(m, m.mountPath != '{SHM_PATH}')",
+            rule=(
+                f"!has(self.volumeMounts) || self.volumeMounts.all(m, m.mountPath != '{SHM_PATH}')"
+            ),
             message=f"{SHM_PATH} is gridplace's (a memory-backed volume sized for tensor"
             " parallelism)",
             check=lambda p: all(m.mount_path.rstrip("/") != SHM_PATH for m in p.volume_mounts),
             field_path=".volumeMounts",
         ),
         CelRule(
-            rule="self.volumeMounts.all(m, self.volumes.exists(v, v.name == m.name))",
+            rule=(
+                "!has(self.volumeMounts) || self.volumeMounts.all(m,"
+                " has(self.volumes) && self.volumes.exists(v, v.name == m.name))"
+            ),
             message="every volumeMount must name a volume of spec.pod.volumes",
             check=lambda p: {m.name for m in p.volume_mounts} <= {v.name for v in p.volumes},
             field_path=".volumeMounts",

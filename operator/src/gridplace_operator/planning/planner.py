@@ -164,6 +164,7 @@ class Planner:
         self.missing_regions: dict[IdepRef, list[str]] = {}  # of the last re-plan
         self.prometheus = prometheus  # None: no autoscaler, replicas sized from declared demand
         self.crowded: set[tuple[str, str]] = set()
+        self.spare_gpus: dict[tuple[str, str], int] = {}  # per pool, beyond every running plan
 
     def lease_memory(self) -> str:
         """What a successor needs that the cluster does not show (see `Memory.lease_memory`)."""
@@ -200,6 +201,7 @@ class Planner:
         if self.prometheus is not None:
             await self._report_scaling(now)
         self.crowded = self._crowded_pools()
+        self.spare_gpus = self._spare_gpus()
         # Objects are independent once planned: reconcile several at a time.
         gate = asyncio.Semaphore(self.settings.reconcile_concurrency)
 
@@ -592,6 +594,22 @@ class Planner:
             asked[key] = asked.get(key, 0) + int(spec.get("replicas") or 0) * per_replica
         return {key for key, gpus in asked.items() if gpus > self.inventory.available(*key)}
 
+    def _spare_gpus(self) -> dict[tuple[str, str], int]:
+        """GPUs of each pool that no plan gridplace runs (Enforce) uses: room for a rollout's
+        surge pod."""
+        planned: dict[tuple[str, str], int] = {}
+        for ref, model_plan in self.memory.plans.items():
+            spec = self.world.specs.get((ref.namespace, ref.name))
+            if not isinstance(spec, InferenceDeploymentSpec) or spec.placement.mode != "Enforce":
+                continue
+            for pool in model_plan.pools:
+                key = (pool.region, pool.gpu_type)
+                gpus = pool.replicas * spec.model.effective_gpus_per_replica()
+                planned[key] = planned.get(key, 0) + gpus
+        return {
+            key: pool.available - planned.get(key, 0) for key, pool in self.inventory.pools.items()
+        }
+
     def _ready_by_pool(self, namespace: str, name: str) -> dict[tuple[str, str], int]:
         ready: dict[tuple[str, str], int] = {}
         for (kind, ns, _), obj in self.world.children.items():
@@ -714,7 +732,7 @@ class Planner:
     ) -> None:
         selectors = self._selectors()
         replicas = {k: n for k, n in model_plan.replicas().items() if k[0] in selectors}
-        desired = desired_children(owner, replicas, selectors)
+        desired = desired_children(owner, replicas, selectors, self.spare_gpus)
         desired += routes_for(owner, model_plan.routes, self._owned(owner), self.world.gateways)
         writes = writes_for(
             desired, self._observed_children(owner.namespace), owner.uid, self.crowded

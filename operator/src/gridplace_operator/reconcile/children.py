@@ -363,8 +363,12 @@ def desired_deployment(
     gpu_type: str,
     replicas: int,
     node_selector: Mapping[str, str],
+    surge: bool = True,
 ) -> dict[str, Any]:
-    """The vLLM Deployment of `owner` in one region on one GPU type."""
+    """The vLLM Deployment of `owner` in one region on one GPU type. `surge`: the pool has GPUs
+    beyond the plan for one more replica, so a rollout starts each new pod before an old one
+    stops; without them the surge pod would wait for GPUs forever and the rollout would stall,
+    so it replaces one pod at a time instead."""
     selector = {
         labels.INFERENCE_DEPLOYMENT: owner.name,
         labels.REGION: region,
@@ -385,10 +389,13 @@ def desired_deployment(
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": selector},
-            # A new pod is ready before an old one stops (GPUs are planned with one spare).
             "strategy": {
                 "type": "RollingUpdate",
-                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+                "rollingUpdate": (
+                    {"maxSurge": 1, "maxUnavailable": 0}
+                    if surge
+                    else {"maxSurge": 0, "maxUnavailable": 1}
+                ),
             },
             "template": {
                 "metadata": {
@@ -458,8 +465,11 @@ def desired_children(
     owner: Owner,
     replicas: Mapping[tuple[str, str], int],
     node_selectors: Mapping[str, Mapping[str, str]],
+    spare_gpus: Mapping[tuple[str, str], int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every child of `owner` for a plan of replicas per (region, GPU type).
+    """Every child of `owner` for a plan of replicas per (region, GPU type); `spare_gpus`: the
+    GPUs of each pool beyond every plan (None: room everywhere), which decides whether a rollout
+    may surge.
 
     A (region, GPU type) with zero replicas has no Deployment (nor PodDisruptionBudget); a region
     keeps its Service while any of its Deployments exists, and the model-wide Service always
@@ -477,6 +487,9 @@ def desired_children(
                     gpu_type=gpu_type,
                     replicas=n,
                     node_selector=node_selectors[region],
+                    surge=spare_gpus is None
+                    or spare_gpus.get((region, gpu_type), 0)
+                    >= owner.spec.model.effective_gpus_per_replica(),
                 )
                 # The budget first: it guards the pods from the moment they exist.
                 children += [desired_disruption_budget(deployment), deployment]
