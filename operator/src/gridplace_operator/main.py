@@ -74,11 +74,6 @@ def _selector(match: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in match.items())
 
 
-# Retry delays of kopf's API calls and watches: about as long in all as kopf's default, never
-# more than 5 s apart. A watch whose retries run out reconnects at once and starts again.
-API_ERROR_BACKOFFS_S = (1.0, 1.0, 2.0, 3.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0)
-
-
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo) -> None:
     """Build the operator's parts into `memo` and start its background tasks."""
     settings.posting.level = logging.WARNING  # gridplace writes its own, meaningful Events
