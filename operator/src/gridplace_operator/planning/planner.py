@@ -209,12 +209,10 @@ class Planner:
             async with gate:
                 try:
                     await self._reconcile(body, now)
-                except ApiError as err:
-                    if err.status == 404 and not await self._still_there(body):
+                except Exception as err:
+                    gone = isinstance(err, ApiError) and err.status == 404
+                    if gone and not await self._still_there(body):
                         return  # its namespace is gone, and it with it
-                    self.metrics.errors.labels(stage="reconcile").inc()
-                    log.exception("reconciling %s/%s failed", *key)
-                except Exception:
                     self.metrics.errors.labels(stage="reconcile").inc()
                     log.exception("reconciling %s/%s failed", *key)
 
@@ -338,14 +336,14 @@ class Planner:
                 continue
             plan = await self._solve(problem)
             if plan is None:  # keep what runs; status says why
-                for key in translation.models:
-                    if (ref := IdepRef.of_key(key)) in kept:
+                for ref in translation.models.values():
+                    if ref in kept:
                         plans[ref] = kept[ref]
                 continue
-            for key in translation.models:
+            for key, ref in translation.models.items():
                 model_plan = ModelPlan.of(plan, key, now)
                 if model_plan is not None:
-                    plans[IdepRef.of_key(key)] = model_plan
+                    plans[ref] = model_plan
             if enforced:
                 self._record_moves(plan)
                 inventory = inventory.minus(_gpus_taken(plan, problem))
