@@ -112,8 +112,9 @@ def test_the_chart_lets_the_operator_write_and_watch_every_kind_of_child(helm: H
     workloads = one(helm.template(), "ClusterRole", "-workloads")
     granted = {(group, resource, verb) for group, resource, verb, _ in rules(workloads)}
     plural = {k: (gv[0] if gv else "", p) for k, (gv, p) in _KINDS.items()}
-    # routes.py renders the HTTPRoutes (spec.routing); children.py the rest.
-    assert set(CHILD_KINDS) == {d["kind"] for d in rendered()} | {"HTTPRoute"}
+    # routes.py renders the HTTPRoutes (spec.routing), propagation.py the PropagationPolicies
+    # (fleet mode); children.py the rest.
+    assert set(CHILD_KINDS) == {d["kind"] for d in rendered()} | {"HTTPRoute", "PropagationPolicy"}
     for kind in CHILD_KINDS:
         group, resource = plural[kind]
         for verb in ("get", "list", "watch", "create", "patch", "delete"):

@@ -63,7 +63,9 @@ class MemberClusters:
     def __init__(self, *nodes: dict[str, Any]) -> None:
         self.nodes = nodes
 
-    async def read(self, selectors: Mapping[str, Mapping[str, str]]) -> Inventory:
+    async def read(
+        self, selectors: Mapping[str, Mapping[str, str]], members: Mapping[str, str]
+    ) -> Inventory:
         return build_inventory(self.nodes, [], selectors)
 
 

@@ -70,3 +70,10 @@ for _child_kind in CHILD_KINDS:
 @kopf.on.event("gateway.networking.k8s.io", "v1", "gateways")
 async def gateway_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     _wake(memo, memo.world.observe_gateway(event["object"], event["type"] == "DELETED"))
+
+
+# Karmada's member clusters (fleet mode: gridplace runs against the Karmada API server). Where
+# the Cluster API is not served, kopf watches nothing here.
+@kopf.on.event("cluster.karmada.io", "v1alpha1", "clusters")
+async def member_cluster_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    _wake(memo, memo.world.observe_member(event["object"], event["type"] == "DELETED"))

@@ -65,6 +65,8 @@ def _seed(kube: Kube, world: World, namespaces: tuple[str, ...]) -> None:
         world.observe_node(body, deleted=False)
     for body in kube.list_all("Gateway", namespaces=namespaces):
         world.observe_gateway(body, deleted=False)
+    for body in kube.list_all("Cluster"):  # Karmada's member clusters, in fleet mode
+        world.observe_member(body, deleted=False)
     for kind in CHILD_KINDS:
         for body in kube.list_all(kind, label_selector=_selector(OWNED), namespaces=namespaces):
             world.observe_child(body, deleted=False)

@@ -19,7 +19,7 @@ class RecordingKube(Kube):
         self.events: list[tuple[str, str]] = []
         self.gone: set[tuple[str, str | None, str]] = set()  # deleted on the "server"
 
-    async def list_gpu_pods(self) -> list[dict[str, Any]]:
+    async def list_gpu_pods(self, member: str | None = None) -> list[dict[str, Any]]:
         return []
 
     async def apply(self, obj: Mapping[str, Any], *, force: bool = True) -> None:

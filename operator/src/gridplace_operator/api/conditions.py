@@ -56,6 +56,8 @@ class Reason(StrEnum):
     GPUS_FOUND = "GPUsFound"
     NO_GPUS = "NoGPUs"
     OVERLAPPING_SELECTOR = "OverlappingSelector"
+    MEMBER_NOT_FOUND = "MemberClusterNotFound"
+    MEMBER_NOT_READY = "MemberClusterNotReady"
 
 
 # (condition, status, reason, meaning): the documented vocabulary, rendered into docs/api.md.
@@ -244,6 +246,20 @@ REGION_CONDITIONS: tuple[tuple[ConditionType, str, Reason, str], ...] = (
         Reason.OVERLAPPING_SELECTOR,
         "Every GPU node nodeSelector matches counts for another Region whose selector matches it"
         " too (a node counts for the first Region by name).",
+    ),
+    (
+        ConditionType.READY,
+        "False",
+        Reason.MEMBER_NOT_FOUND,
+        "spec.cluster names no Karmada member cluster (or the API server gridplace runs against"
+        " is not Karmada's); the region gets no replicas.",
+    ),
+    (
+        ConditionType.READY,
+        "False",
+        Reason.MEMBER_NOT_READY,
+        "Karmada reports the member cluster not ready, or its nodes cannot be read through"
+        " Karmada's cluster proxy: the region gets no replicas until it is back.",
     ),
     (
         ConditionType.READY,

@@ -246,6 +246,14 @@ class GpuHourPrice(ApiModel):
 class RegionSpec(ApiModel):
     """Desired state of a Region."""
 
+    cluster: Name | None = Field(
+        default=None,
+        description=(
+            "The member cluster whose nodes are this region's, by its Karmada Cluster name"
+            " (fleet mode: gridplace runs against the Karmada API server and propagates each"
+            " region's children to its member). Omitted: the cluster gridplace runs against."
+        ),
+    )
     node_selector: dict[str, Annotated[str, Field(max_length=63)]] | None = Field(
         default=None,
         max_length=16,

@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from gridplace_operator import labels
 from gridplace_operator.api.common import GROUP, VERSION
 from gridplace_operator.kube.rest import APPLY, Rest, core_path, group_path
-from gridplace_operator.observe.inventory import inventory_view
+from gridplace_operator.observe.inventory import inventory_view, node_view
 from gridplace_operator.report.metrics import OperatorMetrics
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ ApiError = ApiException
 POD_PAGE = 500
 # Concurrent requests the operator may have in flight (worker threads and pooled connections).
 CONCURRENCY = 16
+# A member cluster's nodes must answer within this through Karmada's proxy, or it counts as lost.
+MEMBER_TIMEOUT_S = 10.0
 
 
 def _discard(response: Any) -> None:
@@ -67,12 +69,15 @@ _KINDS: dict[str, tuple[tuple[str, str] | None, str]] = {
     "PodDisruptionBudget": (("policy", "v1"), "poddisruptionbudgets"),
     "HTTPRoute": (("gateway.networking.k8s.io", "v1"), "httproutes"),
     "Gateway": (("gateway.networking.k8s.io", "v1"), "gateways"),
+    # Karmada's, in fleet mode: a member cluster, and what propagates a child to it.
+    "Cluster": (("cluster.karmada.io", "v1alpha1"), "clusters"),
+    "PropagationPolicy": (("policy.karmada.io", "v1alpha1"), "propagationpolicies"),
 }
 # The kinds of children gridplace writes (server-side apply) and deletes.
-CHILD_KINDS = ("Deployment", "PodDisruptionBudget", "Service", "HTTPRoute")
-# Kinds whose CRDs a cluster may lack (Gateway API): listing them there finds nothing.
-OPTIONAL_KINDS = frozenset({"HTTPRoute", "Gateway"})
-CLUSTER_SCOPED = frozenset({"Region", "Node"})
+CHILD_KINDS = ("Deployment", "PodDisruptionBudget", "Service", "HTTPRoute", "PropagationPolicy")
+# Kinds a cluster may not serve (Gateway API, Karmada's): listing them there finds nothing.
+OPTIONAL_KINDS = frozenset({"HTTPRoute", "Gateway", "Cluster", "PropagationPolicy"})
+CLUSTER_SCOPED = frozenset({"Region", "Node", "Cluster"})
 
 
 def api_resource(kind: str) -> tuple[str, str, str]:
@@ -88,6 +93,11 @@ def path_of(kind: str, namespace: str | None = None, name: str | None = None) ->
     if group_version is None:
         return core_path(plural, namespace, name)
     return group_path(*group_version, plural, namespace, name)
+
+
+def member_proxy(member: str) -> str:
+    """Path prefix under which Karmada's aggregated API server proxies a member's API."""
+    return path_of("Cluster", None, member) + "/proxy"
 
 
 class NotLeaderError(RuntimeError):
@@ -113,9 +123,11 @@ class Kube:
         self.metrics.writes.labels(kind=kind, verb=verb).inc()
 
     # Reads -----------------------------------------------------------------------------------
-    async def list_gpu_pods(self) -> list[dict[str, Any]]:
+    async def list_gpu_pods(self, member: str | None = None) -> list[dict[str, Any]]:
         """Pods that hold or may hold GPUs (finished pods hold none), reduced to what the GPU
-        inventory reads. Listed in pages so a large cluster never sits in memory whole."""
+        inventory reads; a member cluster's through Karmada's cluster proxy. Listed in pages so
+        a large cluster never sits in memory whole."""
+        prefix = member_proxy(member) if member else ""
 
         def call() -> list[dict[str, Any]]:
             pods: list[dict[str, Any]] = []
@@ -128,11 +140,26 @@ class Kube:
                 }
                 if token:
                     query["continue"] = token
-                page = self.rest.get_json(path_of("Pod"), query=query)
+                page = self.rest.get_json(
+                    prefix + path_of("Pod"),
+                    query=query,
+                    timeout=MEMBER_TIMEOUT_S if member else None,
+                )
                 pods.extend(inventory_view(pod) for pod in page["items"])
                 token = page.get("metadata", {}).get("continue")
                 if not token:
                     return pods
+
+        return await asyncio.to_thread(call)
+
+    async def list_member_nodes(self, member: str) -> list[dict[str, Any]]:
+        """A member cluster's Nodes, reduced to what the GPU inventory reads, through Karmada's
+        cluster proxy (bounded in time: a lost member must not stall the plan)."""
+
+        def call() -> list[dict[str, Any]]:
+            path = member_proxy(member) + path_of("Node")
+            items = self.rest.get_json(path, timeout=MEMBER_TIMEOUT_S)["items"]
+            return [node_view(node) for node in items]
 
         return await asyncio.to_thread(call)
 

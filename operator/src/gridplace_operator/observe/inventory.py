@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gridplace_operator import labels
+from gridplace_operator.api.conditions import Reason
 from gridplace_placement.packing import take
 
 Obj = Mapping[str, Any]
@@ -64,12 +65,22 @@ class GpuPool:
 
 
 @dataclass(frozen=True)
+class Unavailable:
+    """Why a region cannot hold replicas now (the reason of its Ready condition)."""
+
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True)
 class Inventory:
     pools: dict[tuple[str, str], GpuPool] = field(default_factory=dict)
     nodes_by_region: dict[str, int] = field(default_factory=dict)
     # region -> {other region: GPU nodes its selector matches that count for the other region}
     ceded: dict[str, dict[str, int]] = field(default_factory=dict)
     nodes: tuple[NodeGpus, ...] = ()  # every node of the pools, by name
+    # Regions whose nodes could not be counted (a member cluster lost or unknown): no GPUs.
+    unavailable: dict[str, Unavailable] = field(default_factory=dict)
 
     def available(self, region: str, gpu_type: str) -> int:
         pool = self.pools.get((region, gpu_type))
@@ -127,6 +138,7 @@ class Inventory:
             nodes_by_region=dict(self.nodes_by_region),
             ceded=self.ceded,
             nodes=tuple(nodes),
+            unavailable=self.unavailable,
         )
 
 
@@ -216,6 +228,31 @@ def inventory_view(pod: Obj) -> dict[str, Any]:
             ],
         },
         "status": {"phase": (pod.get("status") or {}).get("phase")},
+    }
+
+
+def node_view(obj: Obj) -> dict[str, Any]:
+    """What the GPU inventory reads of a Node."""
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    return {
+        "metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}},
+        "spec": {
+            "unschedulable": (obj.get("spec") or {}).get("unschedulable", False),
+            "taints": (obj.get("spec") or {}).get("taints") or [],
+        },
+        "status": {
+            "allocatable": {
+                k: v
+                for k, v in (status.get("allocatable") or {}).items()
+                if k == labels.GPU_RESOURCE
+            },
+            "conditions": [
+                {"type": c.get("type"), "status": c.get("status")}
+                for c in status.get("conditions") or []
+                if c.get("type") == "Ready"
+            ],
+        },
     }
 
 

@@ -18,7 +18,8 @@ from typing import Any
 from gridplace_operator import labels
 from gridplace_operator.api.inference_deployment import InferenceDeploymentSpec
 from gridplace_operator.api.parsed import Rejection, parse_spec
-from gridplace_operator.observe.inventory import node_is_schedulable, parse_quantity
+from gridplace_operator.observe.fleet import MemberState
+from gridplace_operator.observe.inventory import node_is_schedulable, node_view, parse_quantity
 from gridplace_operator.reconcile.routes import GatewayView
 from gridplace_operator.reconcile.writes import owned_fields
 
@@ -39,8 +40,8 @@ def _slim(obj: Obj) -> dict[str, Any]:
 
 
 def child_view(obj: Obj) -> dict[str, Any]:
-    """What the planner reads of a Deployment, PodDisruptionBudget, Service or HTTPRoute it
-    owns."""
+    """What the planner reads of a Deployment, PodDisruptionBudget, Service, HTTPRoute or
+    PropagationPolicy it owns."""
     meta = obj.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     view_meta: dict[str, Any] = {
@@ -53,6 +54,20 @@ def child_view(obj: Obj) -> dict[str, Any]:
     if meta.get("deletionTimestamp"):
         view_meta["deletionTimestamp"] = meta["deletionTimestamp"]
     spec = obj.get("spec") or {}
+    if obj.get("kind") == "PropagationPolicy":
+        placement = spec.get("placement") or {}
+        return {
+            "kind": "PropagationPolicy",
+            "metadata": view_meta,
+            "spec": {
+                "resourceSelectors": copy.deepcopy(spec.get("resourceSelectors") or []),
+                "placement": {
+                    k: copy.deepcopy(placement[k])
+                    for k in ("clusterAffinity", "replicaScheduling")
+                    if k in placement
+                },
+            },
+        }
     if obj.get("kind") == "HTTPRoute":
         return {
             "kind": "HTTPRoute",
@@ -85,31 +100,6 @@ def child_view(obj: Obj) -> dict[str, Any]:
             },
         },
         "status": {"readyReplicas": (obj.get("status") or {}).get("readyReplicas")},
-    }
-
-
-def node_view(obj: Obj) -> dict[str, Any]:
-    """What the GPU inventory reads of a Node."""
-    meta = obj.get("metadata") or {}
-    status = obj.get("status") or {}
-    return {
-        "metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}},
-        "spec": {
-            "unschedulable": (obj.get("spec") or {}).get("unschedulable", False),
-            "taints": (obj.get("spec") or {}).get("taints") or [],
-        },
-        "status": {
-            "allocatable": {
-                k: v
-                for k, v in (status.get("allocatable") or {}).items()
-                if k == labels.GPU_RESOURCE
-            },
-            "conditions": [
-                {"type": c.get("type"), "status": c.get("status")}
-                for c in status.get("conditions") or []
-                if c.get("type") == "Ready"
-            ],
-        },
     }
 
 
@@ -153,6 +143,7 @@ _LOSS = {
     "nodes": Change.REPLAN,
     "children": Change.REFRESH,
     "gateways": Change.REFRESH,
+    "members": Change.REPLAN,
 }
 
 
@@ -165,6 +156,8 @@ class World:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     children: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     gateways: dict[tuple[str, str], GatewayView] = field(default_factory=dict)
+    # Karmada's member clusters (fleet mode), by name.
+    members: dict[str, MemberState] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
     _node_prints: dict[str, str] = field(default_factory=dict)
     _child_prints: dict[tuple[str, str, str], str] = field(default_factory=dict)
@@ -268,3 +261,15 @@ class World:
         changed = self.gateways.get(key) != view
         self.gateways[key] = view
         return Change.REFRESH if changed else Change.NONE
+
+    def observe_member(self, body: Obj, deleted: bool) -> Change:
+        """A Karmada member cluster: one appearing, going or changing readiness re-plans (its
+        regions gain or lose their GPUs)."""
+        name = _key(body)[1]
+        self._saw("members", name, deleted)
+        if deleted:
+            return Change.REPLAN if self.members.pop(name, None) is not None else Change.NONE
+        state = MemberState.from_api(body)
+        old = self.members.get(name)
+        self.members[name] = state
+        return Change.REPLAN if old is None or old.ready != state.ready else Change.NONE

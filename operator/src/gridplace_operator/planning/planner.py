@@ -60,6 +60,7 @@ from gridplace_operator.planning.problem import (
 )
 from gridplace_operator.planning.seams import Actuator, GpuInventory
 from gridplace_operator.reconcile.children import Owner, desired_children
+from gridplace_operator.reconcile.propagation import propagation_policies
 from gridplace_operator.reconcile.routes import routed_condition, routes_for
 from gridplace_operator.reconcile.writes import Apply, Delete, ObservedChild, writes_for
 from gridplace_operator.report.metrics import OperatorMetrics
@@ -192,7 +193,7 @@ class Planner:
             replan = True
         if replan or not self.memory.planned:
             self.inventory = await self.gpus.read(
-                {r.metadata.name: r.node_selector() for r in regions}
+                {r.metadata.name: r.node_selector() for r in regions}, self._members()
             )
             await self._replan(regions, signals, now)
             self.metrics.plans.labels(outcome="replan").inc()
@@ -563,6 +564,10 @@ class Planner:
     def _selectors(self) -> dict[str, dict[str, str]]:
         return {r.metadata.name: r.node_selector() for r in self.valid_regions}
 
+    def _members(self) -> dict[str, str]:
+        """The member cluster of each region that names one (fleet mode)."""
+        return {r.metadata.name: r.spec.cluster for r in self.valid_regions if r.spec.cluster}
+
     def _owned(self, owner: Owner) -> list[dict[str, Any]]:
         return [
             c
@@ -732,6 +737,7 @@ class Planner:
         replicas = {k: n for k, n in model_plan.replicas().items() if k[0] in selectors}
         desired = desired_children(owner, replicas, selectors, self.spare_gpus)
         desired += routes_for(owner, model_plan.routes, self._owned(owner), self.world.gateways)
+        desired += propagation_policies(owner, desired, self._members())
         writes = writes_for(
             desired, self._observed_children(owner.namespace), owner.uid, self.crowded
         )
@@ -848,6 +854,7 @@ class Planner:
             price=price.status if price else None,
             invalid=invalid.get(name),
             ceded=self.inventory.ceded.get(name, {}),
+            unavailable=self.inventory.unavailable.get(name),
             unresolved={k: why for (r, k), why in self.unresolved.items() if r == name},
         )
         previous: Mapping[str, Any] = body.get("status") or {}

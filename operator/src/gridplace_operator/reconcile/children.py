@@ -129,6 +129,14 @@ def _with_hash(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
+def owned_child(owner: Owner, manifest: dict[str, Any]) -> dict[str, Any]:
+    """`manifest` made a child of `owner`: the common labels, the owner reference, the hash."""
+    meta = manifest["metadata"]
+    meta["labels"] = {**_common_labels(owner), **(meta.get("labels") or {})}
+    meta["ownerReferences"] = [_owner_reference(owner)]
+    return _with_hash(manifest)
+
+
 @dataclass(frozen=True)
 class BatchLimits:
     """The scheduler limits the plan sized a replica with (the profile's maxBatch and

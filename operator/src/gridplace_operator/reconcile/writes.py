@@ -52,6 +52,20 @@ def owned_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
     env values; a Service's selector; a PodDisruptionBudget's selector and maxUnavailable; an
     HTTPRoute's parentRefs, hostnames and rules (written with every defaulted field set)."""
     spec = obj.get("spec") or {}
+    if obj.get("kind") == "PropagationPolicy":
+        # Only what gridplace decides: Karmada's webhook fills in defaults around it.
+        placement = spec.get("placement") or {}
+        affinity = placement.get("clusterAffinity") or {}
+        return {
+            "resourceSelectors": [
+                [s.get("apiVersion"), s.get("kind"), s.get("name")]
+                for s in spec.get("resourceSelectors") or []
+            ],
+            "clusterNames": list(affinity.get("clusterNames") or []),
+            "replicaScheduling": (placement.get("replicaScheduling") or {}).get(
+                "replicaSchedulingType"
+            ),
+        }
     if obj.get("kind") == "HTTPRoute":
         return {
             "parentRefs": copy.deepcopy(spec.get("parentRefs") or []),
@@ -184,7 +198,11 @@ def writes_for(
     for key, current in have.items():
         if key not in want:
             brk.append(Delete(current.kind, current.namespace, current.name))
-    brk = routes + brk
+    # A child goes before the policy that propagates it (fleet mode), so Karmada removes it
+    # from its member cluster instead of leaving it there unclaimed.
+    brk = routes + sorted(
+        brk, key=lambda w: isinstance(w, Delete) and w.kind == "PropagationPolicy"
+    )
     # Capacity is still coming while any Deployment that stays has fewer ready pods than wanted.
     coming = any(
         d["spec"]["replicas"] > have[k].ready_replicas if k in have else d["spec"]["replicas"] > 0

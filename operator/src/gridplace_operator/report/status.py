@@ -27,6 +27,7 @@ from gridplace_operator.api.region import (
     RegionStatus,
     SignalStatus,
 )
+from gridplace_operator.observe.inventory import Unavailable
 from gridplace_placement.plan import ModelOutcome, Plan, PoolPlan, Route, ZoneOutcome
 
 Status = str  # "True" | "False" | "Unknown"
@@ -340,6 +341,7 @@ class RegionFacts:
     price: SignalStatus | None
     invalid: str | None = None
     ceded: Mapping[str, int] = field(default_factory=dict)  # other region -> GPU nodes it took
+    unavailable: Unavailable | None = None  # its member cluster cannot take replicas now
     unresolved: Mapping[str, str] = field(default_factory=dict)  # signal with no value -> why
 
 
@@ -376,6 +378,8 @@ def region_status(facts: RegionFacts, previous: Mapping[str, Any], now: datetime
         )
     if facts.invalid is not None:
         ready: Verdict = ("False", Reason.INVALID_SPEC, facts.invalid)
+    elif facts.unavailable is not None:
+        ready = ("False", facts.unavailable.reason, facts.unavailable.message)
     elif not gpus and ceded:
         ready = ("False", Reason.OVERLAPPING_SELECTOR, ceded)
     elif not gpus:
