@@ -462,3 +462,26 @@ def test_gitops_examples_install_the_chart_with_valid_values(helm: Helm) -> None
     for values in (chart_app["spec"]["source"]["helm"]["valuesObject"], release["spec"]["values"]):
         signals = one(helm.template(values), "Role", "-signals")
         assert ("", "secrets", "get", ("electricity-maps",)) in rules(signals)
+
+
+def test_fleet_mode_points_the_operator_at_the_karmada_kubeconfig_secret(helm: Helm) -> None:
+    docs = helm.template({"fleet": {"kubeconfigSecret": "karmada"}, "crds": {"enabled": False}})
+    container = operator_container(docs)
+    assert "--kubeconfig=/etc/gridplace/fleet/kubeconfig" in container["args"]
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "fleet-kubeconfig")
+    assert volume["secret"]["secretName"] == "karmada"
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "fleet-kubeconfig")
+    assert mount["mountPath"] == "/etc/gridplace/fleet" and mount["readOnly"]
+    # The role lets it read the members and write the policies that propagate its children.
+    granted = {(g, r, v) for role in objects(docs, "ClusterRole") for g, r, v, _ in rules(role)}
+    assert ("cluster.karmada.io", "clusters/proxy", "get") in granted
+    assert ("policy.karmada.io", "propagationpolicies", "patch") in granted
+    # Without it, the operator runs against its own cluster as before.
+    plain = operator_container(helm.template())
+    assert not any(a.startswith("--kubeconfig") for a in plain["args"])
+
+
+def test_fleet_mode_refuses_to_install_the_crds_into_the_wrong_cluster(helm: Helm) -> None:
+    with pytest.raises(HelmError, match="crds.enabled=false"):
+        helm.template({"fleet": {"kubeconfigSecret": "karmada"}})
