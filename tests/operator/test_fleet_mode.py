@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from planner_kit import RecordingKube, gpu_node, inference_deployment, region
+from planner_kit import GPU, RecordingKube, gpu_node, inference_deployment, region
 
 from gridplace_operator import labels
 from gridplace_operator.api.conditions import Reason
@@ -99,7 +99,7 @@ def test_member_regions_count_the_members_gpus_and_local_regions_the_watched_nod
         ([cluster("eu", ready=False, message="cluster is not reachable")], set(), "NotReady",
          "cluster is not reachable"),
         ([], set(), "NotFound", "no Karmada Cluster named 'eu'"),
-        ([cluster("eu")], {"eu"}, "NotReady", "HTTP 503"),
+        ([cluster("eu")], {"eu"}, "NotReady", "HTTP 503"),  # and nothing read before
     ],
 )  # fmt: skip
 def test_a_member_that_cannot_take_replicas_leaves_its_regions_without_gpus_and_says_why(
@@ -218,3 +218,20 @@ def test_a_lost_member_moves_its_replicas_without_spending_churn_and_its_region_
     assert "cluster is not reachable" in ready["message"]
     assert not planner.memory.moves.get(ref)  # replaced, not moved: no churn spent
     assert ("PropagationPolicy", "chat-us") in kube.applied
+
+
+def test_a_member_that_fails_one_read_while_karmada_reports_it_ready_keeps_its_gpus() -> None:
+    """Karmada's failure threshold decides that a member is lost: one slow answer through the
+    proxy must not move its replicas away and back."""
+    kube = FleetKube({"eu": [gpu_node("n1", "eu-central-1", gpus=4)]})
+    world = fleet_world(cluster("eu"))
+    gpus = ClusterGpus(kube, world)
+    selectors = {"eu-central-1": {"topology.kubernetes.io/region": "eu-central-1"}}
+    members = {"eu-central-1": "eu"}
+    assert asyncio.run(gpus.read(selectors, members)).available("eu-central-1", GPU) == 4
+    kube.unreachable = {"eu"}
+    again = asyncio.run(gpus.read(selectors, members))
+    assert again.available("eu-central-1", GPU) == 4 and not again.unavailable
+    world.observe_member(cluster("eu", ready=False), deleted=False)  # now Karmada says so
+    lost = asyncio.run(gpus.read(selectors, members))
+    assert lost.pools == {} and lost.unavailable["eu-central-1"].reason == "MemberClusterNotReady"

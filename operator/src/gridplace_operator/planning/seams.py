@@ -67,12 +67,17 @@ class ClusterGpus:
 
     The local cluster's: its Nodes as the watch mirrors them, minus the GPUs its pods of other
     owners hold (listed at each re-plan: pods are not watched). A member's: its Nodes and Pods,
-    listed through Karmada's cluster proxy at each re-plan; a member Karmada reports not ready,
-    or that does not answer, leaves its regions without GPUs (and says why).
+    listed through Karmada's cluster proxy at each re-plan; a member Karmada reports not ready
+    leaves its regions without GPUs (and says why), one that does not answer while Karmada still
+    reports it ready is planned with its last answer.
     """
 
     def __init__(self, kube: Kube, world: World) -> None:
         self.kube, self.world = kube, world
+        # Each member's last answer: a read that fails while Karmada still reports the member
+        # Ready plans with it (Karmada's failure threshold decides when a member is lost; one
+        # slow answer must not move replicas away and back).
+        self._last: dict[str, tuple[list[Any], list[Any]]] = {}
 
     async def read(
         self, selectors: Mapping[str, Mapping[str, str]], members: Mapping[str, str]
@@ -100,17 +105,27 @@ class ClusterGpus:
     async def _member(self, member: str) -> tuple[list[Any], list[Any]] | Unavailable:
         problem = member_problem(member, self.world.members.get(member))
         if problem is not None:
+            self._last.pop(member, None)
             return problem
         try:
             nodes = await self.kube.list_member_nodes(member)
             pods = await self.kube.list_gpu_pods(member)
         except (ApiError, OSError, urllib3.exceptions.HTTPError) as err:
-            log.warning("member cluster %s: its nodes could not be read: %s", member, err)
+            last = self._last.get(member)
+            log.warning(
+                "member cluster %s: its nodes could not be read (%s); %s",
+                member,
+                _short(err),
+                "planning with its last inventory" if last else "no inventory known yet",
+            )
+            if last is not None:
+                return last
             return Unavailable(
                 Reason.MEMBER_NOT_READY,
                 f"the nodes of member cluster {member!r} could not be read through Karmada's"
                 f" cluster proxy: {_short(err)}",
             )
+        self._last[member] = (nodes, pods)
         return nodes, pods
 
 
