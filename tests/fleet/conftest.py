@@ -26,7 +26,7 @@ FLEET_PREFIX = "gridplace-fleet-test"
 def abandoned_fleets() -> list[str]:
     """Test fleets whose owning process has ended."""
     folder = default_root().resolve() / "fleets"
-    pattern = re.compile(rf"{FLEET_PREFIX}-(\d+)")
+    pattern = re.compile(rf"{FLEET_PREFIX}-(\d+)(-[a-z0-9]+)?")
     found = []
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
         if (match := pattern.fullmatch(path.name)) and _process_state(int(match.group(1))) in (

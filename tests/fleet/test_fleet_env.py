@@ -1,12 +1,11 @@
 """The local Karmada fleet is the real thing: members join and become Ready, a propagated
 Deployment runs in exactly the member its policy names (and follows the template), the cluster
-proxy reaches each member's API server, and down() leaves nothing running.
-
-The last test stops the session's fleet: keep it last in this file."""
+proxy reaches each member's API server, and down() leaves nothing running."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -16,8 +15,8 @@ from typing import Any
 import pytest
 
 from gridplace_e2e.cluster.build import KARMADA_VERSION
-from gridplace_e2e.cluster.fleet import CONTROL_PLANE_PROGRAMS, LocalFleet
-from gridplace_e2e.cluster.local import poll
+from gridplace_e2e.cluster.fleet import CONTROL_PLANE_PROGRAMS, DEFAULT_MEMBERS, LocalFleet
+from gridplace_e2e.cluster.local import _process_state, poll
 from gridplace_e2e.cluster.topology import GPU_RESOURCE, REGION_LABEL, load_topology
 
 pytestmark = pytest.mark.cluster
@@ -190,21 +189,45 @@ def test_karmada_listens_on_loopback_only(fleet: LocalFleet) -> None:
     assert hosts <= {"0100007F"}, f"listening beyond 127.0.0.1: {hosts}"
 
 
-def test_down_leaves_no_process_behind(fleet: LocalFleet) -> None:
-    """Runs last: stops the session's fleet (the fixture's own down() then finds nothing)."""
-    before = fleet.all_processes()
-    members = {fleet.members[m].name for m in fleet.members}
-    assert len(set(before.values())) >= len(CONTROL_PLANE_PROGRAMS)
-    fleet.down()
-    assert fleet.all_processes() == {}
-    leftovers = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and int(proc.name) in before:
-            try:
-                command = (proc / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if fleet.name in command or any(m in command for m in members):
-                leftovers.append(proc.name)
-    assert not leftovers, f"still running: {leftovers}"
-    assert not fleet.workdir.exists()
+def proxy_nodes(fleet: LocalFleet, member: str) -> set[str] | None:
+    """The member's node names through Karmada's cluster proxy, or None when that fails."""
+    path = f"/apis/cluster.karmada.io/v1alpha1/clusters/{member}/proxy/api/v1/nodes"
+    found = fleet.kubectl("get", "--raw", path, check=False)
+    if found.returncode != 0:
+        return None
+    return {n["metadata"]["name"] for n in json.loads(found.stdout)["items"]}
+
+
+def test_a_fleet_of_its_own_is_idempotent_restarts_a_member_and_leaves_nothing_behind() -> None:
+    """A second, one-member fleet beside the session's: up() twice restarts nothing, a member's
+    API server stops and comes back (as failover tests will need), and down() stops every
+    process it started."""
+    # Named like the session's fleet (conftest.py), so a crashed run's leftovers are removed.
+    name = f"gridplace-fleet-test-{os.getpid()}-solo"
+    solo = LocalFleet(name, members=[DEFAULT_MEMBERS[-1]])
+    member = DEFAULT_MEMBERS[-1].name
+    expected = {n["metadata"]["name"] for n in load_topology(DEFAULT_MEMBERS[-1].topology)
+                .node_manifests()}  # fmt: skip
+    try:
+        solo.up()
+        before = solo.all_processes()
+        assert set(CONTROL_PLANE_PROGRAMS) <= set(before.values())
+        assert "kwok-controller" in before.values()
+        solo.up()
+        assert solo.all_processes() == before, "a second up() restarted processes"
+        assert proxy_nodes(solo, member) == expected
+
+        solo.stop_member_api_server(member)
+        assert "kube-apiserver" not in solo.members[member].processes().values()
+        assert proxy_nodes(solo, member) is None
+        solo.start_member_api_server(member)
+        assert poll(lambda: proxy_nodes(solo, member) == expected, 60)
+        solo.wait_cluster_ready(member, 60)
+        before = solo.all_processes()
+    finally:
+        solo.down()
+    assert solo.all_processes() == {}
+    alive = [pid for pid in before if _process_state(pid) not in (None, "Z")]
+    assert not alive, f"still running after down(): {alive}"
+    assert not solo.workdir.exists()
+    assert not any(cluster.workdir.exists() for cluster in solo.members.values())
