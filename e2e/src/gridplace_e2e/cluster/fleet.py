@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
@@ -728,6 +729,8 @@ def _kubeconfig_server_and_ca(kubeconfig: Path) -> tuple[str, bytes]:
 
 def make_pki(pki: Path) -> None:
     """The Karmada control plane's keys and certificates (ECDSA P-256), with the openssl CLI."""
+    if shutil.which("openssl") is None:
+        raise ClusterError("the `openssl` command is needed for the fleet's certificates")
     pki.mkdir(parents=True, exist_ok=True)
 
     def openssl(*args: str) -> None:
