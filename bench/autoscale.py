@@ -23,21 +23,37 @@ The controllers decide every `--control-s` seconds from what Prometheus would sh
 `--window-s`: the p95 (gridplace) or the mean (HPA-like) TTFT of requests whose first token came
 in the window, and the served request rate.
 - gridplace: `gridplace_operator.autoscale.decide.decide` with the measured rate, exactly as the
-  operator calls it; the decision's rate and bounds then go to a one-GPU-type stand-in for the
-  joint solve (the fewest replicas whose capacity covers the rate, within the bounds).
+  operator calls it; the decision's rate and bounds then go to the joint solve of one region
+  over the allowed GPU types (`--gpu-types`, default H100 and L40S, each with its shipped
+  profile). `--planner solve` (the default) calls the placement solver itself on a one-region
+  problem: the bounds as min/max replicas, the rate as the demand, what runs as the current
+  assignment (`SolvePlanner`, about 20-50 ms a solve, answers kept by their inputs).
+  `--planner enumerate` takes the cheapest mix whose pools carry the rate with a total within
+  the bounds by exact enumeration (`MixPlanner`: each type's pool sized by the placement
+  package's `ReplicaModel.capacity`, priced by the solver's own per-replica and per-request
+  objective coefficients for the region; no churn penalty, no hysteresis); with one type that
+  is the fewest replicas whose capacity covers the rate, the stand-in of earlier runs.
 - HPA-like: desired = ceil(current x mean/target) outside a 10% tolerance, scale-up at once,
   scale-down to the highest recommendation of the last 300 s (Kubernetes' defaults); its target
-  for the mean TTFT is `--hpa-target-fraction` x the p95 SLO.
-- oracle (hindsight): for every minute, the capacity model's size for that minute's actual
-  arrival rate, ready at once.
+  for the mean TTFT is `--hpa-target-fraction` x the p95 SLO. It scales one Deployment, of the
+  first of `--gpu-types`.
+- oracle (hindsight): for every minute, the cheapest mix that carries that minute's actual
+  arrival rate (the same planner, bounded by min and max replicas only), ready at once.
+
+With several types, a replica of each type brings its own slots (its batch at the
+time-per-output-token target) to the one FIFO queue, and a request served by a slot takes that
+type's prefill and decode times.
 
 Reported per policy: minutes whose p95 TTFT (requests arriving in that minute) misses the SLO,
-replica-hours and their excess over the oracle's, direction changes per hour, and the reaction
-to a load step (separate run): seconds until the count reaches the oracle size for the new rate,
-and until the per-minute p95 is back within the SLO. Run from the repository root:
+replica-hours (in total and per type), GPU-hours, the region's carbon and energy cost as the
+solver prices them, their excess over the oracle's, direction changes per hour of the total, and
+the reaction to a load step (separate run): seconds until the planned capacity reaches the
+oracle's for the new rate, and until the per-minute p95 is back within the SLO. Run from the
+repository root:
 
     uv run python bench/autoscale.py                   # one day, JSON on stdout, PNG in docs/img
     uv run python bench/autoscale.py --hours 4         # a quicker look
+    uv run python bench/autoscale.py --gpu-types NVIDIA-H100-80GB-HBM3 --planner enumerate
 """
 
 from __future__ import annotations
@@ -68,12 +84,24 @@ from gridplace_operator.autoscale.decide import (
     decide,
     direction_changes,
 )
+from gridplace_placement.candidates import candidates
 from gridplace_placement.problem import Model as PlacementModel
+from gridplace_placement.problem import Problem
 from gridplace_placement.profiles import catalogue
+from gridplace_placement.solver import solve
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE_MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct"
 GPU = "NVIDIA-H100-80GB-HBM3"
+GPU_TYPES = (GPU, "NVIDIA-L40S")
+# The one region the stand-in plans in: us-east-1 of examples/regions.yaml (PJM's median carbon
+# intensity and day-ahead price, AWS' PUE); no GPU-hour price, so cost is energy.
+REGION = {
+    "name": "us-east-1",
+    "pue": 1.15,
+    "carbonIntensity": 404.0,
+    "powerPriceUsdPerMwh": 43.9,
+}
 TARGETS = {
     "violating_minutes_fraction_max": 0.01,
     "overprovisioning_vs_oracle_max": 0.15,
@@ -229,72 +257,247 @@ class Observed:
     arrival_rps: float = 0.0  # served plus the queue's signed growth
 
 
+Mix = tuple[int, ...]  # replicas per GPU type, in the order of `--gpu-types`
+
+
 @dataclass
 class Cluster:
-    """The replicas and the slot heap of the M/G/c queue."""
+    """The replicas of each GPU type and the slot heap of the M/G/c queue: one entry per slot,
+    (free at, GPU type index)."""
 
-    slots_per_replica: int
-    free_at: list[float] = field(default_factory=list)  # one entry per slot (heap)
-    starting: deque[tuple[float, int]] = field(default_factory=deque)  # (ready at, replicas)
-    replicas: int = 0
+    slots_per_replica: tuple[int, ...]
+    free_at: list[tuple[float, int]] = field(default_factory=list)
+    starting: list[deque[tuple[float, int]]] = field(default_factory=list)  # (ready at, replicas)
+    replicas: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        types = len(self.slots_per_replica)
+        self.starting = [deque() for _ in range(types)]
+        self.replicas = [0] * types
+
+    @property
+    def mix(self) -> Mix:
+        return tuple(self.replicas)
+
+    @property
+    def total(self) -> int:
+        return sum(self.replicas)
 
     def ready(self, now: float) -> int:
-        while self.starting and self.starting[0][0] <= now:
-            self.starting.popleft()
-        return self.replicas - sum(n for _, n in self.starting)
+        waiting = 0
+        for starting in self.starting:
+            while starting and starting[0][0] <= now:
+                starting.popleft()
+            waiting += sum(n for _, n in starting)
+        return self.total - waiting
 
-    def scale(self, desired: int, now: float, startup_s: float) -> None:
-        if desired > self.replicas:
-            added = desired - self.replicas
-            for _ in range(added * self.slots_per_replica):
-                heapq.heappush(self.free_at, now + startup_s)
+    def scale(self, desired: Mix, now: float, startup_s: float) -> None:
+        for kind, want in enumerate(desired):
+            self._scale_type(kind, want, now, startup_s)
+
+    def _scale_type(self, kind: int, desired: int, now: float, startup_s: float) -> None:
+        slots, have = self.slots_per_replica[kind], self.replicas[kind]
+        if desired > have:
+            added = desired - have
+            for _ in range(added * slots):
+                heapq.heappush(self.free_at, (now + startup_s, kind))
             if startup_s > 0:
-                self.starting.append((now + startup_s, added))
-        elif desired < self.replicas:
+                self.starting[kind].append((now + startup_s, added))
+        elif desired < have:
             # Starting replicas go first, then the busiest slots (they drain, then leave).
-            removed = self.replicas - desired
-            keep = heapq.nsmallest(
-                len(self.free_at) - removed * self.slots_per_replica, self.free_at
-            )
+            removed = have - desired
+            mine = [entry for entry in self.free_at if entry[1] == kind]
+            keep = heapq.nsmallest(len(mine) - removed * slots, mine)
+            if len(mine) < len(self.free_at):
+                keep += [entry for entry in self.free_at if entry[1] != kind]
             heapq.heapify(keep)
             self.free_at = keep
-            while removed and self.starting:
-                at, n = self.starting.pop()
+            starting = self.starting[kind]
+            while removed and starting:
+                at, n = starting.pop()
                 take = min(n, removed)
                 removed -= take
                 if n > take:
-                    self.starting.append((at, n - take))
-        self.replicas = desired
+                    starting.append((at, n - take))
+        self.replicas[kind] = desired
 
 
-Controller = Callable[[float, Observed, Cluster], int]
+Controller = Callable[[float, Observed, Cluster], Mix]
 
 
-def size_table(model: PlacementModel, limit: int) -> Callable[[float], int]:
-    """`capacity_size` for one GPU type, from capacities computed once (it is called a lot)."""
-    replica = model.replica_model(GPU)
-    caps = np.array([replica.capacity(n) for n in range(1, limit + 1)])
+@dataclass(frozen=True)
+class MixPlanner:
+    """The joint solve of one model in one region, by exact enumeration: the cheapest counts of
+    each allowed GPU type whose pools carry the rate within the SLO, the total within bounds.
 
-    def size(rps: float) -> int:
-        return 0 if rps <= 0 else min(int(np.searchsorted(caps, rps)) + 1, limit)
+    Each type is a pool of its own, as in the solver: `capacity[t][n]` is what n replicas of
+    type t carry (the placement package's `ReplicaModel.capacity`), and the rate is split over
+    the pools, the cheaper per request first. The price of a mix is the solver's objective for
+    the region: `replica_cost` per replica and `request_cost` per req/s of each type
+    (`candidates`' normalised carbon and dollars). Ties go to fewer replicas. When no mix within
+    the bounds carries the rate, the one that carries the most (the solve leaves as little
+    unserved as it can). One or two types."""
 
-    for rps in (0.0, 0.5, caps[len(caps) // 2], caps[-1] * 2):  # the table is the same function
-        assert size(float(rps)) == capacity_size(model, float(rps), GPU, limit).replicas
-    return size
+    gpu_types: tuple[str, ...]
+    capacity: tuple[Floats, ...]  # per type, index n = replicas (0..limit)
+    replica_cost: Floats  # per type
+    request_cost: Floats  # per type
+    gpus_per_replica: tuple[int, ...]
+    carbon_per_replica_h: Floats  # gCO2 per replica-hour (idle draw), per type
+    carbon_per_request: Floats  # gCO2 per request served (dynamic energy), per type
+    usd_per_replica_h: Floats
+    usd_per_request: Floats
+
+    @property
+    def limit(self) -> int:
+        return int(self.capacity[0].size - 1)
+
+    def carries(self, mix: Mix) -> float:
+        """Req/s the mix carries within the SLO: the sum of its pools' capacities."""
+        return float(sum(self.capacity[t][n] for t, n in enumerate(mix)))
+
+    def cost(self, mix: Mix, rps: float) -> float:
+        """The objective of running `mix` and serving up to `rps` on it."""
+        return float(self._costs(np.array([mix]), rps)[0])
+
+    def _costs(self, mixes: NDArray[np.int64], rps: float) -> Floats:
+        out = mixes @ self.replica_cost
+        left = np.full(mixes.shape[0], max(rps, 0.0))
+        for t in np.argsort(self.request_cost, kind="stable"):
+            routed = np.minimum(left, self.capacity[t][mixes[:, t]])
+            out = out + routed * self.request_cost[t]
+            left = left - routed
+        return out
+
+    def choose(self, rps: float, low: int, high: int, current: Mix | None = None) -> Mix:
+        """The cheapest mix carrying `rps` whose total is within [low, high] (high >= low);
+        what runs now (`current`) does not matter to the enumeration."""
+        high = min(high, self.limit)
+        low = min(low, high)
+        if len(self.gpu_types) == 1:  # the fewest replicas (`capacity_size`), within the bounds
+            need = 0 if rps <= 0 else int(np.searchsorted(self.capacity[0], rps))
+            return (max(low, min(high, need)),)
+        first, second = self.capacity
+        a = np.arange(high + 1)
+        # the fewest of the second type that, beside `a` of the first, carry the rate
+        gap = np.maximum(rps - first[a], 0.0)
+        b = np.where(gap > 0, np.searchsorted(second, gap), 0)
+        b = np.maximum(b, low - a)
+        fits = (a + b <= high) & (first[a] + second[np.minimum(b, self.limit)] >= rps)
+        if not fits.any():  # nothing carries it: the most capacity within `high`
+            b = high - a
+            carried = first[a] + second[b]
+            best = int(np.flatnonzero(carried >= carried.max() - 1e-9)[0])
+            return (int(a[best]), int(b[best]))
+        mixes = np.stack([a[fits], b[fits]], axis=1)
+        cost = self._costs(mixes, rps)
+        cheapest = np.flatnonzero(cost <= cost.min() * (1 + 1e-9) + 1e-12)
+        best = cheapest[np.argmin(mixes[cheapest].sum(axis=1))]
+        return (int(mixes[best, 0]), int(mixes[best, 1]))
 
 
-def gridplace_controller(size: Callable[[float], int], setup: Setup) -> Controller:
+@dataclass(frozen=True)
+class SolvePlanner(MixPlanner):
+    """The placement solver itself (`gridplace_placement.solver.solve`) on a one-region problem:
+    the model with the decision's bounds as min/max replicas, the rate as the demand of one
+    user zone next to the region, and what runs now as the current assignment, so its churn
+    penalty and its hysteresis act as in the operator. Answers are kept by their inputs."""
+
+    model: PlacementModel | None = None
+    answers: dict[tuple[float, int, int, Mix | None], Mix] = field(default_factory=dict)
+
+    def choose(self, rps: float, low: int, high: int, current: Mix | None = None) -> Mix:
+        key = (round(max(rps, 0.0), 6), low, high, current)
+        if key not in self.answers:
+            self.answers[key] = self._solve(*key)
+        return self.answers[key]
+
+    def _solve(self, rps: float, low: int, high: int, current: Mix | None) -> Mix:
+        assert self.model is not None
+        high = min(high, self.limit)
+        types = self.gpu_types
+        model = {
+            **self.model.model_dump(by_alias=True),
+            "minReplicas": min(low, high),
+            "maxReplicas": high,
+            "demand": {"local": rps} if rps > 0 else {},
+        }
+        problem = Problem.model_validate(
+            {
+                "models": [model],
+                "regions": [{**REGION, "gpus": dict.fromkeys(types, 8 * self.limit)}],
+                "rttMs": {"local": {REGION["name"]: 0.0}},
+                "current": [
+                    {"model": model["name"], "region": REGION["name"], "gpuType": g, "replicas": n}
+                    for g, n in zip(types, current or (), strict=False)
+                    if n > 0
+                ],
+            }
+        )
+        plan = solve(problem)
+        counts = dict.fromkeys(types, 0)
+        for pool in plan.pools:
+            counts[pool.gpu_type] += pool.replicas
+        return tuple(counts[g] for g in types)
+
+
+def mix_planner(model: PlacementModel, limit: int, planner: str = "enumerate") -> MixPlanner:
+    """The planner for the model's GPU types in `REGION`, capacities computed once:
+    `enumerate` (`MixPlanner`) or `solve` (`SolvePlanner`)."""
+    types = model.gpu_types
+    capacity = []
+    for gpu in types:
+        replica = model.replica_model(gpu)
+        caps = np.array([0.0] + [replica.capacity(n) for n in range(1, limit + 1)])
+        for rps in (0.5, caps[len(caps) // 2]):  # the table is the autoscaler's capacity model
+            assert int(np.searchsorted(caps, rps)) == capacity_size(model, rps, gpu, limit).replicas
+        capacity.append(caps)
+    solve_input = candidates(
+        Problem.model_validate(
+            {
+                "models": [{**model.model_dump(by_alias=True), "demand": {"local": 1.0}}],
+                "regions": [{**REGION, "gpus": dict.fromkeys(types, 8 * limit)}],
+                "rttMs": {"local": {REGION["name"]: 0.0}},
+            }
+        )
+    )
+    pools = solve_input.pools
+    pool_gpu = [solve_input.gpu_types[g] for g in pools.gpu]
+    unusable = [gpu for gpu in types if gpu not in pool_gpu]
+    if unusable:
+        raise ValueError(f"{unusable}: no replica carries any traffic within the SLO")
+    order = [pool_gpu.index(gpu) for gpu in types]
+    per_hour = 3600.0  # the coefficients are per req/s for an hour: per request, divide
+    kind: type[MixPlanner] = MixPlanner
+    extra: dict[str, Any] = {}
+    if planner == "solve":
+        kind, extra = SolvePlanner, {"model": model}
+    return kind(
+        **extra,
+        gpu_types=types,
+        capacity=tuple(capacity),
+        replica_cost=pools.cost_per_replica[order],
+        request_cost=pools.cost_per_request[order],
+        gpus_per_replica=tuple(int(pools.gpus_per_replica[i]) for i in order),
+        carbon_per_replica_h=pools.carbon_per_replica[order],
+        carbon_per_request=pools.carbon_per_request[order] / per_hour,
+        usd_per_replica_h=pools.usd_per_replica[order],
+        usd_per_request=pools.usd_per_request[order] / per_hour,
+    )
+
+
+def gridplace_controller(planner: MixPlanner, setup: Setup) -> Controller:
     policy = ScalingPolicy(
         setup.min_replicas, setup.max_replicas, setup.up_window_s, setup.down_window_s,
         setup.max_step, setup.tolerance, setup.window_s,
     )  # fmt: skip
     state = {"history": History()}
 
-    def control(now: float, seen: Observed, cluster: Cluster) -> int:
+    def control(now: float, seen: Observed, cluster: Cluster) -> Mix:
         inputs = Inputs(
             now_s=now,
             target_p95_s=setup.slo_s,
-            current=cluster.replicas,
+            current=cluster.total,
             ready=cluster.ready(now),
             metrics_available=True,
             observed_p95_s=seen.p95_s,
@@ -304,19 +507,26 @@ def gridplace_controller(size: Callable[[float], int], setup: Setup) -> Controll
         )
         decision = decide(inputs, policy, state["history"])
         state["history"] = decision.history
-        # The joint solve of one model on one GPU type: the fewest replicas for the rate.
-        need = cluster.replicas if decision.rate_rps is None else size(decision.rate_rps)
-        return max(decision.min_total, min(decision.max_total, need))
+        low, high = decision.min_total, decision.max_total
+        if decision.rate_rps is None:  # no demand estimate: the running mix, within the bounds
+            if low <= cluster.total <= high:
+                return cluster.mix
+            return planner.choose(planner.carries(cluster.mix), low, high, cluster.mix)
+        # The joint solve of one model in one region: the cheapest mix for the rate.
+        return planner.choose(decision.rate_rps, low, high, cluster.mix)
 
     return control
 
 
-def hpa_controller(setup: Setup) -> Controller:
+def hpa_controller(setup: Setup, types: int = 1) -> Controller:
+    """The HPA-like baseline on one Deployment: replicas of the first GPU type only."""
     target = setup.hpa_target_fraction * setup.slo_s
     recommendations: deque[tuple[float, int]] = deque()
 
-    def control(now: float, seen: Observed, cluster: Cluster) -> int:
-        current = cluster.replicas
+    def control(now: float, seen: Observed, cluster: Cluster) -> Mix:
+        return (count(now, seen, cluster.replicas[0]),) + (0,) * (types - 1)
+
+    def count(now: float, seen: Observed, current: int) -> int:
         wanted = current
         if seen.mean_s is not None and abs(seen.mean_s / target - 1) > 0.1:
             wanted = math.ceil(current * seen.mean_s / target)
@@ -335,7 +545,12 @@ def hpa_controller(setup: Setup) -> Controller:
 class Run:
     arrivals: Floats
     ttft: Floats  # inf for requests still waiting when the run ends
-    replicas: list[tuple[float, int]]  # (time, desired) at every control step
+    replicas: list[tuple[float, Mix]]  # (time, desired per GPU type) at every control step
+    served: list[int] = field(default_factory=list)  # requests started per GPU type
+
+    @property
+    def totals(self) -> list[int]:
+        return [sum(mix) for _, mix in self.replicas]
 
 
 def simulate(
@@ -344,25 +559,31 @@ def simulate(
     model: PlacementModel,
     setup: Setup,
     controller: Controller | None,
-    oracle: Callable[[float], int] | None = None,
-    start_replicas: int = 1,
+    oracle: Callable[[float], Mix] | None = None,
+    start: Mix = (1,),
 ) -> Run:
     """Request-by-request FIFO M/G/c with a controller every `control_s` (or an oracle). A request
-    starts when a slot is free; until then it waits in the one queue, so new replicas take it."""
+    starts when a slot is free; until then it waits in the one queue, so new replicas take it.
+    The slot's GPU type sets the request's prefill and decode times."""
     rng = np.random.default_rng(setup.seed)
-    profile = model.profiles[GPU]
-    replica = model.replica_model(GPU)
-    step_s = profile.decode_base_seconds + profile.decode_per_sequence_seconds * replica.slots
-    cluster = Cluster(replica.slots)
-    cluster.scale(start_replicas, 0.0, 0.0)
+    types = model.gpu_types
+    profiles = [model.profiles[gpu] for gpu in types]
+    slots = tuple(model.replica_model(gpu).slots for gpu in types)
+    step_s = [
+        p.decode_base_seconds + p.decode_per_sequence_seconds * n
+        for p, n in zip(profiles, slots, strict=True)
+    ]
+    prefill_s = [p.prefill_seconds_per_token for p in profiles]
+    cluster = Cluster(slots)
+    cluster.scale(start, 0.0, 0.0)
+    served = [0] * len(types)
     waiting_at: deque[float] = deque()
-    waiting_prefill: deque[float] = deque()
-    waiting_service: deque[float] = deque()
+    waiting_size: deque[tuple[int, int]] = deque()  # (prompt, output tokens)
     chunks: deque[tuple[Floats, Floats]] = deque()  # per interval: (first token time, ttft)
     queue: deque[tuple[float, int]] = deque([(0.0, 0)])  # (time, requests waiting)
     arrivals: list[Floats] = []
     ttfts: list[float] = []
-    replicas: list[tuple[float, int]] = []
+    replicas: list[tuple[float, Mix]] = []
     now = 0.0
     while now < duration_s:
         if oracle is not None:
@@ -371,23 +592,25 @@ def simulate(
             assert controller is not None
             seen = observe(chunks, queue, now, setup.window_s)
             cluster.scale(controller(now, seen, cluster), now, setup.startup_s)
-        replicas.append((now, cluster.replicas))
+        replicas.append((now, cluster.mix))
         end = now + setup.control_s
         new = arrive(now, end, rng)
-        prefill = new.prompts * profile.prefill_seconds_per_token
         arrivals.append(new.at)
         waiting_at.extend(new.at.tolist())
-        waiting_prefill.extend(prefill.tolist())
-        waiting_service.extend((prefill + new.outputs * step_s).tolist())
+        waiting_size.extend(zip(new.prompts.tolist(), new.outputs.tolist(), strict=True))
         heap = cluster.free_at
         first: list[float] = []
         started: list[float] = []
         while waiting_at and heap:
-            begin = max(waiting_at[0], heap[0])
+            free, kind = heap[0]
+            begin = max(waiting_at[0], free)
             if begin >= end:
                 break
-            a, pf = waiting_at.popleft(), waiting_prefill.popleft()
-            heapq.heapreplace(heap, begin + waiting_service.popleft())
+            a = waiting_at.popleft()
+            prompt, output = waiting_size.popleft()
+            pf = prompt * prefill_s[kind]
+            heapq.heapreplace(heap, (begin + (pf + output * step_s[kind]), kind))
+            served[kind] += 1
             first.append(begin + pf)
             started.append(begin + pf - a)
         ttfts.extend(started)
@@ -400,7 +623,7 @@ def simulate(
         now = end
     ttft = np.full(sum(a.size for a in arrivals), np.inf)
     ttft[: len(ttfts)] = ttfts
-    return Run(np.concatenate(arrivals), ttft, replicas)
+    return Run(np.concatenate(arrivals), ttft, replicas, served)
 
 
 def observe(
@@ -438,17 +661,39 @@ def per_minute_p95(run: Run, duration_s: float) -> Floats:
     return out
 
 
-def summarize(run: Run, duration_s: float, setup: Setup, control_s: float) -> dict[str, Any]:
+def summarize(
+    run: Run, duration_s: float, setup: Setup, control_s: float, planner: MixPlanner
+) -> dict[str, Any]:
+    """Per policy: SLO minutes, replica- and GPU-hours (in total and per GPU type), the
+    region's carbon and energy cost as the solver prices them, and direction changes of the
+    total."""
     p95 = per_minute_p95(run, duration_s)
     measured = p95[~np.isnan(p95)]
     violating = int((measured > setup.slo_s).sum())
-    counts = [n for _, n in run.replicas]
+    counts = run.totals
+    hours = np.array([mix for _, mix in run.replicas], dtype=np.float64).sum(axis=0) * (
+        control_s / 3600
+    )
+    served = np.array(run.served, dtype=np.float64)
+    carbon = hours @ planner.carbon_per_replica_h + served @ planner.carbon_per_request
+    usd = hours @ planner.usd_per_replica_h + served @ planner.usd_per_request
     return {
         "minutes": int(measured.size),
         "violating_minutes": violating,
         "violating_minutes_fraction": round(violating / max(1, measured.size), 4),
         "overall_p95_ttft_s": round(float(np.percentile(run.ttft, 95)), 3),
         "replica_hours": round(sum(counts) * control_s / 3600, 2),
+        "gpu_hours": round(float(hours @ np.array(planner.gpus_per_replica)), 2),
+        "carbon_kg": round(float(carbon) / 1000, 3),
+        "energy_usd": round(float(usd), 3),
+        "by_gpu_type": {
+            gpu: {
+                "replica_hours": round(float(hours[t]), 2),
+                "requests_served": int(served[t]),
+                "max_replicas": max(mix[t] for _, mix in run.replicas),
+            }
+            for t, gpu in enumerate(planner.gpu_types)
+        },
         "direction_changes": direction_changes(counts),
         "direction_changes_per_hour": round(direction_changes(counts) / (duration_s / 3600), 3),
         "max_replicas": max(counts),
@@ -457,9 +702,12 @@ def summarize(run: Run, duration_s: float, setup: Setup, control_s: float) -> di
 
 
 def reaction(
-    run: Run, step_at: float, needed: int, slo_s: float, duration_s: float
+    run: Run, step_at: float, needed: float, slo_s: float, duration_s: float, planner: MixPlanner
 ) -> dict[str, Any]:
-    reached = next((t for t, n in run.replicas if t >= step_at and n >= needed), None)
+    """`needed`: the capacity (req/s) of the oracle's mix for the new rate."""
+    reached = next(
+        (t for t, mix in run.replicas if t >= step_at and planner.carries(mix) >= needed), None
+    )
     p95 = per_minute_p95(run, duration_s)
     first_minute = int(step_at // 60)
     breached = [m for m in range(first_minute, p95.size) if p95[m] > slo_s]
@@ -494,7 +742,7 @@ def plot(
     top.set_ylabel("offered load (req/s)")
     for name, run in runs.items():
         t = np.array([x for x, _ in run.replicas]) / 3600
-        mid.step(t, [n for _, n in run.replicas], where="post", label=name)
+        mid.step(t, run.totals, where="post", label=name)
         low.plot(
             hours[: len(per_minute_p95(run, duration_s))],
             per_minute_p95(run, duration_s),
@@ -514,12 +762,21 @@ def plot(
     fig.savefig(path, dpi=110)
 
 
-def bench_model(setup: Setup, sizes: tuple[NDArray[np.int64], NDArray[np.int64]]) -> PlacementModel:
-    """The shipped profile of the benchmark's model, at the setup's SLO and the mean sizes."""
-    profile = next(p for p in catalogue()[PROFILE_MODEL] if p["gpuType"] == GPU)
+def bench_model(
+    setup: Setup,
+    sizes: tuple[NDArray[np.int64], NDArray[np.int64]],
+    gpu_types: Sequence[str] = (GPU,),
+) -> PlacementModel:
+    """The shipped profiles of the benchmark's model on `gpu_types`, at the setup's SLO and the
+    mean sizes."""
+    shipped = {p["gpuType"]: p for p in catalogue()[PROFILE_MODEL] if p["gpusPerReplica"] == 1}
+    missing = [gpu for gpu in gpu_types if gpu not in shipped]
+    if missing:
+        raise ValueError(f"no shipped profile of {PROFILE_MODEL} on {missing}: {sorted(shipped)}")
     return PlacementModel.model_validate(
         {
-            "name": "bench", "gpuTypes": [GPU], "profiles": {GPU: profile},
+            "name": "bench", "gpuTypes": list(gpu_types),
+            "profiles": {gpu: shipped[gpu] for gpu in gpu_types},
             "sloP95TtftSeconds": setup.slo_s, "tpotTargetSeconds": setup.tpot_s,
             "queueBudgetFraction": setup.queue_budget_fraction,
             "promptTokens": float(sizes[0].mean()), "outputTokens": float(sizes[1].mean()),
@@ -533,32 +790,41 @@ def compare(
     duration_s: float,
     model: PlacementModel,
     setup: Setup,
-    size: Callable[[float], int],
+    planner: MixPlanner,
 ) -> tuple[dict[str, Run], dict[str, dict[str, Any]]]:
     """gridplace, the HPA-like baseline and the hindsight oracle on the same arrivals (the same
     seed: a replayed trace is the same requests for all three)."""
+    types = len(planner.gpu_types)
 
-    def oracle(t: float) -> int:
+    def oracle(t: float) -> Mix:
         minute = math.floor(t / 60) * 60
         load = float(np.mean([rate_at(minute + s) for s in range(0, 60, 15)]))
-        return max(setup.min_replicas, size(load))
+        return planner.choose(load, setup.min_replicas, setup.max_replicas)
 
-    first = oracle(0.0)  # every policy starts warm, at the size for the first minute
+    first = oracle(0.0)  # every policy starts warm, with the oracle's mix for the first minute
     controllers = {
-        "gridplace": gridplace_controller(size, setup),
-        "hpa-like": hpa_controller(setup),
+        "gridplace": gridplace_controller(planner, setup),
+        "hpa-like": hpa_controller(setup, types),
     }
+    starts = {"gridplace": first, "hpa-like": (sum(first),) + (0,) * (types - 1)}
     runs = {
-        name: simulate(arrive, duration_s, model, setup, c, start_replicas=first)
+        name: simulate(arrive, duration_s, model, setup, c, start=starts[name])
         for name, c in controllers.items()
     }
     runs["oracle"] = simulate(arrive, duration_s, model, setup, None, oracle)
     results = {
-        name: summarize(run, duration_s, setup, setup.control_s) for name, run in runs.items()
+        name: summarize(run, duration_s, setup, setup.control_s, planner)
+        for name, run in runs.items()
     }
-    base = results["oracle"]["replica_hours"]
+    base = results["oracle"]
     for summary in results.values():
-        summary["overprovisioning_vs_oracle"] = round(summary["replica_hours"] / base - 1, 4)
+        for key, name in (
+            ("replica_hours", "overprovisioning_vs_oracle"),
+            ("gpu_hours", "gpu_hours_vs_oracle"),
+            ("carbon_kg", "carbon_vs_oracle"),
+            ("energy_usd", "energy_usd_vs_oracle"),
+        ):
+            summary[name] = round(summary[key] / base[key] - 1, 4) if base[key] else None
     return runs, results
 
 
@@ -589,10 +855,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--replay-speed", type=float, default=1.0, help="time compression")
     parser.add_argument("--replay-copies", type=int, default=1, help="shifted copies overlaid")
+    parser.add_argument(
+        "--gpu-types",
+        type=lambda text: tuple(t.strip() for t in text.split(",") if t.strip()),
+        default=GPU_TYPES,
+        help="one or two GPU types, comma-separated; the first is the HPA-like baseline's"
+        f" (default: {','.join(GPU_TYPES)})",
+    )
+    parser.add_argument(
+        "--planner",
+        choices=("solve", "enumerate"),
+        default="solve",
+        help="the joint solve's stand-in: the placement solver on a one-region problem, or an"
+        " exact enumeration of the mixes (one GPU type: the autoscaler's fewest replicas)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--png", type=Path, default=ROOT / "docs" / "img" / "autoscale.png")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 1 <= len(args.gpu_types) <= 2 or len(set(args.gpu_types)) != len(args.gpu_types):
+        parser.error(f"--gpu-types: one or two distinct types, got {args.gpu_types}")
+    return args
 
 
 def verdict(ours: dict[str, Any], hpa: dict[str, Any]) -> dict[str, bool]:
@@ -623,7 +906,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         queue_budget_fraction=args.queue_budget_fraction, seed=args.seed,
     )  # fmt: skip
     sizes = read_sizes(args.trace)
-    model = bench_model(setup, sizes)
+    model = bench_model(setup, sizes, args.gpu_types)
     times, rates = read_shape(args.load, args.category or None)
     scale = float(args.peak_rps / rates.max())
     duration = min(args.hours * 3600, float(times[-1]) + 600)
@@ -631,9 +914,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     def rate_at(t: float) -> float:
         return float(np.interp(t, times, rates)) * scale
 
-    size = size_table(model, setup.max_replicas)
+    planner = mix_planner(model, setup.max_replicas, args.planner)
     started = time.perf_counter()
-    runs, results = compare(poisson(rate_at, sizes), rate_at, duration, model, setup, size)
+    runs, results = compare(poisson(rate_at, sizes), rate_at, duration, model, setup, planner)
     # A step: 30% of the peak for 20 minutes, then 80%.
     peak: float = args.peak_rps
     low, high, step_at, step_len = 0.3 * peak, 0.8 * peak, 1200.0, 3600.0
@@ -641,27 +924,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     def step_rate(t: float) -> float:
         return low if t < step_at else high
 
-    fresh = {"gridplace": gridplace_controller(size, setup), "hpa-like": hpa_controller(setup)}
-    for name, controller in fresh.items():
-        run = simulate(
-            poisson(step_rate, sizes),
-            step_len,
-            model,
-            setup,
-            controller,
-            start_replicas=size(low),
-        )
-        results[name]["step"] = reaction(run, step_at, size(high), setup.slo_s, step_len)
+    types = len(args.gpu_types)
+    before = planner.choose(low, setup.min_replicas, setup.max_replicas)
+    needed = planner.carries(planner.choose(high, setup.min_replicas, setup.max_replicas))
+    fresh = {
+        "gridplace": (gridplace_controller(planner, setup), before),
+        "hpa-like": (hpa_controller(setup, types), (sum(before),) + (0,) * (types - 1)),
+    }
+    for name, (controller, start) in fresh.items():
+        run = simulate(poisson(step_rate, sizes), step_len, model, setup, controller, start=start)
+        results[name]["step"] = reaction(run, step_at, needed, setup.slo_s, step_len, planner)
     replayed: dict[str, Any] | None = None
     if args.replay is not None:
         trace = overlay(
             read_arrivals(args.replay), args.replay_copies, args.replay_speed, setup.seed
         )
         span = float(trace.at[-1])
-        own = bench_model(setup, (trace.prompts, trace.outputs))  # sized for the trace's requests
-        _, replayed = compare(
-            replay(trace), trace.rate_at, span, own, setup, size_table(own, setup.max_replicas)
-        )
+        # sized for the trace's requests
+        own = bench_model(setup, (trace.prompts, trace.outputs), args.gpu_types)
+        plans = mix_planner(own, setup.max_replicas, args.planner)
+        _, replayed = compare(replay(trace), trace.rate_at, span, own, setup, plans)
         replayed = {
             "trace": str(args.replay),
             "copies": args.replay_copies,
@@ -680,8 +962,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "trace": str(args.trace),
             "peak_rps": args.peak_rps,
             "hours": duration / 3600,
-            "profile": f"{PROFILE_MODEL} on {GPU}",
-            "slots_per_replica": model.replica_model(GPU).slots,
+            "profile": PROFILE_MODEL,
+            "gpu_types": list(args.gpu_types),
+            "planner": args.planner,
+            "hpa_like_gpu_type": args.gpu_types[0],
+            "slots_per_replica": {g: model.replica_model(g).slots for g in args.gpu_types},
+            "replica_capacity_rps": {
+                g: round(float(planner.capacity[t][1]), 3) for t, g in enumerate(args.gpu_types)
+            },
+            "cost_region": REGION,
             "queue_simulator": "discrete-event FIFO M/G/c over all ready replicas' batch slots",
         },
         "results": results,

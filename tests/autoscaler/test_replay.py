@@ -99,9 +99,9 @@ def test_a_replayed_burst_is_served_by_the_autoscaler_within_the_slo() -> None:
         control_s=15, window_s=60, up_window_s=30, down_window_s=300, max_step=4, tolerance=0.1,
         hpa_target_fraction=0.5, queue_budget_fraction=0.9, seed=1,
     )  # fmt: skip
-    model = bench.bench_model(setup, sizes)
-    size = bench.size_table(model, setup.max_replicas)
-    runs, results = bench.compare(bench.replay(trace), trace.rate_at, 900.0, model, setup, size)
+    model = bench.bench_model(setup, sizes)  # one GPU type: the stand-in sizes like capacity_size
+    planner = bench.mix_planner(model, setup.max_replicas)
+    runs, results = bench.compare(bench.replay(trace), trace.rate_at, 900.0, model, setup, planner)
     assert {run.arrivals.size for run in runs.values()} == {trace.at.size}
     ours = results["gridplace"]
     assert ours["violating_minutes"] == 0
