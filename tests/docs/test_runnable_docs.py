@@ -430,6 +430,10 @@ NOT_RUNNABLE: dict[tuple[str, str], str] = {
         "make cluster-up                       # prints `export KUBECONFIG=...`; run that line",
     ): "starts a second local cluster and leaves the operator running in the background",
     (
+        "docs/fleet.md",
+        "kubectl create secret generic karmada-kubeconfig -n gridplace-system \\",
+    ): USERS_CLUSTER,
+    (
         "docs/signals.md",
         "kubectl -n gridplace-system create secret generic electricity-maps"
         ' --from-literal=token="$EMAPS_TOKEN"',

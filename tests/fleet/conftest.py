@@ -51,4 +51,10 @@ def fleet() -> Iterator[LocalFleet]:
     try:
         yield local
     finally:
+        running = local.all_processes()
         local.down()
+    # down() leaves nothing behind: no process of Karmada or a member, no state.
+    alive = [pid for pid in running if _process_state(pid) not in (None, "Z")]
+    assert not alive, f"still running after down(): {alive}"
+    assert not local.workdir.exists()
+    assert not any(cluster.workdir.exists() for cluster in local.members.values())

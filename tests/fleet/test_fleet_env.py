@@ -5,7 +5,6 @@ proxy reaches each member's API server, and down() leaves nothing running."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -15,8 +14,8 @@ from typing import Any
 import pytest
 
 from gridplace_e2e.cluster.build import KARMADA_VERSION
-from gridplace_e2e.cluster.fleet import CONTROL_PLANE_PROGRAMS, DEFAULT_MEMBERS, LocalFleet
-from gridplace_e2e.cluster.local import _process_state, poll
+from gridplace_e2e.cluster.fleet import CONTROL_PLANE_PROGRAMS, LocalFleet
+from gridplace_e2e.cluster.local import poll
 from gridplace_e2e.cluster.topology import GPU_RESOURCE, REGION_LABEL, load_topology
 
 pytestmark = pytest.mark.cluster
@@ -198,36 +197,9 @@ def proxy_nodes(fleet: LocalFleet, member: str) -> set[str] | None:
     return {n["metadata"]["name"] for n in json.loads(found.stdout)["items"]}
 
 
-def test_a_fleet_of_its_own_is_idempotent_restarts_a_member_and_leaves_nothing_behind() -> None:
-    """A second, one-member fleet beside the session's: up() twice restarts nothing, a member's
-    API server stops and comes back (as failover tests will need), and down() stops every
-    process it started."""
-    # Named like the session's fleet (conftest.py), so a crashed run's leftovers are removed.
-    name = f"gridplace-fleet-test-{os.getpid()}-solo"
-    solo = LocalFleet(name, members=[DEFAULT_MEMBERS[-1]])
-    member = DEFAULT_MEMBERS[-1].name
-    expected = {n["metadata"]["name"] for n in load_topology(DEFAULT_MEMBERS[-1].topology)
-                .node_manifests()}  # fmt: skip
-    try:
-        solo.up()
-        before = solo.all_processes()
-        assert set(CONTROL_PLANE_PROGRAMS) <= set(before.values())
-        assert "kwok-controller" in before.values()
-        solo.up()
-        assert solo.all_processes() == before, "a second up() restarted processes"
-        assert proxy_nodes(solo, member) == expected
-
-        solo.stop_member_api_server(member)
-        assert "kube-apiserver" not in solo.members[member].processes().values()
-        assert proxy_nodes(solo, member) is None
-        solo.start_member_api_server(member)
-        assert poll(lambda: proxy_nodes(solo, member) == expected, 60)
-        solo.wait_cluster_ready(member, 60)
-        before = solo.all_processes()
-    finally:
-        solo.down()
-    assert solo.all_processes() == {}
-    alive = [pid for pid in before if _process_state(pid) not in (None, "Z")]
-    assert not alive, f"still running after down(): {alive}"
-    assert not solo.workdir.exists()
-    assert not any(cluster.workdir.exists() for cluster in solo.members.values())
+def test_up_again_restarts_nothing(fleet: LocalFleet) -> None:
+    before = fleet.all_processes()
+    assert set(CONTROL_PLANE_PROGRAMS) <= set(before.values())
+    assert "kwok-controller" in before.values()
+    fleet.up()
+    assert fleet.all_processes() == before, "a second up() restarted processes"

@@ -380,6 +380,10 @@ class LocalFleet:
             f"--kubeconfig={self.kubeconfig}",
             "--leader-elect=false",
             "--cluster-status-update-frequency=5s",
+            # Karmada's defaults are 30 s each: a member is declared lost (and back) three times
+            # sooner here, so failover tests take seconds, not minutes.
+            "--cluster-failure-threshold=10s",
+            "--cluster-success-threshold=10s",
             f"--metrics-bind-address=127.0.0.1:{ports['cm_metrics']}",
             f"--health-probe-bind-address=127.0.0.1:{ports['cm_health']}",
         ]
