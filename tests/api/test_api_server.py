@@ -3,6 +3,7 @@ reject the table of invalid objects with the documented messages, and present we
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,9 @@ from gridplace_operator.api import InferenceDeployment, Region
 from gridplace_operator.api.crdgen import KINDS
 from gridplace_operator.api.inference_deployment import InferenceDeploymentStatus
 from gridplace_operator.api.region import RegionStatus
+from gridplace_operator.kube.client import Kube, load_client_config
+from gridplace_operator.report.metrics import OperatorMetrics
+from gridplace_operator.report.status import IdepFacts, idep_status
 
 pytestmark = pytest.mark.cluster
 
@@ -188,6 +192,25 @@ def test_status_round_trips_and_fills_the_printer_columns(
     ]  # fmt: skip
     narrow = crds.kubectl("get", "idep", "-n", namespace).stdout.splitlines()[0].split()
     assert narrow == ["NAME", "READY", "REPLICAS", "AVAILABLE", "REGIONS", "P95", "GCO2/H", "AGE"]
+
+
+def test_a_status_without_a_plan_replaces_one_with_a_plan(
+    crds: ClusterHandle, namespace: str
+) -> None:
+    """The operator's own write (server-side apply of the status): a model that loses its plan
+    (its GPUs gone) has no prediction, and the write must be accepted, not rejected for an empty
+    object stored as null."""
+    crds.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(IDEP))
+    kube = Kube(load_client_config(str(crds.kubeconfig)), OperatorMetrics())
+    planned = _idep_status().to_api()
+    assert asyncio.run(kube.apply_status("InferenceDeployment", namespace, "chat", planned))
+    no_plan = IdepFacts(
+        name="chat", generation=1, advise=True, pinned=False, plan=None, ready={}, rtt_ms={}
+    )
+    unplanned = idep_status(no_plan, planned, NOW).to_api()
+    assert asyncio.run(kube.apply_status("InferenceDeployment", namespace, "chat", unplanned))
+    stored = _get(crds, "idep", "chat", "-n", namespace)["status"]
+    assert "predicted" not in stored and stored["replicas"] == 0
 
 
 def test_spec_writes_do_not_touch_status(crds: ClusterHandle, namespace: str) -> None:

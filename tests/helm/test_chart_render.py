@@ -483,5 +483,5 @@ def test_fleet_mode_points_the_operator_at_the_karmada_kubeconfig_secret(helm: H
 
 
 def test_fleet_mode_refuses_to_install_the_crds_into_the_wrong_cluster(helm: Helm) -> None:
-    with pytest.raises(HelmError, match="crds.enabled=false"):
+    with pytest.raises(HelmError, match=r"crds\.enabled=false"):
         helm.template({"fleet": {"kubeconfigSecret": "karmada"}})

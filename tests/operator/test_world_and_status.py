@@ -134,6 +134,11 @@ def test_a_placed_and_ready_model() -> None:
     assert all(c["observedGeneration"] == 3 for c in status["conditions"])
 
 
+def test_a_model_without_a_plan_predicts_nothing_rather_than_an_empty_prediction() -> None:
+    assert "predicted" in idep_status(facts(), {}, NOW).to_api()
+    assert "predicted" not in idep_status(facts(plan=None, ready={}), {}, NOW).to_api()
+
+
 def test_shortage_and_starting_replicas_are_reported() -> None:
     status = idep_status(facts(plan=plan(unserved=2.5), ready={}), {}, NOW).to_api()
     assert conditions(status)["Placed"] == ("False", Reason.INSUFFICIENT_CAPACITY)

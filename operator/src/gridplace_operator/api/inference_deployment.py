@@ -989,8 +989,10 @@ class InferenceDeploymentStatus(ApiModel):
         description="How each user zone's demand is split over regions.",
         json_schema_extra=LIST_ATOMIC,
     )
-    predicted: Prediction = Field(
-        default_factory=Prediction, description="Predicted p95, emissions and cost."
+    # Absent without a plan: server-side apply stores an empty object as null, which the
+    # schema (an object) then rejects.
+    predicted: Prediction | None = Field(
+        default=None, description="Predicted p95, emissions and cost (absent without a plan)."
     )
     unmet_requests_per_second: Annotated[float, Field(ge=0)] = Field(
         default=0.0, description="Demand the plan cannot serve within the SLO."

@@ -278,9 +278,11 @@ def idep_status(
         traffic=traffic,
         predicted=Prediction(
             p95_seconds=round(max(p95s), 4) if p95s else None,
-            g_co2_per_hour=round(plan.outcome.carbon_g_per_hour, 1) if plan else None,
-            usd_per_hour=round(plan.outcome.usd_per_hour, 4) if plan else None,
-        ),
+            g_co2_per_hour=round(plan.outcome.carbon_g_per_hour, 1),
+            usd_per_hour=round(plan.outcome.usd_per_hour, 4),
+        )
+        if plan
+        else None,
         unmet_requests_per_second=round(plan.outcome.unserved_rps, 3) if plan else 0.0,
         explanation=list(plan.outcome.reasons[:16]) if plan else [],
         last_plan_time=plan.made_at if plan else previous.get("lastPlanTime"),
