@@ -235,3 +235,36 @@ def test_a_member_that_fails_one_read_while_karmada_reports_it_ready_keeps_its_g
     world.observe_member(cluster("eu", ready=False), deleted=False)  # now Karmada says so
     lost = asyncio.run(gpus.read(selectors, members))
     assert lost.pools == {} and lost.unavailable["eu-central-1"].reason == "MemberClusterNotReady"
+
+
+def test_a_child_another_karmada_policy_claimed_is_a_conflict_and_nothing_is_written() -> None:
+    world = fleet_world(cluster("eu"))
+    world.observe_region(member_region("eu-central-1", "eu"), deleted=False)
+    world.observe_idep(inference_deployment("chat", "ns"), deleted=False)
+    kube = FleetKube({"eu": [gpu_node("a", "eu-central-1")]})
+    planner = Planner(world, kube, OperatorMetrics(), gpus=ClusterGpus(kube, world))
+    asyncio.run(planner.cycle(replan=True))
+    deployment = kube.applied[("Deployment", "chat-eu-central-1")]
+    for manifest in kube.applied.values():
+        world.observe_child({**manifest, "status": {"readyReplicas": 1}}, deleted=False)
+    asyncio.run(planner.cycle(replan=False))
+    ready = kube.condition("InferenceDeployment", "ns", "chat", "Ready")
+    assert ready["status"] == "True", ready
+    # Someone's policy claims gridplace's Deployment: Karmada would send it where that says.
+    claimed = {**deployment, "status": {"readyReplicas": 1}}
+    claimed["metadata"] = {
+        **deployment["metadata"],
+        "annotations": {
+            **deployment["metadata"]["annotations"],
+            "propagationpolicy.karmada.io/name": "everything-to-us",
+            "propagationpolicy.karmada.io/namespace": "ns",
+        },
+    }
+    assert world.observe_child(claimed, deleted=False) is Change.REFRESH
+    kube.applied.clear()
+    asyncio.run(planner.cycle(replan=False))
+    ready = kube.condition("InferenceDeployment", "ns", "chat", "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ChildConflict")
+    assert "PropagationPolicy ns/everything-to-us" in ready["message"]
+    assert "ns/chat-eu" in ready["message"]
+    assert kube.applied == {}  # nothing half-applied

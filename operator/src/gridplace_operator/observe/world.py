@@ -21,7 +21,7 @@ from gridplace_operator.api.parsed import Rejection, parse_spec
 from gridplace_operator.observe.fleet import MemberState
 from gridplace_operator.observe.inventory import node_is_schedulable, node_view, parse_quantity
 from gridplace_operator.reconcile.routes import GatewayView
-from gridplace_operator.reconcile.writes import owned_fields
+from gridplace_operator.reconcile.writes import KARMADA_ANNOTATIONS, owned_fields
 
 Obj = Mapping[str, Any]
 
@@ -39,6 +39,10 @@ def _slim(obj: Obj) -> dict[str, Any]:
     return body
 
 
+# The spec hash, and which Karmada policy claimed the child (fleet mode).
+_KEPT_ANNOTATIONS = frozenset({labels.SPEC_HASH, *KARMADA_ANNOTATIONS})
+
+
 def child_view(obj: Obj) -> dict[str, Any]:
     """What the planner reads of a Deployment, PodDisruptionBudget, Service, HTTPRoute or
     PropagationPolicy it owns."""
@@ -48,7 +52,7 @@ def child_view(obj: Obj) -> dict[str, Any]:
         "name": meta.get("name"),
         "namespace": meta.get("namespace"),
         "labels": meta.get("labels") or {},
-        "annotations": {k: v for k, v in annotations.items() if k == labels.SPEC_HASH},
+        "annotations": {k: v for k, v in annotations.items() if k in _KEPT_ANNOTATIONS},
         "ownerReferences": meta.get("ownerReferences") or [],
     }
     if meta.get("deletionTimestamp"):
@@ -129,6 +133,7 @@ def child_fingerprint(obj: Obj) -> str:
     return json.dumps(
         [
             (meta.get("annotations") or {}).get(labels.SPEC_HASH),
+            [(meta.get("annotations") or {}).get(k) for k in KARMADA_ANNOTATIONS],
             status.get("readyReplicas"),
             meta.get("deletionTimestamp") is not None,
             owned_fields(obj),  # replicas, images, args: a hand edit wakes a repair

@@ -60,7 +60,7 @@ from gridplace_operator.planning.problem import (
 )
 from gridplace_operator.planning.seams import Actuator, GpuInventory
 from gridplace_operator.reconcile.children import Owner, desired_children
-from gridplace_operator.reconcile.propagation import propagation_policies
+from gridplace_operator.reconcile.propagation import foreign_claims, propagation_policies
 from gridplace_operator.reconcile.routes import routed_condition, routes_for
 from gridplace_operator.reconcile.writes import Apply, Delete, ObservedChild, writes_for
 from gridplace_operator.report.metrics import OperatorMetrics
@@ -737,10 +737,11 @@ class Planner:
         replicas = {k: n for k, n in model_plan.replicas().items() if k[0] in selectors}
         desired = desired_children(owner, replicas, selectors, self.spare_gpus)
         desired += routes_for(owner, model_plan.routes, self._owned(owner), self.world.gateways)
-        desired += propagation_policies(owner, desired, self._members())
-        writes = writes_for(
-            desired, self._observed_children(owner.namespace), owner.uid, self.crowded
-        )
+        policies = propagation_policies(owner, desired, self._members())
+        observed = self._observed_children(owner.namespace)
+        if claims := foreign_claims(policies, observed):
+            raise ChildConflictError("; ".join(claims))
+        writes = writes_for(desired + policies, observed, owner.uid, self.crowded)
         for repair in writes.repairs:
             self.metrics.drift_repairs.labels(kind=repair.kind).inc()
             await self.actuator.event(

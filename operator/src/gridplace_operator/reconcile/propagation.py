@@ -16,6 +16,7 @@ from typing import Any
 
 from gridplace_operator import labels
 from gridplace_operator.reconcile.children import Owner, child_name, owned_child
+from gridplace_operator.reconcile.writes import ObservedChild
 
 API_VERSION = "policy.karmada.io/v1alpha1"
 KIND = "PropagationPolicy"
@@ -76,3 +77,23 @@ def propagation_policies(
     if by_member and model_wide:
         policies.append(policy(owner, owner.name, sorted(by_member), model_wide))
     return policies
+
+
+def foreign_claims(
+    policies: Sequence[Mapping[str, Any]], observed: Sequence[ObservedChild]
+) -> list[str]:
+    """Children that a policy of gridplace's should propagate but another Karmada policy has
+    claimed: Karmada sends them where that policy says, so the plan would not be what runs."""
+    have = {(o.kind, o.name): o for o in observed}
+    found = []
+    for p in policies:
+        ours = f"PropagationPolicy {p['metadata']['namespace']}/{p['metadata']['name']}"
+        for selector in p["spec"]["resourceSelectors"]:
+            child = have.get((selector["kind"], selector["name"]))
+            if child is not None and child.propagated_by not in (None, ours):
+                found.append(
+                    f"{child.kind} {child.namespace}/{child.name} is propagated by"
+                    f" {child.propagated_by}, not by gridplace's {ours}: delete that policy or"
+                    " narrow its resourceSelectors"
+                )
+    return found

@@ -28,6 +28,8 @@ class ObservedChild:
     replicas: int = 0
     ready_replicas: int = 0
     owned: Mapping[str, Any] | None = None  # `owned_fields` of the live object; None: not seen
+    # Fleet mode: the Karmada policy that claimed the child ("PropagationPolicy ns/name").
+    propagated_by: str | None = None
 
     @classmethod
     def from_api(cls, obj: Mapping[str, Any]) -> ObservedChild:
@@ -42,7 +44,24 @@ class ObservedChild:
             replicas=int(obj.get("spec", {}).get("replicas") or 0),
             ready_replicas=int(obj.get("status", {}).get("readyReplicas") or 0),
             owned=owned_fields(obj),
+            propagated_by=claimed_by(meta.get("annotations") or {}, meta.get("namespace", "")),
         )
+
+
+# The annotations Karmada writes on a resource template its policy claimed.
+POLICY_NAME = "propagationpolicy.karmada.io/name"
+POLICY_NAMESPACE = "propagationpolicy.karmada.io/namespace"
+CLUSTER_POLICY_NAME = "clusterpropagationpolicy.karmada.io/name"
+KARMADA_ANNOTATIONS = (POLICY_NAME, POLICY_NAMESPACE, CLUSTER_POLICY_NAME)
+
+
+def claimed_by(annotations: Mapping[str, str], namespace: str) -> str | None:
+    """The Karmada policy that claimed an object, in words, or None."""
+    if name := annotations.get(POLICY_NAME):
+        return f"PropagationPolicy {annotations.get(POLICY_NAMESPACE) or namespace}/{name}"
+    if name := annotations.get(CLUSTER_POLICY_NAME):
+        return f"ClusterPropagationPolicy {name}"
+    return None
 
 
 def owned_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
