@@ -37,16 +37,15 @@ from gridplace_e2e.cluster.fleet import DEFAULT_MEMBERS, FleetMember, LocalFleet
 from gridplace_e2e.cluster.local import poll
 from gridplace_e2e.cluster.topology import load_topology
 from gridplace_e2e.operator_run import OperatorProcess
-from gridplace_operator.api.parsed import IdepRef, Rejection, parse_spec
 from gridplace_operator.api.region import Region
 from gridplace_operator.observe.inventory import build_inventory
-from gridplace_operator.planning.problem import RegionSignalValues, build_problem, static_demand
 from gridplace_placement.solver import SolveOptions, solve
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: the repository root holds `bench`
     sys.path.insert(0, str(ROOT))
 
+from bench.operator_problem import fresh_problem  # noqa: E402
 from bench.operator_scale import inference_deployments, rss_mib  # noqa: E402
 
 # The example Regions the local fleet's members have nodes for.
@@ -157,31 +156,12 @@ def single_cluster_plan(
     """($/h, gCO2/h) of the plan the single-cluster planner makes for the same models on the
     same nodes: one cluster holding every member's nodes, the same Regions without members."""
     region_objs = [Region.model_validate({**b, "status": None}) for b in regions()]
-    signals = {}
-    for r in region_objs:
-        carbon, price = r.spec.carbon_intensity.static, r.spec.power_price.static
-        assert carbon is not None and price is not None, "example Regions use static signals"
-        signals[r.metadata.name] = RegionSignalValues(carbon.g_co2_per_kwh, price.usd_per_mwh)
     nodes = [n for m in members for n in load_topology(m.topology).node_manifests()]
     for i, node in enumerate(nodes):  # names repeat across members; one cluster needs unique
         node["metadata"]["name"] = f"{node['metadata']['name']}-{i}"
     selectors = {r.metadata.name: r.node_selector() for r in region_objs}
-    inventory = build_inventory(nodes, [], selectors)
-    specs = {}
-    for body in bodies:
-        spec = parse_spec(body)
-        assert not isinstance(spec, Rejection), spec
-        specs[IdepRef(body["metadata"]["namespace"], body["metadata"]["name"])] = spec
-    translation = build_problem(
-        specs,
-        demand={ref: static_demand(spec) for ref, spec in specs.items()},
-        regions=region_objs,
-        signals=signals,
-        inventory=inventory,
-        current=[],
-    )
-    assert translation.problem is not None
-    plan = solve(translation.problem, SolveOptions(time_limit_seconds=time_limit))
+    problem = fresh_problem(bodies, region_objs, build_inventory(nodes, [], selectors))
+    plan = solve(problem, SolveOptions(time_limit_seconds=time_limit))
     return (
         sum(m.usd_per_hour for m in plan.models),
         sum(m.carbon_g_per_hour for m in plan.models),

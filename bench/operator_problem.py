@@ -53,16 +53,23 @@ def inventory(topology: Topology) -> Inventory:
     return Inventory(pools=pools)
 
 
-def operator_problem(count: int = 500, scale: int = 6, seed: int = 1) -> Problem:
-    """The joint problem of `count` benchmark InferenceDeployments, nothing running yet."""
-    region_objs = regions()
+def static_signals(region_objs: list[Region]) -> dict[str, RegionSignalValues]:
+    """Each Region's signals, which the example Regions give as static values."""
     signals: dict[str, RegionSignalValues] = {}
     for r in region_objs:
         carbon, price = r.spec.carbon_intensity.static, r.spec.power_price.static
         assert carbon is not None and price is not None, "example Regions use static signals"
         signals[r.metadata.name] = RegionSignalValues(carbon.g_co2_per_kwh, price.usd_per_mwh)
+    return signals
+
+
+def fresh_problem(
+    bodies: list[dict[str, Any]], region_objs: list[Region], gpus: Inventory
+) -> Problem:
+    """The operator's joint problem for these InferenceDeployments (their declared demand) on
+    these Regions and GPUs, nothing running yet."""
     specs: dict[IdepRef, InferenceDeploymentSpec] = {}
-    for body in inference_deployments(count, 10, seed):
+    for body in bodies:
         spec = parse_spec(body)
         assert not isinstance(spec, Rejection), spec
         specs[IdepRef(body["metadata"]["namespace"], body["metadata"]["name"])] = spec
@@ -70,12 +77,21 @@ def operator_problem(count: int = 500, scale: int = 6, seed: int = 1) -> Problem
         specs,
         demand={ref: static_demand(spec) for ref, spec in specs.items()},
         regions=region_objs,
-        signals=signals,
-        inventory=inventory(scaled(load_topology(DEFAULT_TOPOLOGY), scale)),
+        signals=static_signals(region_objs),
+        inventory=gpus,
         current=[],
     )
     assert translation.problem is not None and not translation.rejected, translation.rejected
     return translation.problem
+
+
+def operator_problem(count: int = 500, scale: int = 6, seed: int = 1) -> Problem:
+    """The joint problem of `count` benchmark InferenceDeployments, nothing running yet."""
+    return fresh_problem(
+        inference_deployments(count, 10, seed),
+        regions(),
+        inventory(scaled(load_topology(DEFAULT_TOPOLOGY), scale)),
+    )
 
 
 def timed_solve(problem: Problem, options: SolveOptions) -> dict[str, Any]:

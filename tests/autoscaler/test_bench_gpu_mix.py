@@ -4,15 +4,13 @@ and priced by the solver's own coefficients."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
+from bench_kit import autoscale_bench
 
 from gridplace_operator.autoscale.decide import capacity_size
 
@@ -20,18 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 H100, L40S = "NVIDIA-H100-80GB-HBM3", "NVIDIA-L40S"
 
 
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "bench_autoscale_mix", ROOT / "bench" / "autoscale.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_bench()
+bench = autoscale_bench()
 LIMIT = 30
 
 

@@ -4,33 +4,20 @@ short bursty replay."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
+from bench_kit import autoscale_bench
 
 from gridplace_e2e.public_data import CONV_TRACE
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "bench_autoscale", ROOT / "bench" / "autoscale.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_bench()
+bench = autoscale_bench()
 
 AZURE = """TIMESTAMP,ContextTokens,GeneratedTokens
 2023-11-16 18:15:47.0000000,300,20

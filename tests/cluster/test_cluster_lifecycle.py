@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from cluster_kit import is_loopback, listening_addresses
 
 from gridplace_e2e.cluster.build import cache_dir
 from gridplace_e2e.cluster.handle import ClusterHandle, session_cluster_name
@@ -19,31 +20,6 @@ pytestmark = pytest.mark.cluster
 SMALL = parse_topology(
     {"regions": {"us-west-1": [{"product": "NVIDIA-A100-SXM4-80GB", "nodes": 1}]}}
 )
-
-
-def listening_addresses(pids: set[int]) -> set[str]:
-    """host:port (hex, as the kernel writes it) of every TCP socket these processes listen on."""
-    inodes: set[str] = set()
-    for pid in pids:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = fd.readlink().as_posix()
-            except OSError:
-                continue
-            if match := re.fullmatch(r"socket:\[(\d+)\]", target):
-                inodes.add(match.group(1))
-    found: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                found.add(fields[1])
-    return found
-
-
-def is_loopback(address: str) -> bool:
-    host = address.split(":", maxsplit=1)[0]
-    return host in {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1
 
 
 def test_up_is_idempotent_heals_and_down_leaves_nothing(cluster: ClusterHandle) -> None:

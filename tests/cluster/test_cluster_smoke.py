@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import requests
+from cluster_kit import gpu_deployment
 from kubernetes.client import VersionApi
 
 from gridplace_e2e.cluster.build import HELM_VERSION, KUBERNETES_VERSION
@@ -21,32 +22,6 @@ from gridplace_e2e.cluster.topology import GPU_RESOURCE, PRODUCT_LABEL, REGION_L
 pytestmark = pytest.mark.cluster
 
 DATA = Path(__file__).parent / "data"
-
-
-def gpu_deployment(name: str, region: str, gpus: int, replicas: int) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "nodeSelector": {REGION_LABEL: region},
-                    "containers": [
-                        {
-                            "name": "vllm",
-                            "image": "vllm/vllm-openai:v0.10.0",
-                            "resources": {"limits": {GPU_RESOURCE: str(gpus)}},
-                        }
-                    ],
-                },
-            },
-        },
-    }
 
 
 def get_json(cluster: ClusterHandle, *args: str) -> Any:

@@ -5,18 +5,17 @@ proxy reaches each member's API server, and down() leaves nothing running."""
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from cluster_kit import gpu_deployment, is_loopback, listening_addresses
 
 from gridplace_e2e.cluster.build import KARMADA_VERSION
 from gridplace_e2e.cluster.fleet import CONTROL_PLANE_PROGRAMS, LocalFleet
 from gridplace_e2e.cluster.local import poll
-from gridplace_e2e.cluster.topology import GPU_RESOURCE, REGION_LABEL, load_topology
+from gridplace_e2e.cluster.topology import REGION_LABEL, load_topology
 
 pytestmark = pytest.mark.cluster
 
@@ -27,32 +26,6 @@ def get_json(fleet: LocalFleet, *args: str, member: str | None = None) -> Any:
     if member is None:
         return json.loads(fleet.kubectl("get", *args, "-o", "json").stdout)
     return json.loads(fleet.member_kubectl(member, "get", *args, "-o", "json").stdout)
-
-
-def gpu_deployment(name: str, region: str, replicas: int) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "nodeSelector": {REGION_LABEL: region},
-                    "containers": [
-                        {
-                            "name": "vllm",
-                            "image": "vllm/vllm-openai:v0.10.0",
-                            "resources": {"limits": {GPU_RESOURCE: "1"}},
-                        }
-                    ],
-                },
-            },
-        },
-    }
 
 
 def duplicated_to(name: str, member: str) -> dict[str, Any]:
@@ -160,32 +133,13 @@ def test_the_cluster_proxy_lists_each_members_nodes(fleet: LocalFleet) -> None:
         )
 
 
-def listening_hosts(pids: set[int]) -> set[str]:
-    """The addresses (hex, as /proc/net/tcp* writes them) these processes listen on."""
-    inodes = set()
-    for pid in pids:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = fd.readlink().as_posix()
-            except OSError:
-                continue
-            if match := re.fullmatch(r"socket:\[(\d+)\]", target):
-                inodes.add(match.group(1))
-    hosts = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:
-                hosts.add(fields[1].rsplit(":", 1)[0])
-    return hosts
-
-
 def test_karmada_listens_on_loopback_only(fleet: LocalFleet) -> None:
     pids = set(fleet.processes())
     assert sorted(set(fleet.processes().values())) == sorted(CONTROL_PLANE_PROGRAMS)
-    hosts = listening_hosts(pids)
-    assert hosts, "Karmada's processes listen nowhere"
-    assert hosts <= {"0100007F"}, f"listening beyond 127.0.0.1: {hosts}"
+    addresses = listening_addresses(pids)
+    assert addresses, "Karmada's processes listen nowhere"
+    beyond = {a for a in addresses if not is_loopback(a)}
+    assert not beyond, f"listening beyond loopback: {beyond}"
 
 
 def proxy_nodes(fleet: LocalFleet, member: str) -> set[str] | None:

@@ -63,11 +63,14 @@ from gridplace_e2e.cluster.local import (
     ClusterError,
     LocalCluster,
     _free_port,
-    _process_state,
     _terminate,
+    api_server_ready,
     default_root,
     poll,
+    read_state,
     run_kubectl,
+    running_programs,
+    save_state,
 )
 from gridplace_e2e.cluster.topology import DEFAULT_TOPOLOGY, load_topology
 
@@ -194,15 +197,6 @@ class LocalFleet:
             self._karmada = ensure_karmada_binaries(self.progress)
         return self._karmada
 
-    def _state(self) -> dict[str, Any]:
-        path = self.workdir / "state.json"
-        return dict(json.loads(path.read_text())) if path.is_file() else {}
-
-    def _save_state(self, **values: object) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        state = {**self._state(), **values}
-        (self.workdir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
-
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
@@ -281,9 +275,9 @@ class LocalFleet:
             "etcd", "etcd_peer", "apiserver", "aggregated", "webhook", "webhook_metrics",
             "webhook_health", "cm_metrics", "cm_health", "scheduler_metrics", "scheduler_health",
         )  # fmt: skip
-        recorded = self._state().get("ports", {})
+        recorded = read_state(self.workdir).get("ports", {})
         ports = {name: int(recorded.get(name) or _free_port()) for name in names}
-        self._save_state(ports=ports)
+        save_state(self.workdir, ports=ports)
         return ports
 
     def _spawn(self, program: str, args: list[str]) -> None:
@@ -616,24 +610,7 @@ class LocalFleet:
     def processes(self) -> dict[int, str]:
         """Running programs of Karmada's control plane: those whose command line names this
         fleet's folder."""
-        marker = f"{self.workdir}/"
-        found: dict[int, str] = {}
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                argv = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            program = Path(argv[0].decode(errors="replace")).name
-            command = b" ".join(argv).decode(errors="replace")
-            if (
-                program in CONTROL_PLANE_PROGRAMS
-                and marker in command
-                and _process_state(int(proc.name)) not in (None, "Z")
-            ):
-                found[int(proc.name)] = program
-        return found
+        return running_programs(CONTROL_PLANE_PROGRAMS, [f"{self.workdir}/"])
 
     def all_processes(self) -> dict[int, str]:
         """Karmada's processes and every member's."""
@@ -647,13 +624,7 @@ class LocalFleet:
         return [program for program in CONTROL_PLANE_PROGRAMS if program not in running]
 
     def api_server_ready(self) -> bool:
-        if not self.kubeconfig.is_file():
-            return False
-        try:
-            result = self.kubectl("get", "--raw", "/readyz", check=False, timeout=20)
-        except subprocess.TimeoutExpired:
-            return False
-        return result.returncode == 0 and result.stdout.strip() == "ok"
+        return api_server_ready(self.kubeconfig, self.kubectl)
 
     def stop_control_plane(self, wait: float = 60) -> None:
         # The controllers first, the API server and etcd last.

@@ -18,9 +18,10 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 import yaml
@@ -49,6 +50,54 @@ CLUSTER_PROGRAMS = CONTROL_PLANE_PROGRAMS | {"prometheus"}
 
 class ClusterError(RuntimeError):
     """The local cluster could not be brought up, inspected or torn down; says which step."""
+
+
+def read_state(workdir: Path) -> dict[str, Any]:
+    """What a cluster or fleet recorded about itself (`state.json` in its folder)."""
+    path = workdir / "state.json"
+    return dict(json.loads(path.read_text())) if path.is_file() else {}
+
+
+def save_state(workdir: Path, **values: object) -> None:
+    """Record `values` beside what is recorded already."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    state = {**read_state(workdir), **values}
+    (workdir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+
+
+def running_programs(programs: Collection[str], markers: Sequence[str]) -> dict[int, str]:
+    """pid -> name of the running (not zombie) processes of `programs` whose command line names
+    one of `markers` (a cluster's or a fleet's folders)."""
+    found: dict[int, str] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        program = Path(argv[0].decode(errors="replace")).name
+        command = b" ".join(argv).decode(errors="replace")
+        if (
+            program in programs
+            and any(marker in command for marker in markers)
+            and _process_state(int(proc.name)) not in (None, "Z")
+        ):
+            found[int(proc.name)] = program
+    return found
+
+
+def api_server_ready(
+    kubeconfig: Path, kubectl: Callable[..., subprocess.CompletedProcess[str]]
+) -> bool:
+    """Whether the API server `kubeconfig` points at answers /readyz with ok."""
+    if not kubeconfig.is_file():
+        return False
+    try:
+        result = kubectl("get", "--raw", "/readyz", check=False, timeout=20)
+    except subprocess.TimeoutExpired:
+        return False
+    return result.returncode == 0 and result.stdout.strip() == "ok"
 
 
 def default_root() -> Path:
@@ -128,14 +177,11 @@ class LocalCluster:
         port = self._state().get("prometheus_port")
         return f"http://127.0.0.1:{port}" if port else None
 
-    def _state(self) -> dict[str, object]:
-        path = self.workdir / "state.json"
-        return dict(json.loads(path.read_text())) if path.is_file() else {}
+    def _state(self) -> dict[str, Any]:
+        return read_state(self.workdir)
 
     def _save_state(self, **values: object) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        state = {**self._state(), **values}
-        (self.workdir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+        save_state(self.workdir, **values)
 
     @property
     def binaries(self) -> Binaries:
@@ -279,13 +325,7 @@ class LocalCluster:
         )  # fmt: skip
 
     def api_server_ready(self) -> bool:
-        if not self.kubeconfig.is_file():
-            return False
-        try:
-            result = self.kubectl("get", "--raw", "/readyz", check=False, timeout=20)
-        except subprocess.TimeoutExpired:
-            return False
-        return result.returncode == 0 and result.stdout.strip() == "ok"
+        return api_server_ready(self.kubeconfig, self.kubectl)
 
     # -- Prometheus -------------------------------------------------------------------------------
 
@@ -341,24 +381,7 @@ class LocalCluster:
     def processes(self) -> dict[int, str]:
         """Running cluster programs whose command line names this cluster's folders."""
         markers = (f"{self.workdir}/", f"{self.kwok_cluster_dir}/")
-        found: dict[int, str] = {}
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                argv = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            zombie = _process_state(int(proc.name)) in (None, "Z")
-            program = Path(argv[0].decode(errors="replace")).name
-            command = b" ".join(argv).decode(errors="replace")
-            if (
-                program in CLUSTER_PROGRAMS
-                and not zombie
-                and any(marker in command for marker in markers)
-            ):
-                found[int(proc.name)] = program
-        return found
+        return running_programs(CLUSTER_PROGRAMS, markers)
 
     def down(self, wait: float = 60) -> None:
         """Stops every process of the cluster and deletes its state; fine to call when down."""
