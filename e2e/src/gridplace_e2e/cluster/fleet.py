@@ -378,6 +378,9 @@ class LocalFleet:
             # sooner here, so failover tests take seconds, not minutes.
             "--cluster-failure-threshold=10s",
             "--cluster-success-threshold=10s",
+            # A Work that could not reach its member (lost) is retried at most 5 s apart, not
+            # up to 1000 s (Karmada's default): a member that comes back is cleaned up at once.
+            "--rate-limiter-max-delay=5s",
             f"--metrics-bind-address=127.0.0.1:{ports['cm_metrics']}",
             f"--health-probe-bind-address=127.0.0.1:{ports['cm_health']}",
         ]
