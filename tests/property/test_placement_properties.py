@@ -316,7 +316,7 @@ def floors_clearly_feasible(problem: Problem) -> bool:
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")
-@bounded(250)
+@bounded(150)
 @given(problems())
 def test_the_optimiser_plans_every_problem(problem: Problem) -> None:
     plan = solve(problem, OPTIONS)
@@ -329,7 +329,7 @@ def test_the_optimiser_plans_every_problem(problem: Problem) -> None:
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")
-@bounded(150)
+@bounded(100)
 @given(problems())
 def test_the_greedy_baselines_plan_every_problem(problem: Problem) -> None:
     for policy in POLICIES[1:5]:
